@@ -1,0 +1,198 @@
+"""The ``codesign`` command: parses arguments, builds a config, calls the library.
+
+Settings, data names and profiles are validated before TensorFlow is imported
+(it is only ever imported in the evaluation child), so a user error returns
+in about a second as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from codesign.errors import CodesignError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line and exit with code 2."""
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of all subcommands."""
+    p = _Parser(prog="codesign", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="search architecture and precision; write the front")
+    s.add_argument("--data", default="digits", help="data set (default: digits)")
+    s.add_argument("--out", type=Path, required=True, help="run directory (rerun to resume)")
+    s.add_argument("--trials", type=int, default=20, help="COMPLETE trials wanted (default 20)")
+    s.add_argument("--seed", type=int, default=0, help="seed of split, training, sampler")
+    s.add_argument("--profile", default="xnnpack-1t", help="profile name or .toml path")
+    s.add_argument("--space", default="default", help="search-space preset: default, tiny")
+    s.add_argument("--sampler", default="nsga2", help="Optuna sampler (default nsga2)")
+    s.add_argument("--epochs", type=int, default=40, help="supernet training epochs")
+    s.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds one candidate may take (default 600)")
+
+    sub.add_parser("profiles", help="list the shipped hardware profiles")
+
+    e = sub.add_parser("export", help="write one trial's .tflite and manifest")
+    e.add_argument("run", type=Path, help="run directory")
+    e.add_argument("--trial", type=int, required=True, help="trial number (see pareto.json)")
+    e.add_argument("--out", type=Path, required=True, help="destination FILE.tflite")
+
+    b = sub.add_parser("benchmark", help="measure a .tflite's latency on a profile")
+    b.add_argument("model", type=Path, help="a .tflite file")
+    b.add_argument("--profile", default="xnnpack-1t", help="profile name or .toml path")
+
+    v = sub.add_parser("evaluate", help="accuracy of a .tflite on a data set split")
+    v.add_argument("model", type=Path, help="a .tflite file")
+    v.add_argument("--data", default="digits", help="data set (default: digits)")
+    v.add_argument("--split", default="test", choices=("train", "val", "test"))
+    v.add_argument("--seed", type=int, default=None,
+                   help="split seed (default: the manifest's, else 0)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except CodesignError as exc:
+        print(f"codesign: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("codesign: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "search":
+        return _search(args)
+    if args.command == "profiles":
+        return _profiles()
+    if args.command == "export":
+        return _export(args)
+    if args.command == "benchmark":
+        return _benchmark(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
+    raise CodesignError(f"unknown command {args.command!r}")
+
+
+def _search(args: argparse.Namespace) -> int:
+    from codesign.config import SearchConfig
+
+    cfg = SearchConfig(
+        out=args.out,
+        data=args.data,
+        trials=args.trials,
+        seed=args.seed,
+        profile=args.profile,
+        space=args.space,
+        sampler=args.sampler,
+        epochs=args.epochs,
+        timeout_s=args.timeout,
+    ).validate()
+    from codesign.search.loop import run_search
+
+    run_search(cfg)
+    return 0
+
+
+def _profiles() -> int:
+    from codesign.hardware.profile import list_profiles
+    from codesign.report.table import format_table
+
+    rows = [
+        (p.name, p.runtime, p.runtime_version, p.resolver, p.threads, ",".join(p.precisions),
+         p.description)
+        for p in list_profiles()
+    ]
+    headers = ("name", "runtime", "version", "resolver", "threads", "precisions", "description")
+    print(format_table(headers, rows))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from codesign.export import export_trial
+
+    manifest = export_trial(args.run, args.trial, args.out)
+    print(
+        f"wrote {args.out} and {args.out.with_suffix('.json')} "
+        f"(test accuracy {manifest['test_accuracy']:.3f}, "
+        f"latency {manifest['latency_ms']['median']:.3f} ms on {manifest['profile']['name']})"
+    )
+    return 0
+
+
+def _check_model(path: Path) -> None:
+    if not path.is_file():
+        raise CodesignError(f"model {path} does not exist")
+    if path.suffix != ".tflite":
+        raise CodesignError(f"model {path} is not a .tflite file")
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from codesign.errors import TrialFailure
+    from codesign.hardware.profile import load_profile
+    from codesign.worker import EvalWorker
+
+    _check_model(args.model)
+    profile = load_profile(args.profile)
+    with EvalWorker() as w:
+        try:
+            res = w.call("benchmark_file", path=str(args.model), profile=profile.path)
+        except TrialFailure as exc:
+            raise CodesignError(f"{args.model}: {exc}") from None
+    lat = res["latency_ms"]
+    print(
+        f"{args.model}: median {lat['median']:.4f} ms, p90 {lat['p90']:.4f} ms, "
+        f"std {lat['std']:.4f} ms over {lat['runs']} runs on {res['profile']}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from codesign.data import validate_data_name
+    from codesign.errors import TrialFailure
+    from codesign.worker import EvalWorker
+
+    _check_model(args.model)
+    validate_data_name(args.data)
+    seed = args.seed
+    manifest_path = args.model.with_suffix(".json")
+    if seed is None and manifest_path.is_file():
+        try:
+            seed = int(json.loads(manifest_path.read_text())["data"]["split_seed"])
+        except (ValueError, KeyError, TypeError):
+            seed = None
+    seed = 0 if seed is None else seed
+    with EvalWorker() as w:
+        try:
+            res = w.call(
+                "accuracy_file", path=str(args.model), data=args.data, seed=seed, split=args.split
+            )
+        except TrialFailure as exc:
+            raise CodesignError(f"{args.model}: {exc}") from None
+    print(
+        f"{args.model}: {args.split} accuracy {res['accuracy']:.4f} on {res['images']} images "
+        f"of {args.data} (split seed {seed}, resolution {res['resolution']})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The run configuration: frozen, validated before any heavy import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codesign.data import validate_data_name
+from codesign.errors import CodesignError
+from codesign.hardware.profile import DEFAULT_PROFILE, Profile, load_profile
+from codesign.space.family import SpaceSpec, get_space
+
+SAMPLERS = ("nsga2",)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of one ``codesign search`` run.
+
+    Attributes:
+        out: The run directory.
+        data: Data set name.
+        trials: Number of COMPLETE trials wanted.
+        seed: Seed of the data split, supernet training and sampler.
+        profile: Hardware profile name or path.
+        space: Search-space preset.
+        sampler: Optuna sampler.
+        epochs: Supernet training epochs.
+        timeout_s: Longest one candidate's evaluation may take.
+    """
+
+    out: Path
+    data: str = "digits"
+    trials: int = 20
+    seed: int = 0
+    profile: str = DEFAULT_PROFILE
+    space: str = "default"
+    sampler: str = "nsga2"
+    epochs: int = 40
+    timeout_s: float = 600.0
+    _profile: Profile | None = field(default=None, repr=False, compare=False)
+
+    def validate(self) -> SearchConfig:
+        """Check every setting and return a copy with the profile loaded.
+
+        Raises:
+            CodesignError: On the first invalid setting, naming it.
+        """
+        _positive_int("--trials", self.trials, 1, 100_000)
+        _positive_int("--seed", self.seed, 0, 2**31 - 1)
+        _positive_int("--epochs", self.epochs, 1, 10_000)
+        if not self.timeout_s > 0:
+            raise CodesignError(f"--timeout must be positive, got {self.timeout_s}")
+        if self.sampler not in SAMPLERS:
+            raise CodesignError(f"unknown --sampler {self.sampler!r}; use one of: {SAMPLERS}")
+        validate_data_name(self.data)
+        space = get_space(self.space)
+        profile = load_profile(self.profile)
+        missing = [p for p in space.precisions if p not in profile.precisions]
+        if len(missing) == len(space.precisions):
+            raise CodesignError(
+                f"profile {profile.name} runs none of the space's precisions {space.precisions}"
+            )
+        if self.out.exists() and not self.out.is_dir():
+            raise CodesignError(f"--out {self.out} is a file; give a directory")
+        return SearchConfig(
+            out=self.out,
+            data=self.data,
+            trials=self.trials,
+            seed=self.seed,
+            profile=self.profile,
+            space=self.space,
+            sampler=self.sampler,
+            epochs=self.epochs,
+            timeout_s=self.timeout_s,
+            _profile=profile,
+        )
+
+    @property
+    def space_spec(self) -> SpaceSpec:
+        """The search space."""
+        return get_space(self.space)
+
+    @property
+    def profile_spec(self) -> Profile:
+        """The loaded hardware profile."""
+        return self._profile if self._profile is not None else load_profile(self.profile)
+
+    def identity(self) -> dict[str, Any]:
+        """Settings that must not change when a run is resumed."""
+        return {
+            "data": self.data,
+            "seed": self.seed,
+            "space": self.space_spec.to_dict(),
+            "profile": self.profile_spec.identity(),
+            "sampler": self.sampler,
+            "epochs": self.epochs,
+        }
+
+    def train_settings(self) -> dict[str, Any]:
+        """Supernet training settings for the evaluation child."""
+        return {"epochs": self.epochs, "seed": self.seed}
+
+
+def _positive_int(flag: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CodesignError(f"{flag} must be an integer from {low} to {high}, got {value!r}")

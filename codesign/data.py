@@ -1,0 +1,157 @@
+"""Data sets for the search: loading, deterministic splits and preprocessing.
+
+Only numpy and scikit-learn are used here, so the same preprocessing runs in the
+search process, in the evaluation child and in ``codesign evaluate`` without
+TensorFlow. Images are NHWC float32 in [0, 1] at their native size; a model of
+input resolution ``r`` sees them resized with :func:`resize_bilinear`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from codesign.errors import CodesignError
+
+BUILTIN_DATASETS = ("digits",)
+SPLIT = (0.6, 0.2, 0.2)  # train, validation, test
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A classification data set split three ways, images NHWC float32 in [0, 1].
+
+    Attributes:
+        name: The name the user gave (``digits`` or a path).
+        x_train: Training images.
+        y_train: Training labels (int64, 0..num_classes-1).
+        x_val: Validation images (the search scores candidates on these).
+        y_val: Validation labels.
+        x_test: Test images (only the final front and references see these).
+        y_test: Test labels.
+        labels: One name per class.
+        preprocessing: How raw inputs become model inputs, for manifests.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    labels: tuple[str, ...]
+    preprocessing: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images (1 or 3)."""
+        return int(self.x_train.shape[-1])
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, y)`` of the split called ``train``, ``val`` or ``test``."""
+        if name not in ("train", "val", "test"):
+            raise CodesignError(f"unknown split {name!r}; use train, val or test")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+
+def validate_data_name(name: str) -> None:
+    """Check a ``--data`` value without loading anything heavy.
+
+    Raises:
+        CodesignError: If the name is not a data set codesign knows.
+    """
+    if name not in BUILTIN_DATASETS:
+        raise CodesignError(
+            f"unknown data set {name!r}; use one of: {', '.join(BUILTIN_DATASETS)}"
+        )
+
+
+def load_dataset(name: str, seed: int) -> Dataset:
+    """Load a data set and split it deterministically from ``seed``.
+
+    Args:
+        name: ``digits`` (scikit-learn's shipped 8x8 digits).
+        seed: Seed of the stratified train / validation / test split.
+
+    Returns:
+        The split data set.
+    """
+    validate_data_name(name)
+    return _load_digits(seed)
+
+
+@lru_cache(maxsize=4)
+def _load_digits(seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[..., None]
+    y = bunch.target.astype(np.int64)
+    idx = np.arange(len(y))
+    train_frac, val_frac, test_frac = SPLIT
+    idx_train, idx_rest = train_test_split(
+        idx, train_size=train_frac, stratify=y, random_state=seed
+    )
+    idx_val, idx_test = train_test_split(
+        idx_rest,
+        test_size=test_frac / (val_frac + test_frac),
+        stratify=y[idx_rest],
+        random_state=seed,
+    )
+    return Dataset(
+        name="digits",
+        x_train=x[idx_train],
+        y_train=y[idx_train],
+        x_val=x[idx_val],
+        y_val=y[idx_val],
+        x_test=x[idx_test],
+        y_test=y[idx_test],
+        labels=tuple(str(i) for i in range(10)),
+        preprocessing={
+            "source": "8x8 grayscale digits, raw values 0..16",
+            "scale": 1.0 / 16.0,
+            "offset": 0.0,
+            "resize": "bilinear, half-pixel centres (codesign.data.resize_bilinear)",
+            "channels": 1,
+        },
+    )
+
+
+def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Matrix ``(n_out, n_in)`` of bilinear weights with half-pixel centres."""
+    m = np.zeros((n_out, n_in), dtype=np.float32)
+    scale = n_in / n_out
+    for i in range(n_out):
+        src = (i + 0.5) * scale - 0.5
+        src = min(max(src, 0.0), n_in - 1.0)
+        lo = int(np.floor(src))
+        hi = min(lo + 1, n_in - 1)
+        w = src - lo
+        m[i, lo] += 1.0 - w
+        m[i, hi] += w
+    return m
+
+
+def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
+    """Resize NHWC images to ``size`` x ``size`` (bilinear, half-pixel centres).
+
+    This is the same rule as ``tf.image.resize(..., "bilinear")``, written in
+    numpy so that evaluation needs no TensorFlow.
+    """
+    n, h, w, c = x.shape
+    if (h, w) == (size, size):
+        return x.astype(np.float32, copy=False)
+    mh = _interp_matrix(h, size)
+    mw = _interp_matrix(w, size)
+    out = np.einsum("oh,nhwc->nowc", mh, x.astype(np.float32))
+    out = np.einsum("pw,nowc->nopc", mw, out)
+    return np.ascontiguousarray(out, dtype=np.float32)

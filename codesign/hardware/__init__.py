@@ -1,0 +1,1 @@
+"""Hardware profiles and the runtimes that measure models on them."""

@@ -1,0 +1,191 @@
+"""Running and timing a TFLite model in the LiteRT interpreter.
+
+Only numpy and ``ai_edge_litert`` are imported here: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from codesign.errors import TrialFailure
+
+RESOLVERS = ("auto", "builtin", "reference")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of batch-1 inference over repeated runs, in milliseconds.
+
+    Attributes:
+        median: Median of the timed runs.
+        p90: 90th percentile.
+        mean: Mean.
+        std: Standard deviation.
+        min: Fastest run.
+        runs: Number of timed runs.
+        warmup: Number of untimed warm-up runs.
+    """
+
+    median: float
+    p90: float
+    mean: float
+    std: float
+    min: float
+    runs: int
+    warmup: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Return the figures as a dict."""
+        return asdict(self)
+
+
+def make_interpreter(model: bytes, threads: int = 1, resolver: str = "auto") -> object:
+    """Load ``model`` into a LiteRT interpreter (tensors not yet allocated).
+
+    Args:
+        model: Flatbuffer bytes.
+        threads: CPU threads.
+        resolver: ``auto`` (built-in kernels with the XNNPACK delegate),
+            ``builtin`` (built-in kernels, no delegate) or ``reference``.
+
+    Raises:
+        TrialFailure: If the runtime cannot load the model.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kinds = {
+        "auto": OpResolverType.AUTO,
+        "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        "reference": OpResolverType.BUILTIN_REF,
+    }
+    try:
+        return Interpreter(
+            model_content=model, num_threads=threads, experimental_op_resolver_type=kinds[resolver]
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise TrialFailure(f"the runtime cannot load the model: {exc}") from exc
+
+
+def predict(model: bytes, x: np.ndarray, threads: int = 1, resolver: str = "auto") -> np.ndarray:
+    """Return the model's outputs for a batch of inputs ``x`` (float32, NHWC).
+
+    The interpreter is resized to the batch; if the model refuses a batch it is
+    run one image at a time.
+    """
+    interp = make_interpreter(model, threads, resolver)
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    x = _to_input_dtype(x, inp)
+    try:
+        interp.resize_tensor_input(inp["index"], list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        return _from_output_dtype(interp.get_tensor(out["index"]), out)
+    except (ValueError, RuntimeError):
+        pass
+    interp = make_interpreter(model, threads, resolver)
+    try:
+        interp.allocate_tensors()
+        rows = []
+        for i in range(len(x)):
+            interp.set_tensor(inp["index"], x[i : i + 1])
+            interp.invoke()
+            rows.append(_from_output_dtype(interp.get_tensor(out["index"]), out))
+    except (ValueError, RuntimeError) as exc:
+        raise TrialFailure(f"the runtime failed to run the model: {exc}") from exc
+    return np.concatenate(rows)
+
+
+def accuracy(
+    model: bytes, x: np.ndarray, y: np.ndarray, threads: int = 1, resolver: str = "auto"
+) -> float:
+    """Return top-1 accuracy (a fraction) of ``model`` on ``(x, y)``."""
+    logits = predict(model, x, threads, resolver)
+    return float(np.mean(np.argmax(logits, axis=-1) == y))
+
+
+def time_latency(
+    model: bytes,
+    sample: np.ndarray,
+    threads: int = 1,
+    resolver: str = "auto",
+    warmup: int = 10,
+    runs: int = 50,
+) -> LatencyStats:
+    """Time batch-1 inference: ``warmup`` untimed runs, then ``runs`` timed ones.
+
+    Args:
+        model: Flatbuffer bytes.
+        sample: One input image, shape ``(1, H, W, C)``.
+        threads: CPU threads.
+        resolver: Op resolver (see :func:`make_interpreter`).
+        warmup: Untimed runs first.
+        runs: Timed runs.
+
+    Raises:
+        TrialFailure: If the model cannot be prepared or run.
+    """
+    interp = make_interpreter(model, threads, resolver)
+    inp = interp.get_input_details()[0]
+    try:
+        interp.resize_tensor_input(inp["index"], [1, *sample.shape[1:]])
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], _to_input_dtype(sample[:1], inp))
+        for _ in range(warmup):
+            interp.invoke()
+        times = np.empty(runs, dtype=np.float64)
+        for i in range(runs):
+            t0 = time.perf_counter_ns()
+            interp.invoke()
+            times[i] = (time.perf_counter_ns() - t0) / 1e6
+    except (ValueError, RuntimeError) as exc:
+        raise TrialFailure(f"the runtime failed to run the model: {exc}") from exc
+    return LatencyStats(
+        median=float(np.median(times)),
+        p90=float(np.percentile(times, 90)),
+        mean=float(times.mean()),
+        std=float(times.std()),
+        min=float(times.min()),
+        runs=runs,
+        warmup=warmup,
+    )
+
+
+def io_details(model: bytes) -> dict[str, dict]:
+    """Return shape, dtype and quantization (scale, zero point) of input and output."""
+    interp = make_interpreter(model)
+
+    def describe(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        return {
+            "name": d["name"],
+            "shape": [int(v) for v in d["shape_signature"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "quantization": {"scale": float(scale), "zero_point": int(zero)},
+        }
+
+    return {
+        "input": describe(interp.get_input_details()[0]),
+        "output": describe(interp.get_output_details()[0]),
+    }
+
+
+def _to_input_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    q = np.round(x / scale + zero)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _from_output_dtype(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]) == np.float32:
+        return y.copy()
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale

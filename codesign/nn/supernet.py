@@ -1,0 +1,169 @@
+"""The weight-sharing supernet: the maximal network with channel masks and depth gates.
+
+A sub-network is selected by a mask per channel group (the first ``k`` channels
+are 1) and a gate per residual block (0 skips the block). With masks, every
+sub-network computes exactly what the narrow network built by
+:mod:`codesign.nn.submodel` computes, while shapes stay static so one traced
+training step serves all sub-networks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from codesign.errors import CodesignError
+from codesign.nn import layers as L
+from codesign.space.family import SpaceSpec, SubnetSpec
+
+
+class Supernet:
+    """The maximal network of a space, with weights shared by all sub-networks.
+
+    Args:
+        space: The search space whose maximal network this is.
+        num_classes: Classifier outputs.
+        channels: Input image channels.
+    """
+
+    def __init__(self, space: SpaceSpec, num_classes: int, channels: int) -> None:
+        self.space = space
+        self.num_classes = num_classes
+        self.channels = channels
+        self.groups = space.group_sizes()
+        self.blocks = space.blocks()
+        self.layers: dict[str, tf.Module] = {}
+        self._make_layers()
+        self._build()
+
+    # --- construction ----------------------------------------------------------------
+
+    def _add(self, layer: tf.Module) -> tf.Module:
+        self.layers[layer.name] = layer
+        return layer
+
+    def _make_layers(self) -> None:
+        sp = self.space
+        self._add(L.conv("stem_conv", self.groups["stem"], 3, sp.stem_stride))
+        self._add(L.batch_norm("stem_bn"))
+        for bp in self.blocks:
+            if bp.expand > 1:
+                self._add(L.conv(f"{bp.name}_expand", self.groups[bp.hidden_group]))
+                self._add(L.batch_norm(f"{bp.name}_expand_bn"))
+            self._add(L.depthwise(f"{bp.name}_dw", sp.kernel, bp.stride))
+            self._add(L.batch_norm(f"{bp.name}_dw_bn"))
+            self._add(L.conv(f"{bp.name}_project", self.groups[bp.out_group]))
+            self._add(L.batch_norm(f"{bp.name}_project_bn"))
+        self._add(L.conv("head_conv", self.groups["head"]))
+        self._add(L.batch_norm("head_bn"))
+        self._add(L.dense("classifier", self.num_classes))
+
+    def _build(self) -> None:
+        r = max(self.space.resolutions)
+        x = tf.zeros((1, r, r, self.channels))
+        masks = self.masks_for(self.max_subnet())
+        self.forward(x, masks, tf.ones(len(self.blocks)), training=False)
+
+    def max_subnet(self) -> SubnetSpec:
+        """Return the maximal sub-network (everything on)."""
+        return self.space.subnet(self.space.max_candidate())
+
+    # --- masks ---------------------------------------------------------------------------
+
+    def masks_for(self, sub: SubnetSpec) -> dict[str, tf.Tensor]:
+        """Return the channel masks of ``sub``: group -> float vector of full width."""
+        out = {}
+        for g, full in self.groups.items():
+            k = sub.channels[g]
+            out[g] = tf.constant(np.arange(full) < k, dtype=tf.float32)
+        return out
+
+    def mask_vector(self, sub: SubnetSpec) -> np.ndarray:
+        """Return all masks of ``sub`` concatenated in group order, then the block gates."""
+        parts = [np.arange(full) < sub.channels[g] for g, full in self.groups.items()]
+        parts.append(self.gates_for(sub))
+        return np.concatenate(parts).astype(np.float32)
+
+    def gates_for(self, sub: SubnetSpec) -> np.ndarray:
+        """Return one gate per block: 1 if the sub-network uses the block."""
+        return np.array(
+            [1.0 if bp.index <= sub.depths[bp.stage - 1] else 0.0 for bp in self.blocks],
+            dtype=np.float32,
+        )
+
+    def split_vector(self, vec: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """Invert :meth:`mask_vector` inside a traced function."""
+        masks = {}
+        start = 0
+        for g, full in self.groups.items():
+            masks[g] = vec[start : start + full]
+            start += full
+        return masks, vec[start:]
+
+    # --- forward -------------------------------------------------------------------------
+
+    def forward(
+        self, x: tf.Tensor, masks: dict[str, tf.Tensor], gates: tf.Tensor, training: bool
+    ) -> tf.Tensor:
+        """Run the masked maximal network and return logits."""
+        ly = self.layers
+        relu6 = tf.nn.relu6
+        h = relu6(ly["stem_bn"](ly["stem_conv"](x), training=training)) * masks["stem"]
+        for i, bp in enumerate(self.blocks):
+            inp = h
+            if bp.expand > 1:
+                e = ly[f"{bp.name}_expand"](h)
+                e = relu6(ly[f"{bp.name}_expand_bn"](e, training=training))
+                e = e * masks[bp.hidden_group]
+            else:
+                e = h
+            d = relu6(ly[f"{bp.name}_dw_bn"](ly[f"{bp.name}_dw"](e), training=training))
+            d = d * masks[bp.hidden_group]
+            p = ly[f"{bp.name}_project_bn"](ly[f"{bp.name}_project"](d), training=training)
+            p = p * masks[bp.out_group]
+            h = inp + gates[i] * p if bp.residual else p
+        h = relu6(ly["head_bn"](ly["head_conv"](h), training=training)) * masks["head"]
+        h = tf.reduce_mean(h, axis=(1, 2))
+        return ly["classifier"](h)
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        """All trainable variables of the supernet."""
+        out: list[tf.Variable] = []
+        for layer in self.layers.values():
+            out.extend(layer.trainable_variables)
+        return out
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def weights(self) -> dict[str, list[np.ndarray]]:
+        """Return every layer's weights as numpy arrays, keyed by layer name."""
+        return {name: [w.numpy() for w in layer.weights] for name, layer in self.layers.items()}
+
+    def save(self, path: Path) -> None:
+        """Save weights to an ``.npz`` file (no pickle), atomically."""
+        arrays = {
+            f"{name}/{i}": w for name, ws in self.weights().items() for i, w in enumerate(ws)
+        }
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+
+    def load(self, path: Path) -> None:
+        """Load weights saved by :meth:`save`.
+
+        Raises:
+            CodesignError: If the file does not match this space.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                for name, layer in self.layers.items():
+                    ws = [data[f"{name}/{i}"] for i in range(len(layer.weights))]
+                    layer.set_weights(ws)
+        except (KeyError, ValueError, OSError) as exc:
+            raise CodesignError(
+                f"supernet weights {path} do not fit this space ({exc}); "
+                "delete the file to retrain"
+            ) from None

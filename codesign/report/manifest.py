@@ -1,0 +1,58 @@
+"""The manifest written beside every exported ``.tflite``: what a deployer needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MANIFEST_VERSION = 1
+
+
+def build_manifest(
+    trial: int | None,
+    attrs: dict[str, Any],
+    data_info: dict[str, Any],
+    profile_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Return the manifest of one evaluated candidate.
+
+    Args:
+        trial: Trial number (``None`` for a reference network).
+        attrs: The trial's user attributes (or a reference's measurements).
+        data_info: ``{"name", "seed", "labels", "preprocessing"}`` of the data set.
+        profile_info: The profile as a dict.
+
+    Returns:
+        A JSON-serializable manifest.
+    """
+    io = attrs["io"]
+    resolution = attrs["candidate"]["resolution"]
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "trial": trial,
+        "input": {
+            "shape": [1, *io["input"]["shape"][1:]],
+            "batch": "dynamic (the file's batch dimension is -1; 1 is the measured case)",
+            "dtype": io["input"]["dtype"],
+            "quantization": io["input"]["quantization"],
+        },
+        "output": {
+            "shape": [1, *io["output"]["shape"][1:]],
+            "dtype": io["output"]["dtype"],
+            "quantization": io["output"]["quantization"],
+            "meaning": "logits, one per label",
+        },
+        "preprocessing": {**data_info["preprocessing"], "resolution": resolution},
+        "labels": list(data_info["labels"]),
+        "data": {"name": data_info["name"], "split_seed": data_info["seed"]},
+        "profile": {
+            k: profile_info[k]
+            for k in ("name", "runtime", "runtime_version", "resolver", "threads")
+        },
+        "latency_ms": attrs["latency_ms"],
+        "val_accuracy": attrs["val_accuracy"],
+        "test_accuracy": attrs["test_accuracy"],
+        "size_bytes": attrs["size_bytes"],
+        "size_gzip_bytes": attrs["size_gzip_bytes"],
+        "layers": attrs["layers"],
+        "candidate": attrs["candidate"],
+    }

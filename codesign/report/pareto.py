@@ -1,0 +1,147 @@
+"""The measured Pareto front and the files that publish it.
+
+``pareto.json`` (schema version 1) is documented in ``docs/pareto-schema.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+from codesign.report.manifest import build_manifest
+
+SCHEMA_VERSION = 1
+
+
+def pareto_indices(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points, accuracy up and latency down.
+
+    Args:
+        points: ``(accuracy, latency)`` pairs.
+
+    Returns:
+        Indices of the points no other point dominates, by ascending latency.
+    """
+    front = []
+    for i, (acc_i, lat_i) in enumerate(points):
+        dominated = any(
+            acc_j >= acc_i and lat_j <= lat_i and (acc_j > acc_i or lat_j < lat_i)
+            for j, (acc_j, lat_j) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][1], -points[i][0]))
+
+
+def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The COMPLETE trials on the Pareto front of validation accuracy and latency."""
+    points = [(t.values[0], t.values[1]) for t in trials]
+    return [trials[i] for i in pareto_indices(points)]
+
+
+def point_record(t: FrozenTrial) -> dict[str, Any]:
+    """One ``points`` entry of ``pareto.json`` from a trial's user attributes."""
+    ua = t.user_attrs
+    lat = ua["latency_ms"]
+    return {
+        "trial": t.number,
+        "val_accuracy": ua["val_accuracy"],
+        "test_accuracy": ua["test_accuracy"],
+        "latency_ms": {"median": lat["median"], "p90": lat["p90"], "std": lat["std"]},
+        "size_bytes": ua["size_bytes"],
+        "size_gzip_bytes": ua["size_gzip_bytes"],
+        "model": f"models/trial-{t.number}.tflite",
+        "manifest": f"models/trial-{t.number}.json",
+        "candidate": ua["candidate"],
+    }
+
+
+def write_front(
+    root: Path,
+    front: Sequence[FrozenTrial],
+    references: Sequence[dict[str, Any]],
+    run_info: dict[str, Any],
+    data_info: dict[str, Any],
+    profile_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Copy the front's models with manifests and write ``pareto.json`` and ``.csv``.
+
+    Models of trials that left the front (after a rerun with more trials) are
+    removed from ``models/``; every model stays in ``cache/``.
+
+    Returns:
+        The ``pareto.json`` document.
+    """
+    models = root / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    keep = set()
+    for t in front:
+        src = root / "cache" / f"trial-{t.number}.tflite"
+        dst = models / f"trial-{t.number}.tflite"
+        if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
+            shutil.copyfile(src, dst)
+        manifest = build_manifest(t.number, t.user_attrs, data_info, profile_info)
+        _write_json(models / f"trial-{t.number}.json", manifest)
+        keep |= {dst.name, f"trial-{t.number}.json"}
+    for stale in models.glob("trial-*"):
+        if stale.name not in keep:
+            stale.unlink()
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "run": run_info,
+        "points": [point_record(t) for t in front],
+        "references": list(references),
+    }
+    _write_json(root / "pareto.json", doc)
+    _write_csv(root / "pareto.csv", doc["points"])
+    return doc
+
+
+CSV_FIELDS = (
+    "trial",
+    "val_accuracy",
+    "test_accuracy",
+    "latency_median_ms",
+    "latency_p90_ms",
+    "latency_std_ms",
+    "size_bytes",
+    "size_gzip_bytes",
+    "model",
+    "candidate",
+)
+
+
+def _write_csv(path: Path, points: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for p in points:
+            w.writerow(
+                {
+                    "trial": p["trial"],
+                    "val_accuracy": p["val_accuracy"],
+                    "test_accuracy": p["test_accuracy"],
+                    "latency_median_ms": p["latency_ms"]["median"],
+                    "latency_p90_ms": p["latency_ms"]["p90"],
+                    "latency_std_ms": p["latency_ms"]["std"],
+                    "size_bytes": p["size_bytes"],
+                    "size_gzip_bytes": p["size_gzip_bytes"],
+                    "model": p["model"],
+                    "candidate": json.dumps(p["candidate"], sort_keys=True),
+                }
+            )
+    tmp.replace(path)
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False))
+    tmp.replace(path)

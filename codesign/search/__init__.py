@@ -1,0 +1,1 @@
+"""The Optuna study: run directory, sampler, storage and the trial loop."""

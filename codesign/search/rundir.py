@@ -1,0 +1,188 @@
+"""The run directory: paths, the owner lock and the saved settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import CodesignError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run (everything a later command needs lives here).
+
+    Attributes:
+        root: The run directory.
+    """
+
+    root: Path
+
+    @property
+    def study_db(self) -> Path:
+        """The SQLite study."""
+        return self.root / "study.db"
+
+    @property
+    def storage_url(self) -> str:
+        """SQLAlchemy URL of the study."""
+        return f"sqlite:///{self.study_db.resolve()}"
+
+    @property
+    def config_file(self) -> Path:
+        """Settings of the run (checked when it is resumed)."""
+        return self.root / "config.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """Holds the pid of the process that owns the run."""
+        return self.root / "lock"
+
+    @property
+    def cache(self) -> Path:
+        """Every evaluated candidate's model."""
+        return self.root / "cache"
+
+    @property
+    def models(self) -> Path:
+        """Models of the Pareto front with their manifests."""
+        return self.root / "models"
+
+    @property
+    def references_file(self) -> Path:
+        """Measurements of the reference networks."""
+        return self.root / "references.json"
+
+    def trial_model(self, number: int) -> Path:
+        """The cached model of trial ``number``."""
+        return self.cache / f"trial-{number}.tflite"
+
+    def exists(self) -> bool:
+        """Whether a run was started here."""
+        return self.config_file.is_file()
+
+    # --- settings ----------------------------------------------------------------------
+
+    def check_settings(self, identity: dict[str, Any], trials: int) -> None:
+        """Refuse to resume with different settings; record them on first use.
+
+        Raises:
+            CodesignError: If ``identity`` differs from the saved settings, or
+                ``trials`` is smaller than the run's.
+        """
+        if not self.config_file.is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.save_settings(identity, trials)
+            return
+        try:
+            saved = json.loads(self.config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise CodesignError(
+                f"{self.config_file} is unreadable ({exc}); use another --out"
+            ) from None
+        diff = _first_difference(saved.get("identity", {}), json.loads(json.dumps(identity)))
+        if diff is not None:
+            key, old_value, new_value = diff
+            raise CodesignError(
+                f"{self.root} was run with different {key} ({_short(old_value)} vs now "
+                f"{_short(new_value)}); use the same settings or another --out"
+            )
+        if trials < saved.get("trials", 0):
+            raise CodesignError(
+                f"{self.root} was run with --trials {saved['trials']}; --trials can only grow "
+                f"(got {trials})"
+            )
+        if trials != saved.get("trials"):
+            self.save_settings(identity, trials)
+
+    def save_settings(self, identity: dict[str, Any], trials: int) -> None:
+        """Write the settings file atomically."""
+        tmp = self.config_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"identity": identity, "trials": trials}, indent=1))
+        tmp.replace(self.config_file)
+
+    # --- lock --------------------------------------------------------------------------
+
+    def acquire(self) -> bool:
+        """Take the owner lock.
+
+        Returns:
+            True if a previous owner died without releasing it (its RUNNING
+            trials were interrupted).
+
+        Raises:
+            CodesignError: If a live process owns the run.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        stale = False
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner and _alive(owner):
+                    raise CodesignError(
+                        f"{self.root} is in use by process {owner['pid']}; wait for it to end "
+                        "or stop it, then rerun"
+                    ) from None
+                stale = True
+                self.lock_file.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            return stale
+        raise CodesignError(f"cannot take the lock {self.lock_file}; remove it and rerun")
+
+    def release(self) -> None:
+        """Release the owner lock if this process holds it."""
+        owner = self._owner()
+        if owner and owner.get("pid") == os.getpid():
+            self.lock_file.unlink(missing_ok=True)
+
+    def _owner(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.lock_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True  # cannot tell; assume the other machine's process lives
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie holds its pid but is dead
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first (dotted key, old, new) where two JSON values differ, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            sub = f"{path}.{key}" if path else key
+            found = _first_difference(old.get(key), new.get(key), sub)
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."

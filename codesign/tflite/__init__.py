@@ -1,0 +1,1 @@
+"""TFLite conversion and inspection of converted files."""

@@ -1,0 +1,90 @@
+"""The child's main loop: receive a request, run it, send the result back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import traceback
+from typing import Any
+
+from codesign.errors import CodesignError, TrialFailure
+
+TEST_HOOKS_ENV = "CODESIGN_TEST_HOOKS"
+
+
+def serve(conn: Any, log_path: str | None = None) -> None:
+    """Serve requests on ``conn`` until ``stop`` or the pipe closes.
+
+    Replies are ``("ok", result)``, ``("fail", reason)`` for a failed request,
+    ``("user_error", message)``, or any number of ``("progress", info)`` first.
+
+    Args:
+        conn: The child's end of the pipe.
+        log_path: Where the child's stdout and stderr go (``None``: discarded).
+    """
+    _redirect_output(log_path)
+    _die_with_parent()
+    import codesign  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
+    from codesign.worker.pipeline import Pipeline
+
+    pipeline = Pipeline(progress=lambda info: conn.send(("progress", info)))
+    while True:
+        try:
+            method, kwargs = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if method == "stop":
+            return
+        try:
+            if method.startswith("test_"):
+                result = _test_hook(method, kwargs)
+            else:
+                handler = getattr(pipeline, f"do_{method}", None)
+                if handler is None:
+                    raise TrialFailure(f"unknown request {method!r}")
+                result = handler(**kwargs)
+            conn.send(("ok", result))
+        except CodesignError as exc:
+            conn.send(("user_error", str(exc)))
+        except TrialFailure as exc:
+            conn.send(("fail", str(exc)))
+        except Exception as exc:  # anything else fails this request, not the child
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{os.path.basename(last.filename)}:{last.lineno}"
+            conn.send(("fail", f"{type(exc).__name__}: {exc} (at {where})"))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the search process dies (SIGKILL included)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the child still exits when the pipe closes
+
+
+def _redirect_output(log_path: str | None) -> None:
+    """Point file descriptors 1 and 2 (also TensorFlow's C++ logging) at the log."""
+    target = log_path or os.devnull
+    if log_path:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _test_hook(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Hooks that let tests provoke a real crash of the child (off unless enabled)."""
+    if os.environ.get(TEST_HOOKS_ENV) != "1":
+        raise TrialFailure(f"{method} needs {TEST_HOOKS_ENV}=1")
+    if method == "test_segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if method == "test_pid":
+        return {"pid": os.getpid()}
+    raise TrialFailure(f"unknown test hook {method!r}")

@@ -1,0 +1,46 @@
+"""Shared fixtures: one tiny supernet and one tiny search per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CODESIGN = [sys.executable, "-m", "codesign.cli"]
+TINY = ["--space", "tiny", "--epochs", "10", "--seed", "0"]
+BASE_TRIALS = 8
+
+
+def run_cli(
+    *args: str, timeout: float = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run the codesign command line and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*CODESIGN, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny search (trains the session's one supernet)."""
+    out = tmp_path_factory.mktemp("runs") / "base"
+    proc = run_cli("search", *TINY, "--trials", str(BASE_TRIALS), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    return out
+
+
+@pytest.fixture
+def seeded_run(base_run: Path, tmp_path: Path) -> Path:
+    """A fresh run directory that already holds the session's tiny supernet."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("supernet.npz", "supernet.json"):
+        shutil.copy(base_run / name, out / name)
+    return out

@@ -1,0 +1,76 @@
+"""Supernet, sub-models and batch-norm recalibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import codesign  # noqa: F401  (tf_keras before TensorFlow)
+from codesign.data import load_dataset, resize_bilinear
+from codesign.nn.bn import recalibrate_bn
+from codesign.nn.submodel import build_submodel, inherit_weights, kept_channels
+from codesign.nn.supernet import Supernet
+from codesign.nn.train import TrainSettings, train_supernet
+from codesign.space import Candidate, get_space
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", 0)
+
+
+def test_submodel_equals_masked_supernet(data) -> None:
+    space = get_space("default")
+    net = Supernet(space, 10, 1)
+    rng = np.random.default_rng(0)
+    weights = net.weights()
+    # make the BN statistics non-trivial so that a wrong slice shows
+    for name, layer in net.layers.items():
+        if name.endswith("_bn"):
+            ws = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in ws])
+    weights = net.weights()
+    for cand in [space.max_candidate(), space.min_candidate(),
+                 *(space.random_candidate(rng) for _ in range(3))]:
+        sub = space.subnet(cand)
+        model = build_submodel(space, sub, 10, 1)
+        inherit_weights(model, weights)
+        x = resize_bilinear(data.x_val[:20], cand.resolution)
+        ours = model(x, training=False).numpy()
+        masked = net.forward(x, net.masks_for(sub), net.gates_for(sub), training=False).numpy()
+        np.testing.assert_allclose(ours, masked, rtol=1e-4, atol=1e-4)
+
+
+def test_submodel_is_structurally_narrow() -> None:
+    space = get_space("default")
+    cand = Candidate(24, (1, 1, 2, 1), 0.25, "float32")
+    sub = space.subnet(cand)
+    model = build_submodel(space, sub, 10, 1)
+    ch = kept_channels(model)
+    assert ch["s3b2_project"] == sub.channels["s3"] < 40
+    assert ch["s2b1_expand"] == sub.channels["s2b1_expand"]
+    assert "s2b2_dw" not in ch and "s3b3_dw" not in ch
+    full = build_submodel(space, space.subnet(space.max_candidate()), 10, 1)
+    assert model.count_params() < full.count_params() / 4
+
+
+def test_bn_recalibration_sets_batch_statistics(data) -> None:
+    space = get_space("tiny")
+    sub = space.subnet(space.max_candidate())
+    model = build_submodel(space, sub, 10, 1)
+    x = resize_bilinear(data.x_train[:300], sub.resolution)
+    recalibrate_bn(model, x, batch_size=300)
+    stem = model.get_layer("stem_conv")(x).numpy()
+    bn = model.get_layer("stem_bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), stem.mean(axis=(0, 1, 2)), atol=1e-4)
+    assert bn.momentum == pytest.approx(0.9)
+
+
+def test_training_is_deterministic_for_a_seed(data) -> None:
+    space = get_space("tiny")
+    settings = TrainSettings(epochs=1, seed=5)
+    a = train_supernet(space, data, settings).weights()
+    b = train_supernet(space, data, settings).weights()
+    for name in a:
+        for wa, wb in zip(a[name], b[name], strict=True):
+            np.testing.assert_array_equal(wa, wb)

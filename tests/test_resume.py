@@ -1,0 +1,89 @@
+"""Killed runs resume; reruns with other settings are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import CODESIGN, ROOT, TINY, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _complete(run: Path) -> int:
+    db = run / "study.db"
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            return con.execute("select count(*) from trials where state='COMPLETE'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_mid_run_then_rerun_ends_with_exact_count(seeded_run: Path) -> None:
+    args = ["search", *TINY, "--trials", "10", "--out", str(seeded_run)]
+    proc = subprocess.Popen([*CODESIGN, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _complete(seeded_run) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = _complete(seeded_run)
+    assert 3 <= killed_at < 10
+    assert json.loads((seeded_run / "lock").read_text())["pid"] == proc.pid
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="codesign",
+                              storage=f"sqlite:///{seeded_run / 'study.db'}")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 10
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    for t in study.get_trials(states=(TrialState.FAIL,)):
+        assert t.user_attrs["fail_reason"] == "interrupted"
+    assert not (seeded_run / "lock").exists()
+    assert (seeded_run / "pareto.json").is_file()
+
+
+def test_rerun_with_other_settings_is_refused(seeded_run: Path) -> None:
+    base = ["search", *TINY, "--trials", "3", "--out", str(seeded_run)]
+    first = run_cli(*base)
+    assert first.returncode == 0, first.stderr
+    before = (seeded_run / "study.db").read_bytes()
+
+    other_seed = ["search", "--space", "tiny", "--epochs", "10", "--seed", "1",
+                  "--trials", "3", "--out", str(seeded_run)]
+    proc = run_cli(*other_seed)
+    assert proc.returncode == 2 and "different seed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    proc = run_cli("search", "--space", "default", "--epochs", "10", "--trials", "3",
+                   "--out", str(seeded_run))
+    assert proc.returncode == 2 and "different space" in proc.stderr
+
+    proc = run_cli(*base[:-4], "--trials", "2", "--out", str(seeded_run))
+    assert proc.returncode == 2 and "can only grow" in proc.stderr
+    assert (seeded_run / "study.db").read_bytes() == before
+
+    more = run_cli(*base[:-4], "--trials", "5", "--out", str(seeded_run))
+    assert more.returncode == 0, more.stderr
+    study = optuna.load_study(study_name="codesign",
+                              storage=f"sqlite:///{seeded_run / 'study.db'}")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
+
+
+def test_live_owner_blocks_a_second_search(seeded_run: Path) -> None:
+    (seeded_run / "lock").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    proc = run_cli("search", *TINY, "--trials", "2", "--out", str(seeded_run))
+    assert proc.returncode == 2 and f"in use by process {os.getpid()}" in proc.stderr

@@ -1,0 +1,126 @@
+"""A whole tiny search: the run directory, its formats, export, evaluate, benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from codesign.hardware import litert
+from tests.conftest import BASE_TRIALS, ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+STAGES = {"build", "bn_recalibration", "conversion", "accuracy", "latency"}
+
+
+def _pareto(run: Path) -> dict:
+    return json.loads((run / "pareto.json").read_text())
+
+
+def test_study_holds_the_trials_asked_with_their_attributes(base_run: Path) -> None:
+    study = optuna.load_study(study_name="codesign", storage=f"sqlite:///{base_run / 'study.db'}")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == BASE_TRIALS
+    for t in complete:
+        ua = t.user_attrs
+        assert STAGES <= set(ua["times"])
+        assert {"median", "p90", "std", "mean"} <= set(ua["latency_ms"])
+        assert 0.0 <= ua["val_accuracy"] <= 1.0 and t.values[0] == ua["val_accuracy"]
+        assert t.values[1] == ua["latency_ms"]["median"] > 0
+        assert ua["candidate"]["resolution"] == t.params["resolution"]
+        assert (base_run / "cache" / f"trial-{t.number}.tflite").is_file()
+
+
+def test_pareto_json_schema_and_front(base_run: Path) -> None:
+    doc = _pareto(base_run)
+    assert doc["schema_version"] == 1
+    run = doc["run"]
+    assert {"data", "profile", "sampler", "seed", "trials", "package_versions"} <= set(run)
+    assert run["package_versions"]["optuna"].startswith("5.")
+    assert {r["name"] for r in doc["references"]} == {"max-float32", "max-int8"}
+    points = doc["points"]
+    assert points
+    lat = [p["latency_ms"]["median"] for p in points]
+    acc = [p["val_accuracy"] for p in points]
+    assert lat == sorted(lat)
+    # a front sorted by latency gains accuracy with every step
+    assert all(a2 > a1 for a1, a2 in zip(acc, acc[1:], strict=False))
+    for p in points:
+        assert {"trial", "val_accuracy", "test_accuracy", "latency_ms", "size_bytes",
+                "size_gzip_bytes", "model", "candidate"} <= set(p)
+        assert p["size_gzip_bytes"] < p["size_bytes"]
+        assert (base_run / p["model"]).is_file()
+    csv_lines = (base_run / "pareto.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == len(points) + 1
+
+
+def test_every_model_loads_and_its_manifest_is_true(base_run: Path) -> None:
+    for p in _pareto(base_run)["points"]:
+        model = (base_run / p["model"]).read_bytes()
+        manifest = json.loads((base_run / p["model"]).with_suffix(".json").read_text())
+        io = litert.io_details(model)
+        assert manifest["input"]["shape"] == [1, *io["input"]["shape"][1:]]
+        assert manifest["input"]["shape"][1] == p["candidate"]["resolution"]
+        assert manifest["labels"] == [str(i) for i in range(10)]
+        assert manifest["preprocessing"]["resize"].startswith("bilinear")
+        assert manifest["test_accuracy"] == p["test_accuracy"]
+        names = [layer["name"] for layer in manifest["layers"]]
+        assert names[0] == "stem_conv" and names[-1] == "classifier"
+        assert {layer["precision"] for layer in manifest["layers"]} == {
+            p["candidate"]["precision"]
+        }
+
+
+def test_independent_script_agrees_on_latency(base_run: Path) -> None:
+    doc = _pareto(base_run)
+    models = [str(base_run / p["model"]) for p in doc["points"]]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "device_bench.py"), *models, "--runs", "200"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    measured = {m["model"]: m for m in json.loads(proc.stdout)["models"]}
+    for p in doc["points"]:
+        m = measured[str(base_run / p["model"])]
+        assert "error" not in m
+        ratio = m["median_ms"] / p["latency_ms"]["median"]
+        assert 0.5 < ratio < 2.0, (p["trial"], ratio)  # 25 % is checked on the default space
+
+
+def test_export_evaluate_and_benchmark(base_run: Path, tmp_path: Path) -> None:
+    point = _pareto(base_run)["points"][-1]
+    out = tmp_path / "deploy" / "best.tflite"
+    proc = run_cli("export", str(base_run), "--trial", str(point["trial"]), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == (base_run / point["model"]).read_bytes()
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["trial"] == point["trial"]
+
+    proc = run_cli("evaluate", str(out), "--data", "digits")
+    assert proc.returncode == 0, proc.stderr
+    assert f"accuracy {point['test_accuracy']:.4f}" in proc.stdout
+
+    proc = run_cli("benchmark", str(out), "--profile", "xnnpack-1t")
+    assert proc.returncode == 0, proc.stderr
+    assert "median" in proc.stdout and "xnnpack-1t" in proc.stdout
+
+
+def test_export_of_missing_trial_is_a_user_error(base_run: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", str(base_run), "--trial", "9999", "--out", str(tmp_path / "m.tflite"))
+    assert proc.returncode == 2 and "has no trial 9999" in proc.stderr
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_rerun_of_a_finished_run_reuses_everything(base_run: Path) -> None:
+    before = (base_run / "pareto.json").read_text()
+    proc = run_cli("search", "--space", "tiny", "--epochs", "10", "--seed", "0",
+                   "--trials", str(BASE_TRIALS), "--out", str(base_run))
+    assert proc.returncode == 0, proc.stderr
+    assert "supernet: reused" in proc.stdout
+    doc = json.loads((base_run / "pareto.json").read_text())
+    assert doc["points"] == json.loads(before)["points"]

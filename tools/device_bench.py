@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Measure TFLite models on this machine and print one JSON document.
+
+Standalone on purpose: it needs only numpy and a TFLite runtime
+(``ai_edge_litert``, else ``tflite_runtime``, else ``tensorflow.lite``), so it
+can be copied to a board and run there, and it shares no code with codesign
+(it is the independent check of codesign's own measurements).
+
+    python device_bench.py model_a.tflite model_b.tflite --threads 1 --runs 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+
+def load_runtime():
+    """Return ``(name, version, Interpreter class, resolver enum or None)``."""
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter as mod
+
+        version = getattr(ai_edge_litert, "__version__", None)
+        if version is None:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version("ai-edge-litert")
+        return "ai-edge-litert", version, mod.Interpreter, getattr(mod, "OpResolverType", None)
+    except ImportError:
+        pass
+    try:
+        import tflite_runtime
+        from tflite_runtime import interpreter as mod
+
+        return ("tflite-runtime", getattr(tflite_runtime, "__version__", "?"), mod.Interpreter,
+                getattr(mod, "OpResolverType", None))
+    except ImportError:
+        pass
+    import tensorflow as tf
+
+    return "tensorflow", tf.__version__, tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+
+
+RESOLVER_NAMES = {
+    "auto": "AUTO",
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    "reference": "BUILTIN_REF",
+}
+
+
+def measure(path, interpreter_cls, resolver_enum, args):
+    """Time one model; return a dict of figures or of the error."""
+    import numpy as np
+
+    kwargs = {"model_path": path, "num_threads": args.threads}
+    if resolver_enum is not None:
+        kwargs["experimental_op_resolver_type"] = getattr(
+            resolver_enum, RESOLVER_NAMES[args.resolver]
+        )
+    elif args.resolver != "auto":
+        return {"model": path, "error": "this runtime cannot choose an op resolver"}
+    try:
+        interp = interpreter_cls(**kwargs)
+        detail = interp.get_input_details()[0]
+        shape = [1, *[int(v) for v in detail["shape"][1:]]]
+        interp.resize_tensor_input(detail["index"], shape)
+        interp.allocate_tensors()
+        dtype = np.dtype(detail["dtype"])
+        rng = np.random.default_rng(0)
+        if dtype.kind == "f":
+            data = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            data = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+        interp.set_tensor(detail["index"], data)
+        warm = warm_up(interp, args.warmup, args.max_warmup)
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            interp.invoke()
+            times.append((time.perf_counter() - start) * 1000.0)
+    except Exception as exc:  # report, do not die: other models may still run
+        return {"model": path, "error": f"{type(exc).__name__}: {exc}"}
+    times.sort()
+    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    return {
+        "model": path,
+        "median_ms": statistics.median(times),
+        "p90_ms": p90,
+        "mean_ms": statistics.fmean(times),
+        "std_ms": statistics.pstdev(times),
+        "min_ms": times[0],
+        "runs": len(times),
+        "warmup_runs": warm,
+    }
+
+
+def warm_up(interp, minimum, maximum):
+    """Invoke until two successive windows of 10 runs agree within 5 %; return runs used."""
+    done = 0
+    previous = None
+    while done < maximum:
+        window = []
+        for _ in range(10):
+            start = time.perf_counter()
+            interp.invoke()
+            window.append(time.perf_counter() - start)
+        done += 10
+        current = statistics.median(window)
+        if done >= minimum and previous is not None and abs(current - previous) <= 0.05 * previous:
+            break
+        previous = current
+    return done
+
+
+def machine_facts():
+    """What the system tells about this machine (governor and temperature if exposed)."""
+    facts = {"machine": platform.machine(), "system": platform.system(),
+             "python": platform.python_version()}
+    for key, path in (
+        ("cpu_governor", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        ("temperature_millicelsius", "/sys/class/thermal/thermal_zone0/temp"),
+    ):
+        try:
+            with open(path) as fh:
+                facts[key] = fh.read().strip()
+        except OSError:
+            facts[key] = None
+    return facts
+
+
+def main(argv=None):
+    """Parse arguments, measure every model and print the JSON document."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", help=".tflite files")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resolver", choices=sorted(RESOLVER_NAMES), default="auto")
+    ap.add_argument("--warmup", type=int, default=20, help="fewest warm-up runs")
+    ap.add_argument("--max-warmup", type=int, default=500, help="most warm-up runs")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per model")
+    args = ap.parse_args(argv)
+    name, version, interpreter_cls, resolver_enum = load_runtime()
+    doc = {
+        "runtime": {"name": name, "version": version},
+        "threads": args.threads,
+        "resolver": args.resolver,
+        **machine_facts(),
+        "models": [measure(p, interpreter_cls, resolver_enum, args) for p in args.models],
+    }
+    json.dump(doc, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
