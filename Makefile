@@ -10,11 +10,12 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet "setuptools>=68"
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/codesign search --data digits --trials 24 --out runs/demo
+	$(BIN)/codesign search --data digits --trials 30 --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check codesign tests tools

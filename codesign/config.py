@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +64,7 @@ class SearchConfig:
             )
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
-        return SearchConfig(
-            out=self.out,
-            data=self.data,
-            trials=self.trials,
-            seed=self.seed,
-            profile=self.profile,
-            space=self.space,
-            sampler=self.sampler,
-            epochs=self.epochs,
-            timeout_s=self.timeout_s,
-            _profile=profile,
-        )
+        return replace(self, _profile=profile)
 
     @property
     def space_spec(self) -> SpaceSpec:

@@ -77,19 +77,16 @@ def test_every_model_loads_and_its_manifest_is_true(base_run: Path) -> None:
 
 
 def test_independent_script_agrees_on_latency(base_run: Path) -> None:
-    doc = _pareto(base_run)
-    models = [str(base_run / p["model"]) for p in doc["points"]]
+    # tools/verify_run.py re-times every model with tools/device_bench.py (no codesign code).
+    # Tiny models run in a few microseconds, so the tolerance here is wider than the 25 %
+    # the acceptance run on the default space is held to.
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "device_bench.py"), *models, "--runs", "200"],
+        [sys.executable, str(ROOT / "tools" / "verify_run.py"), str(base_run),
+         "--tolerance", "0.5"],
         capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
-    measured = {m["model"]: m for m in json.loads(proc.stdout)["models"]}
-    for p in doc["points"]:
-        m = measured[str(base_run / p["model"])]
-        assert "error" not in m
-        ratio = m["median_ms"] / p["latency_ms"]["median"]
-        assert 0.5 < ratio < 2.0, (p["trial"], ratio)  # 25 % is checked on the default space
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 off by more than" in proc.stdout
 
 
 def test_export_evaluate_and_benchmark(base_run: Path, tmp_path: Path) -> None:

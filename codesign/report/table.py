@@ -6,9 +6,20 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Align ``rows`` under ``headers`` (right-aligned numbers, left-aligned text)."""
-    cells = [[str(h) for h in headers]] + [[_cell(v) for v in r] for r in rows]
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], formats: Sequence[str] | None = None
+) -> str:
+    """Align ``rows`` under ``headers`` (right-aligned numbers, left-aligned text).
+
+    Args:
+        headers: Column titles.
+        rows: Cell values.
+        formats: Optional format spec per column for float cells (``".3f"``).
+    """
+    fmts = list(formats) if formats else [""] * len(headers)
+    cells = [[str(h) for h in headers]] + [
+        [_cell(v, fmts[i]) for i, v in enumerate(r)] for r in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     numeric = [
         all(isinstance(r[i], int | float) for r in rows) if rows else False
@@ -25,47 +36,33 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, fmt: str) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 0.1 else f"{v:.3f}"
+        return format(v, fmt or ".3f")
     return str(v)
 
 
 def pareto_table(doc: dict[str, Any]) -> str:
     """The Pareto front of a ``pareto.json`` document, references below it."""
-    headers = ("trial", "val acc", "test acc", "latency ms", "p90 ms", "size KB", "res", "width",
+    headers = ("trial", "val acc", "test acc", "latency us", "p90 us", "size KB", "res", "width",
                "depths", "precision")
-    rows = []
-    for p in doc["points"]:
-        c = p["candidate"]
-        rows.append(
-            (
-                p["trial"],
-                p["val_accuracy"],
-                p["test_accuracy"],
-                p["latency_ms"]["median"],
-                p["latency_ms"]["p90"],
-                round(p["size_bytes"] / 1024, 1),
-                c["resolution"],
-                c["width"],
-                "-".join(str(d) for d in c["depths"]),
-                c["precision"],
-            )
-        )
-    for r in doc["references"]:
-        c = r["candidate"]
-        rows.append(
-            (
-                r["name"],
-                r["val_accuracy"],
-                r["test_accuracy"],
-                r["latency_ms"]["median"],
-                r["latency_ms"]["p90"],
-                round(r["size_bytes"] / 1024, 1),
-                c["resolution"],
-                c["width"],
-                "-".join(str(d) for d in c["depths"]),
-                c["precision"],
-            )
-        )
-    return format_table(headers, rows)
+    rows = [_row(p["trial"], p) for p in doc["points"]]
+    rows += [_row(r["name"], r) for r in doc["references"]]
+    formats = ("", ".3f", ".3f", ".1f", ".1f", ".1f", "", ".2f", "", "")
+    return format_table(headers, rows, formats)
+
+
+def _row(label: Any, p: dict[str, Any]) -> tuple[Any, ...]:
+    c = p["candidate"]
+    return (
+        label,
+        p["val_accuracy"],
+        p["test_accuracy"],
+        p["latency_ms"]["median"] * 1000,
+        p["latency_ms"]["p90"] * 1000,
+        p["size_bytes"] / 1024,
+        c["resolution"],
+        c["width"],
+        "-".join(str(d) for d in c["depths"]),
+        c["precision"],
+    )

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Check a finished run from the outside: every front model loads, latency agrees.
+
+Re-measures every model of RUN/pareto.json (points and references) with
+tools/device_bench.py in a separate process, and prints each model's reported
+and re-measured median and their ratio. Exits 1 if a model fails to load or a
+ratio is off by more than --tolerance.
+
+    .venv/bin/python tools/verify_run.py runs/check --tolerance 0.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).with_name("device_bench.py")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--tolerance", type=float, default=0.25, help="allowed relative difference")
+    ap.add_argument("--runs", type=int, default=200)
+    args = ap.parse_args(argv)
+    doc = json.loads((args.run / "pareto.json").read_text())
+    entries = [(f"trial {p['trial']}", p) for p in doc["points"]]
+    entries += [(r["name"], r) for r in doc["references"]]
+    paths = [str(args.run / e["model"]) for _, e in entries]
+    threads = doc["run"]["profile"]["threads"]
+    resolver = doc["run"]["profile"]["resolver"]
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), *paths, "--runs", str(args.runs),
+         "--threads", str(threads), "--resolver", resolver],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+        return 1
+    measured = {m["model"]: m for m in json.loads(proc.stdout)["models"]}
+    bad = 0
+    print(f"{'model':<14} {'reported us':>12} {'re-measured us':>15} {'ratio':>6}")
+    for (label, entry), path in zip(entries, paths, strict=True):
+        m = measured[path]
+        if "error" in m:
+            print(f"{label:<14} fails to load: {m['error']}")
+            bad += 1
+            continue
+        rep = entry["latency_ms"]["median"]
+        ratio = m["median_ms"] / rep
+        flag = "" if abs(ratio - 1) <= args.tolerance else "  <-- off"
+        bad += bool(flag)
+        print(f"{label:<14} {rep * 1000:>12.2f} {m['median_ms'] * 1000:>15.2f} {ratio:>6.3f}{flag}")
+    print(f"{len(entries)} models, {len(doc['points'])} points, "
+          f"{len(doc['references'])} references, {bad} off by more than {args.tolerance:.0%}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
