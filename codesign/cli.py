@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=40, help="supernet training epochs")
     s.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one candidate may take (default 600)")
+    s.add_argument("--quality-samples", type=int, default=20,
+                   help="sub-networks in the supernet quality report (0 skips it; default 20)")
+    s.add_argument("--finetune-epochs", type=int, default=3,
+                   help="epochs of fine-tuning for each front model (0 skips it; default 3)")
 
     sub.add_parser("profiles", help="list the shipped hardware profiles")
 
@@ -105,6 +109,8 @@ def _search(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         epochs=args.epochs,
         timeout_s=args.timeout,
+        quality_samples=args.quality_samples,
+        finetune_epochs=args.finetune_epochs,
     ).validate()
     from codesign.search.loop import run_search
 

@@ -10,6 +10,8 @@ from codesign.data import validate_data_name
 from codesign.errors import CodesignError
 from codesign.hardware.profile import DEFAULT_PROFILE, Profile, load_profile
 from codesign.space.family import SpaceSpec, get_space
+from codesign.tflite.support import layer_choices
+from codesign.tflite.support import lookup as lookup_support_entry
 
 SAMPLERS = ("nsga2",)
 
@@ -28,6 +30,8 @@ class SearchConfig:
         sampler: Optuna sampler.
         epochs: Supernet training epochs.
         timeout_s: Longest one candidate's evaluation may take.
+        quality_samples: Sub-networks in the supernet quality report (0: none).
+        finetune_epochs: Epochs of fine-tuning for the front and the quality report.
     """
 
     out: Path
@@ -39,6 +43,8 @@ class SearchConfig:
     sampler: str = "nsga2"
     epochs: int = 40
     timeout_s: float = 600.0
+    quality_samples: int = 20
+    finetune_epochs: int = 3
     _profile: Profile | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
@@ -55,13 +61,11 @@ class SearchConfig:
         if self.sampler not in SAMPLERS:
             raise CodesignError(f"unknown --sampler {self.sampler!r}; use one of: {SAMPLERS}")
         validate_data_name(self.data)
+        _positive_int("--quality-samples", self.quality_samples, 0, 1000)
+        _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
         space = get_space(self.space)
         profile = load_profile(self.profile)
-        missing = [p for p in space.precisions if p not in profile.precisions]
-        if len(missing) == len(space.precisions):
-            raise CodesignError(
-                f"profile {profile.name} runs none of the space's precisions {space.precisions}"
-            )
+        layer_choices(space, lookup_support(profile), profile.precisions)
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
         return replace(self, _profile=profile)
@@ -75,6 +79,11 @@ class SearchConfig:
     def profile_spec(self) -> Profile:
         """The loaded hardware profile."""
         return self._profile if self._profile is not None else load_profile(self.profile)
+
+    def layer_choices(self) -> dict[str, tuple[str, ...]]:
+        """Precisions offered to each layer on this profile's runtime."""
+        prof = self.profile_spec
+        return layer_choices(self.space_spec, lookup_support(prof), prof.precisions)
 
     def identity(self) -> dict[str, Any]:
         """Settings that must not change when a run is resumed."""
@@ -90,6 +99,11 @@ class SearchConfig:
     def train_settings(self) -> dict[str, Any]:
         """Supernet training settings for the evaluation child."""
         return {"epochs": self.epochs, "seed": self.seed}
+
+
+def lookup_support(profile: Profile) -> Any:
+    """The op-support entry of a profile's runtime, version and resolver."""
+    return lookup_support_entry(profile.runtime, profile.runtime_version, profile.resolver)
 
 
 def _positive_int(flag: str, value: Any, low: int, high: int) -> None:

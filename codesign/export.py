@@ -43,14 +43,21 @@ def export_trial(run_dir: Path, trial: int, out: Path) -> dict[str, Any]:
     if t.state != TrialState.COMPLETE:
         reason = t.user_attrs.get("fail_reason", t.state.name)
         raise CodesignError(f"trial {trial} did not complete ({reason}); pick another")
+    attrs = dict(t.user_attrs)
     src = run.trial_model(trial)
+    tuned = run.root / "finetune" / f"trial-{trial}.tflite"
+    tuned_record = tuned.with_suffix(".json")
+    if tuned.is_file() and tuned_record.is_file():  # a front model: take the fine-tuned one
+        final = json.loads(tuned_record.read_text())
+        attrs.update({k: final[k] for k in final if k != "times"})
+        src = tuned
     if not src.is_file():
         raise CodesignError(
             f"the model of trial {trial} is missing from {run.cache}; rerun the search to "
             "rebuild the cache"
         )
     manifest = build_manifest(
-        trial, t.user_attrs, study.user_attrs["data_info"], study.user_attrs["profile"]
+        trial, attrs, study.user_attrs["data_info"], study.user_attrs["profile"]
     )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CODESIGN = [sys.executable, "-m", "codesign.cli"]
-TINY = ["--space", "tiny", "--epochs", "10", "--seed", "0"]
+TINY = ["--space", "tiny", "--epochs", "10", "--seed", "0", "--quality-samples", "0",
+        "--finetune-epochs", "1"]
 BASE_TRIALS = 8
+QUALITY_SAMPLES = 20
+BASE_ARGS = [*TINY[:-4], "--quality-samples", str(QUALITY_SAMPLES), "--finetune-epochs", "2",
+             "--trials", str(BASE_TRIALS)]
+_BASE: list[Path] = []
 
 
 def run_cli(
@@ -31,9 +36,26 @@ def run_cli(
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny search (trains the session's one supernet)."""
     out = tmp_path_factory.mktemp("runs") / "base"
-    proc = run_cli("search", *TINY, "--trials", str(BASE_TRIALS), "--out", str(out))
+    proc = run_cli("search", *BASE_ARGS, "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    _BASE.append(out)
     return out
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    """Print the session supernet's quality report (the figures CI shows)."""
+    import json
+
+    for run in _BASE:
+        path = run / "supernet_quality.json"
+        if path.is_file():
+            q = json.loads(path.read_text())
+            terminalreporter.write_line(  # type: ignore[attr-defined]
+                f"supernet quality (tiny space, {q['samples']} sub-networks): Kendall tau "
+                f"{q['kendall_tau']:.2f} inherited vs fine-tuned, noise ceiling "
+                f"{q['noise_ceiling_tau']:.2f}, narrowest {q['narrowest_accuracy']:.3f}, "
+                f"largest {q['largest_accuracy']:.3f}"
+            )
 
 
 @pytest.fixture

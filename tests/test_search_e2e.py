@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign.hardware import litert
-from tests.conftest import BASE_TRIALS, ROOT, run_cli
+from tests.conftest import BASE_ARGS, BASE_TRIALS, ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 STAGES = {"build", "bn_recalibration", "conversion", "accuracy", "latency"}
@@ -26,6 +26,8 @@ def test_study_holds_the_trials_asked_with_their_attributes(base_run: Path) -> N
     study = optuna.load_study(study_name="codesign", storage=f"sqlite:///{base_run / 'study.db'}")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == BASE_TRIALS
+    anchors = [t for t in complete if "anchor" in t.user_attrs]
+    assert anchors, "the first generation starts with uniform candidates"
     for t in complete:
         ua = t.user_attrs
         assert STAGES <= set(ua["times"])
@@ -33,6 +35,7 @@ def test_study_holds_the_trials_asked_with_their_attributes(base_run: Path) -> N
         assert 0.0 <= ua["val_accuracy"] <= 1.0 and t.values[0] == ua["val_accuracy"]
         assert t.values[1] == ua["latency_ms"]["median"] > 0
         assert ua["candidate"]["resolution"] == t.params["resolution"]
+        assert {f"precision/{n}" for n in ua["candidate"]["precision"]} <= set(t.params)
         assert (base_run / "cache" / f"trial-{t.number}.tflite").is_file()
 
 
@@ -52,7 +55,9 @@ def test_pareto_json_schema_and_front(base_run: Path) -> None:
     assert all(a2 > a1 for a1, a2 in zip(acc, acc[1:], strict=False))
     for p in points:
         assert {"trial", "val_accuracy", "test_accuracy", "latency_ms", "size_bytes",
-                "size_gzip_bytes", "model", "candidate"} <= set(p)
+                "size_gzip_bytes", "model", "candidate", "search", "finetune"} <= set(p)
+        assert p["finetune"]["epochs"] == 2
+        assert p["finetune"]["method"] in ("float_then_quantize", "qat")
         assert p["size_gzip_bytes"] < p["size_bytes"]
         assert (base_run / p["model"]).is_file()
     csv_lines = (base_run / "pareto.csv").read_text().strip().splitlines()
@@ -71,9 +76,8 @@ def test_every_model_loads_and_its_manifest_is_true(base_run: Path) -> None:
         assert manifest["test_accuracy"] == p["test_accuracy"]
         names = [layer["name"] for layer in manifest["layers"]]
         assert names[0] == "stem_conv" and names[-1] == "classifier"
-        assert {layer["precision"] for layer in manifest["layers"]} == {
-            p["candidate"]["precision"]
-        }
+        for layer in manifest["layers"]:
+            assert layer["precision"] == p["candidate"]["precision"][layer["name"]]
 
 
 def test_independent_script_agrees_on_latency(base_run: Path) -> None:
@@ -115,9 +119,19 @@ def test_export_of_missing_trial_is_a_user_error(base_run: Path, tmp_path: Path)
 
 def test_rerun_of_a_finished_run_reuses_everything(base_run: Path) -> None:
     before = (base_run / "pareto.json").read_text()
-    proc = run_cli("search", "--space", "tiny", "--epochs", "10", "--seed", "0",
-                   "--trials", str(BASE_TRIALS), "--out", str(base_run))
+    proc = run_cli("search", *BASE_ARGS, "--out", str(base_run))
     assert proc.returncode == 0, proc.stderr
     assert "supernet: reused" in proc.stdout
     doc = json.loads((base_run / "pareto.json").read_text())
     assert doc["points"] == json.loads(before)["points"]
+
+
+def test_supernet_quality_report(base_run: Path) -> None:
+    from tests.conftest import QUALITY_SAMPLES
+
+    q = json.loads((base_run / "supernet_quality.json").read_text())
+    assert q["samples"] == QUALITY_SAMPLES == len(q["candidates"])
+    assert -1.0 <= q["kendall_tau"] <= 1.0 and -1.0 <= q["noise_ceiling_tau"] <= 1.0
+    assert 0.0 < q["narrowest_accuracy"] <= q["largest_accuracy"] <= 1.0
+    for row in q["candidates"]:
+        assert 0.0 <= row["inherited"] <= 1.0 and 0.0 <= row["fine_tuned"] <= 1.0

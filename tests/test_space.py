@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import optuna
 import pytest
@@ -9,22 +11,27 @@ import pytest
 from codesign.errors import CodesignError
 from codesign.search.study import make_sampler
 from codesign.space import Candidate, candidate_from_params, get_space, suggest_candidate
-from codesign.space.family import scale_channels
+from codesign.space.family import kept_channels
+from codesign.space.suggest import params_of
 
 
 def test_candidate_round_trip() -> None:
-    c = Candidate(resolution=24, depths=(1, 2, 3), width=0.5, precision="int8")
+    space = get_space("tiny")
+    c = space.random_candidate(np.random.default_rng(0), {n: ("int8", "int4")
+                                                          for n in space.layer_names()})
     assert Candidate.from_dict(c.to_dict()) == c
+    assert Candidate.from_dict(json.loads(c.to_json())) == c
     with pytest.raises(CodesignError):
         Candidate.from_dict({"resolution": 24})
     with pytest.raises(CodesignError):
-        Candidate.from_dict({**c.to_dict(), "precision": "int3"})
+        Candidate.from_dict({**c.to_dict(), "precision": {"stem_conv": "int3"}})
 
 
-def test_candidate_is_frozen() -> None:
-    c = Candidate(resolution=24, depths=(1,), width=0.5, precision="int8")
+def test_candidate_is_frozen_and_hashable() -> None:
+    c = get_space("tiny").max_candidate()
     with pytest.raises(AttributeError):
-        c.width = 1.0  # type: ignore[misc]
+        c.resolution = 1  # type: ignore[misc]
+    assert len({c, get_space("tiny").max_candidate()}) == 1
 
 
 def test_default_space_shape() -> None:
@@ -34,25 +41,68 @@ def test_default_space_shape() -> None:
     names = space.layer_names()
     assert len(names) == len(set(names))
     assert names[0] == "stem_conv" and names[-1] == "classifier"
+    assert set(space.precisions) == {"float32", "float16", "int8", "int16x8", "int4"}
 
 
 def test_residual_blocks_share_the_stage_group() -> None:
     space = get_space("default")
+    groups = space.group_layers()
     for bp in space.blocks():
         if bp.residual:
-            assert bp.in_group == bp.out_group == f"s{bp.stage}"
+            assert bp.in_group == bp.out_group == f"s{bp.stage}_project"
+    assert groups["s3_project"] == ["s3b1_project", "s3b2_project", "s3b3_project"]
+    # every conv layer's output belongs to exactly one group
+    owned = [name for layers in groups.values() for name in layers]
+    convs = [n for n, k in space.layer_kinds().items() if k == "conv"]
+    assert sorted(owned) == sorted(convs)
 
 
-def test_subnet_scales_channels_and_checks_membership() -> None:
-    space = get_space("tiny")
-    sub = space.subnet(Candidate(16, (1, 1, 2), 0.5, "int8"))
-    assert sub.channels["s3"] == scale_channels(24, 0.5) == 12
+def test_subnet_prunes_per_group_and_checks_membership() -> None:
+    space = get_space("default")
+    prune = {g: 0.0 for g in space.group_sizes()}
+    prune.update({"s3_project": 0.5, "s2b1_expand": 0.75})
+    cand = Candidate.make(24, (1, 1, 2, 1), prune, {n: "int8" for n in space.layer_names()})
+    sub = space.subnet(cand)
+    assert sub.channels["s3_project"] == kept_channels(40, 0.5) == 20
+    assert sub.channels["s2b1_expand"] == kept_channels(64, 0.75) == 16
+    assert sub.channels["stem_conv"] == 16
     assert set(sub.precision.values()) == {"int8"}
     assert "s2b2_dw" not in sub.precision and "s3b2_dw" in sub.precision
     with pytest.raises(CodesignError, match="resolution 99"):
-        space.subnet(Candidate(99, (1, 1, 2), 0.5, "int8"))
+        space.subnet(Candidate.make(99, (1, 1, 2, 1), prune, cand.precision_map))
     with pytest.raises(CodesignError, match="depth 5"):
-        space.subnet(Candidate(16, (1, 5, 2), 0.5, "int8"))
+        space.subnet(Candidate.make(24, (1, 5, 2, 1), prune, cand.precision_map))
+    with pytest.raises(CodesignError, match="prune ratios"):
+        space.subnet(Candidate.make(24, (1, 1, 2, 1), {**prune, "stem_conv": 0.3},
+                                    cand.precision_map))
+
+
+def test_every_per_layer_parameter_is_suggested_in_every_trial() -> None:
+    space = get_space("default")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial({f"stage{s}_depth": 1 for s in range(1, len(space.stages) + 1)})
+    trial = study.ask()
+    cand = suggest_candidate(trial, space)
+    assert set(cand.depths) == {1}
+    expected = {f"prune/{g}" for g in space.group_sizes()} | {
+        f"precision/{n}" for n in space.layer_names()
+    }
+    assert expected <= set(trial.params)
+    assert "precision/s3b3_dw" in trial.params  # a block this candidate does not use
+    assert "s3b3_dw" not in space.subnet(cand).precision
+
+
+def test_precision_choices_are_restricted_per_layer() -> None:
+    space = get_space("tiny")
+    choices = {n: ("float32",) for n in space.layer_names()}
+    choices["classifier"] = ("int8",)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for _ in range(5):
+        trial = study.ask()
+        cand = suggest_candidate(trial, space, choices)
+        assert cand.precision_map["classifier"] == "int8"
+        assert cand.precision_map["stem_conv"] == "float32"
+        study.tell(trial, [0.5, 1.0])
 
 
 def _propose(seed: int, n: int) -> list[Candidate]:
@@ -82,5 +132,6 @@ def test_params_decode_back_to_candidate() -> None:
     trial = study.ask()
     cand = suggest_candidate(trial, space)
     assert candidate_from_params(trial.params, space) == cand
+    assert candidate_from_params(params_of(cand), space) == cand
     with pytest.raises(CodesignError):
         candidate_from_params({"resolution": 24}, space)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from codesign.errors import EvaluatorCrashed, TrialFailure
+from codesign.errors import CodesignError, EvaluatorCrashed, TrialFailure
+from codesign.space import get_space
 from codesign.worker import EvalWorker
 
 
@@ -25,7 +26,10 @@ def test_failed_request_keeps_the_child(monkeypatch: pytest.MonkeyPatch) -> None
         first = worker.call("test_pid")["pid"]
         with pytest.raises(TrialFailure, match="unknown request"):
             worker.call("no_such_request")
+        cand = get_space("tiny").max_candidate().to_dict()
         with pytest.raises(TrialFailure, match="not set up"):
+            worker.call("evaluate", candidate=cand, model_path="/tmp/x.tflite")
+        with pytest.raises(CodesignError, match="malformed candidate"):
             worker.call("evaluate", candidate={}, model_path="/tmp/x.tflite")
         assert worker.call("test_pid")["pid"] == first
         assert worker.restarts == 0

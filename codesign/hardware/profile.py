@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
 DEFAULT_PROFILE = "xnnpack-1t"
 RUNTIMES = ("ai-edge-litert",)
-ALL_PRECISIONS = ("float32", "int8")
+ALL_PRECISIONS = ("float32", "float16", "int8", "int16x8", "int4")
 
 
 @dataclass(frozen=True)

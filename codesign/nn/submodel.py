@@ -30,8 +30,8 @@ def build_submodel(
     """
     ch = sub.channels
     inp = keras.Input((sub.resolution, sub.resolution, channels), name="input")
-    h = L.conv("stem_conv", ch["stem"], 3, space.stem_stride)(inp)
-    h = _bn_relu(h, "stem")
+    h = L.conv("stem_conv", ch["stem_conv"], 3, space.stem_stride)(inp)
+    h = _bn_relu(h, "stem_conv")
     for bp in space.blocks():
         if bp.index > sub.depths[bp.stage - 1]:
             continue
@@ -45,8 +45,8 @@ def build_submodel(
         h = L.batch_norm(f"{bp.name}_project_bn")(h)
         if bp.residual:
             h = keras.layers.Add(name=f"{bp.name}_add")([x_in, h])
-    h = L.conv("head_conv", ch["head"])(h)
-    h = _bn_relu(h, "head")
+    h = L.conv("head_conv", ch["head_conv"])(h)
+    h = _bn_relu(h, "head_conv")
     h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
     out = L.dense("classifier", num_classes)(h)
     return keras.Model(inp, out, name="codesign")

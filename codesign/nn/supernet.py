@@ -46,8 +46,8 @@ class Supernet:
 
     def _make_layers(self) -> None:
         sp = self.space
-        self._add(L.conv("stem_conv", self.groups["stem"], 3, sp.stem_stride))
-        self._add(L.batch_norm("stem_bn"))
+        self._add(L.conv("stem_conv", self.groups["stem_conv"], 3, sp.stem_stride))
+        self._add(L.batch_norm("stem_conv_bn"))
         for bp in self.blocks:
             if bp.expand > 1:
                 self._add(L.conv(f"{bp.name}_expand", self.groups[bp.hidden_group]))
@@ -56,8 +56,8 @@ class Supernet:
             self._add(L.batch_norm(f"{bp.name}_dw_bn"))
             self._add(L.conv(f"{bp.name}_project", self.groups[bp.out_group]))
             self._add(L.batch_norm(f"{bp.name}_project_bn"))
-        self._add(L.conv("head_conv", self.groups["head"]))
-        self._add(L.batch_norm("head_bn"))
+        self._add(L.conv("head_conv", self.groups["head_conv"]))
+        self._add(L.batch_norm("head_conv_bn"))
         self._add(L.dense("classifier", self.num_classes))
 
     def _build(self) -> None:
@@ -110,7 +110,7 @@ class Supernet:
         """Run the masked maximal network and return logits."""
         ly = self.layers
         relu6 = tf.nn.relu6
-        h = relu6(ly["stem_bn"](ly["stem_conv"](x), training=training)) * masks["stem"]
+        h = relu6(ly["stem_conv_bn"](ly["stem_conv"](x), training=training)) * masks["stem_conv"]
         for i, bp in enumerate(self.blocks):
             inp = h
             if bp.expand > 1:
@@ -124,7 +124,7 @@ class Supernet:
             p = ly[f"{bp.name}_project_bn"](ly[f"{bp.name}_project"](d), training=training)
             p = p * masks[bp.out_group]
             h = inp + gates[i] * p if bp.residual else p
-        h = relu6(ly["head_bn"](ly["head_conv"](h), training=training)) * masks["head"]
+        h = relu6(ly["head_conv_bn"](ly["head_conv"](h), training=training)) * masks["head_conv"]
         h = tf.reduce_mean(h, axis=(1, 2))
         return ly["classifier"](h)
 
@@ -150,6 +150,11 @@ class Supernet:
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **arrays)
         tmp.replace(path)
+
+    def set_weights(self, weights: dict[str, list[np.ndarray]]) -> None:
+        """Assign weights by layer name (the variables stay the same objects)."""
+        for name, layer in self.layers.items():
+            layer.set_weights(weights[name])
 
     def load(self, path: Path) -> None:
         """Load weights saved by :meth:`save`.

@@ -55,4 +55,5 @@ def build_manifest(
         "size_gzip_bytes": attrs["size_gzip_bytes"],
         "layers": attrs["layers"],
         "candidate": attrs["candidate"],
+        "finetune": attrs.get("finetune"),
     }

@@ -46,32 +46,44 @@ def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [trials[i] for i in pareto_indices(points)]
 
 
-def point_record(t: FrozenTrial) -> dict[str, Any]:
-    """One ``points`` entry of ``pareto.json`` from a trial's user attributes."""
-    ua = t.user_attrs
-    lat = ua["latency_ms"]
-    return {
-        "trial": t.number,
-        "val_accuracy": ua["val_accuracy"],
-        "test_accuracy": ua["test_accuracy"],
+def point_record(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    """One ``points`` entry of ``pareto.json`` from a point's final measurements."""
+    lat = attrs["latency_ms"]
+    record = {
+        "trial": number,
+        "val_accuracy": attrs["val_accuracy"],
+        "test_accuracy": attrs["test_accuracy"],
         "latency_ms": {"median": lat["median"], "p90": lat["p90"], "std": lat["std"]},
-        "size_bytes": ua["size_bytes"],
-        "size_gzip_bytes": ua["size_gzip_bytes"],
-        "model": f"models/trial-{t.number}.tflite",
-        "manifest": f"models/trial-{t.number}.json",
-        "candidate": ua["candidate"],
+        "size_bytes": attrs["size_bytes"],
+        "size_gzip_bytes": attrs["size_gzip_bytes"],
+        "model": f"models/trial-{number}.tflite",
+        "manifest": f"models/trial-{number}.json",
+        "candidate": attrs["candidate"],
+        "layers": attrs["layers"],
     }
+    for key in ("search", "finetune"):
+        if key in attrs:
+            record[key] = attrs[key]
+    return record
 
 
 def write_front(
     root: Path,
-    front: Sequence[FrozenTrial],
+    front: Sequence[tuple[int, dict[str, Any], Path]],
     references: Sequence[dict[str, Any]],
     run_info: dict[str, Any],
     data_info: dict[str, Any],
     profile_info: dict[str, Any],
 ) -> dict[str, Any]:
     """Copy the front's models with manifests and write ``pareto.json`` and ``.csv``.
+
+    Args:
+        root: The run directory.
+        front: ``(trial number, final measurements, model file)`` per point.
+        references: Reference records.
+        run_info: The ``run`` section.
+        data_info: Data set name, seed, labels and preprocessing.
+        profile_info: The profile as a dict.
 
     Models of trials that left the front (after a rerun with more trials) are
     removed from ``models/``; every model stays in ``cache/``.
@@ -82,21 +94,19 @@ def write_front(
     models = root / "models"
     models.mkdir(parents=True, exist_ok=True)
     keep = set()
-    for t in front:
-        src = root / "cache" / f"trial-{t.number}.tflite"
-        dst = models / f"trial-{t.number}.tflite"
-        if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
-            shutil.copyfile(src, dst)
-        manifest = build_manifest(t.number, t.user_attrs, data_info, profile_info)
-        _write_json(models / f"trial-{t.number}.json", manifest)
-        keep |= {dst.name, f"trial-{t.number}.json"}
+    for number, attrs, src in front:
+        dst = models / f"trial-{number}.tflite"
+        shutil.copyfile(src, dst)
+        manifest = build_manifest(number, attrs, data_info, profile_info)
+        _write_json(models / f"trial-{number}.json", manifest)
+        keep |= {dst.name, f"trial-{number}.json"}
     for stale in models.glob("trial-*"):
         if stale.name not in keep:
             stale.unlink()
     doc = {
         "schema_version": SCHEMA_VERSION,
         "run": run_info,
-        "points": [point_record(t) for t in front],
+        "points": [point_record(number, attrs) for number, attrs, _ in front],
         "references": list(references),
     }
     _write_json(root / "pareto.json", doc)

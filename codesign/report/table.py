@@ -42,18 +42,32 @@ def _cell(v: Any, fmt: str) -> str:
     return str(v)
 
 
+PRECISION_SHORT = {"float32": "f32", "float16": "f16", "int8": "i8", "int16x8": "i16x8",
+                   "int4": "i4"}
+
+
+def precision_mix(layers: Sequence[dict[str, Any]]) -> str:
+    """Count of layers per precision, e.g. ``i8:20 f32:3``, most frequent first."""
+    counts: dict[str, int] = {}
+    for layer in layers:
+        counts[layer["precision"]] = counts.get(layer["precision"], 0) + 1
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return " ".join(f"{PRECISION_SHORT.get(p, p)}:{n}" for p, n in ordered)
+
+
 def pareto_table(doc: dict[str, Any]) -> str:
     """The Pareto front of a ``pareto.json`` document, references below it."""
-    headers = ("trial", "val acc", "test acc", "latency us", "p90 us", "size KB", "res", "width",
-               "depths", "precision")
+    headers = ("trial", "val acc", "test acc", "latency us", "p90 us", "size KB", "res",
+               "depths", "pruned", "precisions")
     rows = [_row(p["trial"], p) for p in doc["points"]]
     rows += [_row(r["name"], r) for r in doc["references"]]
-    formats = ("", ".3f", ".3f", ".1f", ".1f", ".1f", "", ".2f", "", "")
+    formats = ("", ".3f", ".3f", ".1f", ".1f", ".1f", "", "", ".0%", "")
     return format_table(headers, rows, formats)
 
 
 def _row(label: Any, p: dict[str, Any]) -> tuple[Any, ...]:
     c = p["candidate"]
+    ratios = list(c["prune"].values())
     return (
         label,
         p["val_accuracy"],
@@ -62,7 +76,7 @@ def _row(label: Any, p: dict[str, Any]) -> tuple[Any, ...]:
         p["latency_ms"]["p90"] * 1000,
         p["size_bytes"] / 1024,
         c["resolution"],
-        c["width"],
         "-".join(str(d) for d in c["depths"]),
-        c["precision"],
+        sum(ratios) / max(1, len(ratios)),
+        precision_mix(p["layers"]),
     )

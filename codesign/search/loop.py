@@ -1,4 +1,4 @@
-"""The search job: supernet, references, the trial loop, and the front."""
+"""The search job: supernet, references, the trial loop, fine-tuning, and the front."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from codesign.config import SearchConfig
 from codesign.data import load_dataset
 from codesign.errors import CodesignError, TrialFailure
-from codesign.report.pareto import front_trials, write_front
+from codesign.report.pareto import front_trials, pareto_indices, write_front
 from codesign.report.table import pareto_table
 from codesign.search.rundir import RunDir
 from codesign.search.study import (
@@ -25,10 +26,14 @@ from codesign.search.study import (
     open_study,
     recover_interrupted,
 )
-from codesign.space.suggest import suggest_candidate
+from codesign.space.candidate import Candidate
+from codesign.space.suggest import params_of, suggest_candidate
 from codesign.worker import EvalWorker
 
-PACKAGES = ("tensorflow", "tf_keras", "optuna", "ai-edge-litert", "numpy", "codesign")
+PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "optuna",
+            "ai-edge-litert", "ai-edge-quantizer", "numpy", "codesign")
+MEASURED = ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "size_gzip_bytes",
+            "layers", "io")
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,13 @@ class SearchResult:
         pareto: The ``pareto.json`` document.
         completed: COMPLETE trials in the study.
         failed: FAIL trials in the study.
+        quality: The supernet quality report (empty if not computed).
     """
 
     pareto: dict[str, Any]
     completed: int
     failed: int
+    quality: dict[str, Any]
 
 
 def run_search(cfg: SearchConfig, out: TextIO = sys.stdout) -> SearchResult:
@@ -69,7 +76,6 @@ def run_search(cfg: SearchConfig, out: TextIO = sys.stdout) -> SearchResult:
 
 
 def _run_locked(cfg: SearchConfig, run: RunDir, stale: bool, out: TextIO) -> SearchResult:
-    space = cfg.space_spec
     profile = cfg.profile_spec
     study = open_study(run.storage_url, make_sampler(cfg.sampler, cfg.seed, cfg.trials))
     data = load_dataset(cfg.data, cfg.seed)
@@ -78,14 +84,17 @@ def _run_locked(cfg: SearchConfig, run: RunDir, stale: bool, out: TextIO) -> Sea
     study.set_user_attr("settings", cfg.identity())
     study.set_user_attr("data_info", data_info)
     study.set_user_attr("profile", profile.to_dict())
+    if not study.get_trials(deepcopy=False):
+        _enqueue_anchors(study, cfg)
     recovered = recover_interrupted(study)
     if recovered:
         print(f"resuming: trials {recovered} were interrupted and are queued again", file=out)
     log = str(run.root / "logs" / "worker.log")
     with EvalWorker(timeout_s=cfg.timeout_s, log_path=log) as worker:
         _setup(worker, cfg, run, out)
+        quality = _quality(worker, cfg, run, out)
         references = _references(worker, cfg, run, out)
-        _trial_loop(study, worker, cfg, run, space, out)
+        _trial_loop(study, worker, cfg, run, out)
         trials = complete_trials(study)
         failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         if not trials:
@@ -93,38 +102,50 @@ def _run_locked(cfg: SearchConfig, run: RunDir, stale: bool, out: TextIO) -> Sea
                 f"no candidate could be evaluated ({failed} failed); see the fail_reason of "
                 f"the trials in {run.study_db}"
             )
-        doc = write_front(
-            run.root,
-            front_trials(trials),
-            references,
-            _run_info(cfg, len(trials)),
-            data_info,
-            profile.to_dict(),
+        front = _finalize_front(worker, cfg, run, front_trials(trials), out)
+        keep = pareto_indices(
+            [(a["val_accuracy"], a["latency_ms"]["median"]) for _, a, _ in front]
         )
+        front = [front[i] for i in keep]  # fine-tuning can reorder; publish what is not dominated
+        doc = write_front(run.root, front, references, _run_info(cfg, len(trials)), data_info,
+                          profile.to_dict())
     print(pareto_table(doc), file=out)
     print(
         f"{len(doc['points'])} Pareto points of {len(trials)} trials ({failed} failed); "
         f"models in {run.models}, front in {run.root / 'pareto.json'}",
         file=out,
     )
-    return SearchResult(pareto=doc, completed=len(trials), failed=failed)
+    return SearchResult(pareto=doc, completed=len(trials), failed=failed, quality=quality)
+
+
+class _Bar:
+    """A tqdm bar driven by progress records of one stage."""
+
+    def __init__(self, stage: str, desc: str, unit: str, out: TextIO) -> None:
+        self.stage, self.desc, self.unit, self.out = stage, desc, unit, out
+        self.bar: tqdm | None = None
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if info.get("stage") != self.stage:
+            return
+        done = info.get("epoch", info.get("done", 0))
+        total = info.get("epochs", info.get("total", 0))
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=self.out)
+        self.bar.update(done - self.bar.n)
+        if "loss" in info:
+            self.bar.set_postfix(loss=f"{info['loss']:.3f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO) -> None:
-    bar: tqdm | None = None
-
-    def progress(info: dict[str, Any]) -> None:
-        nonlocal bar
-        if info.get("stage") != "supernet":
-            return
-        if bar is None:
-            bar = tqdm(total=info["epochs"], desc="supernet", unit="epoch", file=out, leave=True)
-        bar.update(info["epoch"] - bar.n)
-        bar.set_postfix(loss=f"{info['loss']:.3f}")
-
+    bar = _Bar("supernet", "supernet", "epoch", out)
     try:
         result = worker.setup(
-            progress=progress,
+            progress=bar,
             run_dir=str(run.root),
             data=cfg.data,
             seed=cfg.seed,
@@ -135,57 +156,88 @@ def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO) -> N
     except TrialFailure as exc:
         raise CodesignError(f"supernet could not be trained or loaded: {exc}") from None
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if result["supernet"] == "loaded":
         print(f"supernet: reused {run.root / 'supernet.npz'}", file=out)
+
+
+def _quality(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO) -> dict[str, Any]:
+    """The supernet quality report: computed once per run, printed every time."""
+    if cfg.quality_samples < 2:
+        return {}
+    bar = _Bar("quality", "supernet quality", "subnet", out)
+    try:
+        report = worker.call(
+            "quality", progress=bar, timeout_s=None, run_dir=str(run.root),
+            samples=cfg.quality_samples, epochs=max(1, cfg.finetune_epochs), seed=cfg.seed,
+        )
+    except TrialFailure as exc:
+        print(f"supernet quality report failed: {exc}", file=out)
+        return {}
+    finally:
+        bar.close()
+    print(
+        f"supernet quality: Kendall tau {report['kendall_tau']:.2f} between inherited and "
+        f"fine-tuned accuracy over {report['samples']} sub-networks (noise ceiling "
+        f"{report['noise_ceiling_tau']:.2f}: fine-tuned vs fine-tuned again); narrowest "
+        f"{report['narrowest_accuracy']:.3f}, largest {report['largest_accuracy']:.3f} "
+        f"(validation, inherited weights); {run.root / 'supernet_quality.json'}",
+        file=out,
+    )
+    return report
 
 
 def _references(
     worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO
 ) -> list[dict[str, Any]]:
-    """Measure the maximal network in float32 and int8 once per run."""
+    """Measure the maximal network in float32 and int8 once per run (fine-tuned like the front)."""
     if run.references_file.is_file():
         return json.loads(run.references_file.read_text())
     refs = []
     space = cfg.space_spec
+    choices = cfg.layer_choices()
     for precision in ("float32", "int8"):
-        if precision not in cfg.profile_spec.precisions or precision not in space.precisions:
+        if any(precision not in c for c in choices.values()):
             continue
         cand = space.max_candidate(precision)
         name = f"max-{precision}"
         path = run.cache / f"reference-{name}.tflite"
         try:
-            res = worker.call("evaluate", candidate=cand.to_dict(), model_path=str(path))
+            search = worker.call("evaluate", candidate=cand.to_dict(), model_path=str(path))
+            final = search
+            if cfg.finetune_epochs > 0:
+                final = worker.call("finetune", candidate=cand.to_dict(), model_path=str(path),
+                                    epochs=cfg.finetune_epochs, seed=cfg.seed)
         except TrialFailure as exc:
             print(f"reference {name} could not be measured: {exc}", file=out)
             continue
-        refs.append({"name": name, "candidate": cand.to_dict(), **_public(res),
-                     "model": f"cache/{path.name}"})
+        ref = {"name": name, "candidate": cand.to_dict(), **{k: final[k] for k in MEASURED},
+               "model": f"cache/{path.name}", "search": _brief(search)}
+        if "finetune" in final:
+            ref["finetune"] = final["finetune"]
+        ref.pop("io")
+        refs.append(ref)
     tmp = run.references_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(refs, indent=1))
     tmp.replace(run.references_file)
     return refs
 
 
-def _public(res: dict[str, Any]) -> dict[str, Any]:
-    keys = ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "size_gzip_bytes")
-    return {k: res[k] for k in keys}
+def _brief(res: dict[str, Any]) -> dict[str, Any]:
+    return {"val_accuracy": res["val_accuracy"], "test_accuracy": res["test_accuracy"],
+            "latency_ms": res["latency_ms"]["median"]}
 
 
 def _trial_loop(
-    study: optuna.Study,
-    worker: EvalWorker,
-    cfg: SearchConfig,
-    run: RunDir,
-    space: Any,
-    out: TextIO,
+    study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO
 ) -> None:
     done = len(complete_trials(study))
     attempts = len(study.get_trials(deepcopy=False))
     limit = 2 * cfg.trials
     if done >= cfg.trials:
         return
+    choices = cfg.layer_choices()
+    space = cfg.space_spec
     bar = tqdm(total=cfg.trials, initial=done, desc="trials", unit="trial", file=out)
     try:
         while done < cfg.trials:
@@ -198,31 +250,63 @@ def _trial_loop(
             trial = study.ask()
             attempts += 1
             try:
-                ok = _run_trial(trial, worker, run, space)
+                values = _run_trial(trial, worker, run, space, choices)
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted")
                 study.tell(trial, state=TrialState.FAIL)
                 if trial.params:
                     study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
                 raise
-            if ok is None:
+            if values is None:
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            study.tell(trial, ok)
+            study.tell(trial, values)
             done += 1
             bar.update(1)
-            bar.set_postfix(acc=f"{ok[0]:.3f}", ms=f"{ok[1]:.3f}")
+            bar.set_postfix(acc=f"{values[0]:.3f}", us=f"{values[1] * 1000:.1f}")
     finally:
         bar.close()
 
 
+def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
+    """Start the first generation with a few uniform candidates.
+
+    A random per-layer precision mix almost never gives every layer one
+    precision, yet uniform int8 or float32 networks are what delegates run
+    fastest. Two uniform candidates per delegated precision (moderately and
+    strongly pruned) give the sampler those genes to recombine; the rest of
+    the first generation stays random.
+    """
+    space = cfg.space_spec
+    choices = cfg.layer_choices()
+    from codesign.tflite.support import lookup
+
+    prof = cfg.profile_spec
+    delegated = lookup(prof.runtime, prof.runtime_version, prof.resolver).delegated or ("int8",)
+    ratios = sorted(space.prune_ratios)
+    levels = [ratios[len(ratios) // 2], ratios[-1]] if len(ratios) > 1 else ratios
+    anchors = []
+    for precision in ("int8", "float32"):
+        if precision not in delegated and precision != "int8":
+            continue
+        if any(precision not in c for c in choices.values()):
+            continue
+        for ratio in levels:
+            anchors.append((precision, ratio))
+    depths = tuple((st.min_depth + st.max_depth + 1) // 2 for st in space.stages)
+    for precision, ratio in anchors[: max(0, cfg.trials // 4)]:
+        cand = space.uniform(min(space.resolutions), depths, ratio, precision)
+        study.enqueue_trial(params_of(cand), user_attrs={"anchor": f"{precision}, prune {ratio}"})
+
+
 def _run_trial(
-    trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any
+    trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
+    choices: dict[str, tuple[str, ...]],
 ) -> tuple[float, float] | None:
     """Evaluate one trial; return its objective values, or None if it failed."""
     t0 = time.perf_counter()
     try:
-        cand = suggest_candidate(trial, space)
+        cand = suggest_candidate(trial, space, choices)
         trial.set_user_attr("candidate", cand.to_dict())
         res = worker.call(
             "evaluate", candidate=cand.to_dict(), model_path=str(run.trial_model(trial.number))
@@ -230,13 +314,62 @@ def _run_trial(
     except (TrialFailure, CodesignError) as exc:
         trial.set_user_attr("fail_reason", str(exc)[:2000])
         return None
-    for key in ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "size_gzip_bytes",
-                "params", "layers", "io"):
+    for key in (*MEASURED, "params"):
         trial.set_user_attr(key, res[key])
     times = dict(res["times"])
     times["total"] = round(time.perf_counter() - t0, 4)
     trial.set_user_attr("times", times)
     return res["val_accuracy"], res["latency_ms"]["median"]
+
+
+def _finalize_front(
+    worker: EvalWorker, cfg: SearchConfig, run: RunDir, front: list[Any], out: TextIO
+) -> list[tuple[int, dict[str, Any], Path]]:
+    """Fine-tune every Pareto candidate briefly (cached per trial) and re-measure it."""
+    final = []
+    tuned_dir = run.root / "finetune"
+    bar = tqdm(total=len(front), desc="fine-tuning front", unit="model", file=out,
+               disable=cfg.finetune_epochs <= 0)
+    try:
+        for t in front:
+            attrs = {k: t.user_attrs[k] for k in (*MEASURED, "candidate")}
+            attrs["search"] = _brief(t.user_attrs)
+            model = run.trial_model(t.number)
+            if cfg.finetune_epochs > 0:
+                record = tuned_dir / f"trial-{t.number}.json"
+                path = tuned_dir / f"trial-{t.number}.tflite"
+                res = _cached_finetune(worker, cfg, record, path, t.user_attrs["candidate"])
+                if res is not None:
+                    attrs.update({k: res[k] for k in MEASURED})
+                    attrs["finetune"] = res["finetune"]
+                    model = path
+                else:
+                    attrs["finetune"] = {"error": "fine-tuning failed; search measurements kept"}
+            final.append((t.number, attrs, model))
+            bar.update(1)
+    finally:
+        bar.close()
+    return final
+
+
+def _cached_finetune(
+    worker: EvalWorker, cfg: SearchConfig, record: Path, path: Path, candidate: dict[str, Any]
+) -> dict[str, Any] | None:
+    if record.is_file() and path.is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("finetune", {}).get("epochs") == cfg.finetune_epochs:
+            return saved
+    try:
+        Candidate.from_dict(candidate)
+        res = worker.call("finetune", candidate=candidate, model_path=str(path),
+                          epochs=cfg.finetune_epochs, seed=cfg.seed)
+    except TrialFailure:
+        return None
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(record)
+    return res
 
 
 def _run_info(cfg: SearchConfig, completed: int) -> dict[str, Any]:
@@ -257,5 +390,6 @@ def _run_info(cfg: SearchConfig, completed: int) -> dict[str, Any]:
         "seed": cfg.seed,
         "trials": completed,
         "epochs": cfg.epochs,
+        "finetune_epochs": cfg.finetune_epochs,
         "package_versions": versions,
     }

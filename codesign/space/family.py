@@ -1,22 +1,26 @@
 """The built-in network family: MobileNetV2-style inverted-residual stages.
 
 A :class:`SpaceSpec` describes the maximal network and the choices of the
-search. A :class:`SubnetSpec` is one concrete sub-network of it: resolution,
-depth of every stage and channels kept in every channel group. Layers whose
-outputs meet in a residual addition share one channel group (pruned together).
+search. Channels are pruned per *channel group*: layers whose outputs meet in
+a residual addition (the projections of one stage) share one group and are
+pruned together. Groups are named after the layers that produce them:
+``stem_conv``, ``s2b1_expand``, ``s2_project`` (every ``s2b*_project``),
+``head_conv``. A :class:`SubnetSpec` is one concrete sub-network.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from codesign.errors import CodesignError
-from codesign.space.candidate import Candidate
+from codesign.space.candidate import PRECISIONS, Candidate
 
 CHANNEL_DIVISOR = 4
+LAYER_KINDS = ("conv", "depthwise", "dense")
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class StageSpec:
     """One stage of inverted-residual blocks.
 
     Attributes:
-        channels: Output channels at full width.
+        channels: Output channels of the maximal network.
         min_depth: Fewest blocks the search may use.
         max_depth: Most blocks (the maximal network has this many).
         stride: Stride of the first block.
@@ -76,14 +80,15 @@ class SpaceSpec:
 
     Attributes:
         name: Preset name.
-        stem_channels: Channels of the stem convolution at full width.
+        stem_channels: Channels of the stem convolution.
         stem_stride: Stride of the stem convolution.
         stages: The stages, in order.
-        head_channels: Channels of the last 1x1 convolution at full width.
+        head_channels: Channels of the last 1x1 convolution.
         kernel: Depthwise kernel size.
         resolutions: Input resolutions the search may choose.
-        widths: Global width multipliers the search may choose.
-        precisions: Whole-network precisions the search may choose.
+        prune_ratios: Fractions of a group's channels the search may remove.
+        precisions: Per-layer precisions the search may choose (a profile may
+            offer fewer).
     """
 
     name: str
@@ -93,7 +98,7 @@ class SpaceSpec:
     head_channels: int
     kernel: int
     resolutions: tuple[int, ...]
-    widths: tuple[float, ...]
+    prune_ratios: tuple[float, ...]
     precisions: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,9 +112,9 @@ class SpaceSpec:
     def blocks(self) -> list[BlockPlan]:
         """Return every block of the maximal network, in order."""
         plans: list[BlockPlan] = []
-        prev = "stem"
+        prev = "stem_conv"
         for s, st in enumerate(self.stages, start=1):
-            out = f"s{s}"
+            out = f"s{s}_project"
             for b in range(1, st.max_depth + 1):
                 name = f"s{s}b{b}"
                 in_group = prev if b == 1 else out
@@ -131,31 +136,48 @@ class SpaceSpec:
         return plans
 
     def group_sizes(self) -> dict[str, int]:
-        """Return the full-width channel count of every channel group, in order."""
-        sizes: dict[str, int] = {"stem": self.stem_channels}
+        """Return the channel count of every channel group of the maximal network."""
+        sizes: dict[str, int] = {"stem_conv": self.stem_channels}
         prev = self.stem_channels
         for s, st in enumerate(self.stages, start=1):
             for b in range(1, st.max_depth + 1):
                 cin = prev if b == 1 else st.channels
                 if st.expand > 1:
                     sizes[f"s{s}b{b}_expand"] = cin * st.expand
-            sizes[f"s{s}"] = st.channels
+            sizes[f"s{s}_project"] = st.channels
             prev = st.channels
-        sizes["head"] = self.head_channels
+        sizes["head_conv"] = self.head_channels
         return sizes
 
-    def layer_names(self, depths: tuple[int, ...] | None = None) -> list[str]:
-        """Return the names of the weighted layers (conv, depthwise, dense) in order."""
+    def group_layers(self) -> dict[str, list[str]]:
+        """Return the layers whose output channels each group holds (tied layers together)."""
+        out: dict[str, list[str]] = {g: [] for g in self.group_sizes()}
+        out["stem_conv"].append("stem_conv")
+        for bp in self.blocks():
+            if bp.expand > 1:
+                out[bp.hidden_group].append(f"{bp.name}_expand")
+            out[bp.out_group].append(f"{bp.name}_project")
+        out["head_conv"].append("head_conv")
+        return out
+
+    def layer_kinds(self, depths: tuple[int, ...] | None = None) -> dict[str, str]:
+        """Return ``layer name -> kind`` (conv, depthwise, dense) in network order."""
         depths = depths or tuple(st.max_depth for st in self.stages)
-        names = ["stem_conv"]
+        kinds = {"stem_conv": "conv"}
         for bp in self.blocks():
             if bp.index > depths[bp.stage - 1]:
                 continue
             if bp.expand > 1:
-                names.append(f"{bp.name}_expand")
-            names += [f"{bp.name}_dw", f"{bp.name}_project"]
-        names += ["head_conv", "classifier"]
-        return names
+                kinds[f"{bp.name}_expand"] = "conv"
+            kinds[f"{bp.name}_dw"] = "depthwise"
+            kinds[f"{bp.name}_project"] = "conv"
+        kinds["head_conv"] = "conv"
+        kinds["classifier"] = "dense"
+        return kinds
+
+    def layer_names(self, depths: tuple[int, ...] | None = None) -> list[str]:
+        """Return the names of the weighted layers (conv, depthwise, dense) in order."""
+        return list(self.layer_kinds(depths))
 
     # --- sub-networks --------------------------------------------------------------
 
@@ -166,8 +188,10 @@ class SpaceSpec:
             CodesignError: If the candidate does not belong to this space.
         """
         self.check(cand)
-        channels = {g: scale_channels(c, cand.width) for g, c in self.group_sizes().items()}
-        precision = {name: cand.precision for name in self.layer_names(cand.depths)}
+        ratios = cand.prune_map
+        channels = {g: kept_channels(c, ratios[g]) for g, c in self.group_sizes().items()}
+        prec = cand.precision_map
+        precision = {name: prec[name] for name in self.layer_names(cand.depths)}
         return SubnetSpec(cand.resolution, tuple(cand.depths), channels, precision)
 
     def check(self, cand: Candidate) -> None:
@@ -181,44 +205,91 @@ class SpaceSpec:
             for s, (d, st) in enumerate(zip(cand.depths, self.stages, strict=True), start=1):
                 if not st.min_depth <= d <= st.max_depth:
                     problems.append(f"stage {s} depth {d} not in {st.min_depth}..{st.max_depth}")
-        if cand.width not in self.widths:
-            problems.append(f"width {cand.width} not in {self.widths}")
-        if cand.precision not in self.precisions:
-            problems.append(f"precision {cand.precision!r} not in {self.precisions}")
+        groups = set(self.group_sizes())
+        ratios = cand.prune_map
+        if set(ratios) != groups:
+            problems.append(f"prune groups {sorted(set(ratios) ^ groups)} missing or unknown")
+        bad = sorted(g for g, r in ratios.items() if r not in self.prune_ratios)
+        if bad:
+            problems.append(f"prune ratios of {bad} not in {self.prune_ratios}")
+        layers = set(self.layer_names())
+        prec = cand.precision_map
+        if set(prec) != layers:
+            problems.append(f"precision layers {sorted(set(prec) ^ layers)} missing or unknown")
+        bad = sorted(n for n, p in prec.items() if p not in self.precisions)
+        if bad:
+            problems.append(f"precisions of {bad} not in {self.precisions}")
         if problems:
             raise CodesignError(f"candidate not in space {self.name!r}: {'; '.join(problems)}")
 
+    def uniform(self, resolution: int, depths: tuple[int, ...], ratio: float,
+                precision: str) -> Candidate:
+        """A candidate with one prune ratio and one precision everywhere."""
+        return Candidate.make(
+            resolution,
+            depths,
+            {g: ratio for g in self.group_sizes()},
+            {n: precision for n in self.layer_names()},
+        )
+
     def max_candidate(self, precision: str = "float32") -> Candidate:
-        """Return the maximal network (every block, full width) at ``precision``."""
-        return Candidate(
-            resolution=max(self.resolutions),
-            depths=tuple(st.max_depth for st in self.stages),
-            width=max(self.widths),
-            precision=precision,
+        """Return the maximal network (every block, no pruning) at one precision."""
+        return self.uniform(
+            max(self.resolutions), tuple(st.max_depth for st in self.stages), 0.0, precision
         )
 
     def min_candidate(self) -> Candidate:
         """Return the smallest network of the space (float32)."""
-        return Candidate(
-            resolution=min(self.resolutions),
-            depths=tuple(st.min_depth for st in self.stages),
-            width=min(self.widths),
-            precision="float32",
+        return self.uniform(
+            min(self.resolutions),
+            tuple(st.min_depth for st in self.stages),
+            max(self.prune_ratios),
+            "float32",
         )
 
-    def random_candidate(self, rng: np.random.Generator) -> Candidate:
-        """Draw a float32 candidate uniformly (used by supernet training)."""
-        return Candidate(
-            resolution=int(rng.choice(self.resolutions)),
-            depths=tuple(int(rng.integers(st.min_depth, st.max_depth + 1)) for st in self.stages),
-            width=float(rng.choice(self.widths)),
-            precision="float32",
+    def random_candidate(
+        self, rng: np.random.Generator, precisions: Mapping[str, tuple[str, ...]] | None = None
+    ) -> Candidate:
+        """Draw a candidate uniformly (float32 unless per-layer choices are given)."""
+        precisions = precisions or {}
+        return Candidate.make(
+            int(rng.choice(self.resolutions)),
+            tuple(int(rng.integers(st.min_depth, st.max_depth + 1)) for st in self.stages),
+            {g: float(rng.choice(self.prune_ratios)) for g in self.group_sizes()},
+            {n: str(rng.choice(precisions.get(n, ("float32",)))) for n in self.layer_names()},
         )
 
+    def spread_candidates(self, rng: np.random.Generator, n: int) -> list[Candidate]:
+        """Draw ``n`` float32 candidates spread from the widest to the narrowest.
 
-def scale_channels(channels: int, width: float) -> int:
-    """Scale a channel count by ``width``, rounded to a multiple of 4, at least 4."""
-    scaled = int(round(channels * width / CHANNEL_DIVISOR)) * CHANNEL_DIVISOR
+        Candidate ``i`` prunes every group around one level of
+        :attr:`prune_ratios` (cycling through the levels), each group moving
+        one level up or down at random; depths and resolution are uniform.
+        Uniform per-group draws all land near the average width; a spread
+        sample is what a ranking test needs.
+        """
+        out = []
+        levels = len(self.prune_ratios)
+        for i in range(n):
+            base = i % levels
+            prune = {}
+            for g in self.group_sizes():
+                j = int(np.clip(base + rng.integers(-1, 2), 0, levels - 1))
+                prune[g] = float(self.prune_ratios[j])
+            out.append(
+                Candidate.make(
+                    int(rng.choice(self.resolutions)),
+                    tuple(int(rng.integers(st.min_depth, st.max_depth + 1)) for st in self.stages),
+                    prune,
+                    {name: "float32" for name in self.layer_names()},
+                )
+            )
+        return out
+
+
+def kept_channels(channels: int, ratio: float) -> int:
+    """Channels left after removing ``ratio`` of them: a multiple of 4, at least 4."""
+    scaled = int(channels * (1.0 - ratio) / CHANNEL_DIVISOR + 0.5) * CHANNEL_DIVISOR
     return int(min(channels, max(CHANNEL_DIVISOR, scaled)))
 
 
@@ -236,8 +307,8 @@ PRESETS: dict[str, SpaceSpec] = {
         head_channels=128,
         kernel=3,
         resolutions=(24, 28, 32),
-        widths=(0.25, 0.5, 0.75, 1.0),
-        precisions=("float32", "int8"),
+        prune_ratios=(0.0, 0.25, 0.5, 0.75),
+        precisions=PRECISIONS,
     ),
     "tiny": SpaceSpec(
         name="tiny",
@@ -251,8 +322,8 @@ PRESETS: dict[str, SpaceSpec] = {
         head_channels=32,
         kernel=3,
         resolutions=(16, 24),
-        widths=(0.5, 1.0),
-        precisions=("float32", "int8"),
+        prune_ratios=(0.0, 0.5),
+        precisions=PRECISIONS,
     ),
 }
 

@@ -1,59 +1,83 @@
 """The one place that asks an Optuna trial for values.
 
-Parameter names are stable (``resolution``, ``width``, ``precision``,
-``stageN_depth``): later runs, the report and optuna-dashboard read them.
+Parameter names are stable and named by layer: ``resolution``,
+``stageN_depth``, ``prune/<group>`` (a group is named after the layers it
+prunes, e.g. ``prune/s2_project`` for every projection of stage 2) and
+``precision/<layer>``. Every per-layer parameter of the maximal network is
+suggested in every trial (NSGA-II samples conditional parameters
+independently); a shallower candidate ignores those of blocks it lacks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from codesign.errors import CodesignError
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec
 
+PRUNE_PREFIX = "prune/"
+PRECISION_PREFIX = "precision/"
 
-def suggest_candidate(trial: Any, space: SpaceSpec) -> Candidate:
+
+def suggest_candidate(
+    trial: Any, space: SpaceSpec, precisions: Mapping[str, tuple[str, ...]] | None = None
+) -> Candidate:
     """Ask ``trial`` for every parameter of ``space`` and return the candidate.
 
     Args:
         trial: An ``optuna.Trial`` (anything with ``suggest_int`` and
             ``suggest_categorical``).
         space: The search space.
+        precisions: Precisions offered to each layer (what the profile's
+            runtime can run); default: the space's for every layer.
 
     Returns:
         The proposed candidate.
     """
+    precisions = precisions or {n: space.precisions for n in space.layer_names()}
     resolution = trial.suggest_categorical("resolution", list(space.resolutions))
     depths = tuple(
         trial.suggest_int(f"stage{s}_depth", st.min_depth, st.max_depth)
         for s, st in enumerate(space.stages, start=1)
     )
-    width = trial.suggest_categorical("width", list(space.widths))
-    precision = trial.suggest_categorical("precision", list(space.precisions))
-    cand = Candidate(
-        resolution=int(resolution), depths=depths, width=float(width), precision=str(precision)
-    )
+    prune = {
+        g: float(trial.suggest_categorical(PRUNE_PREFIX + g, list(space.prune_ratios)))
+        for g in space.group_sizes()
+    }
+    precision = {
+        n: str(trial.suggest_categorical(PRECISION_PREFIX + n, list(precisions[n])))
+        for n in space.layer_names()
+    }
+    cand = Candidate.make(resolution, depths, prune, precision)
     space.check(cand)
     return cand
 
 
-def candidate_from_params(params: dict[str, Any], space: SpaceSpec) -> Candidate:
+def candidate_from_params(params: Mapping[str, Any], space: SpaceSpec) -> Candidate:
     """Decode a trial's parameter dict back into a candidate.
 
     Raises:
         CodesignError: If a parameter is missing or out of the space.
     """
     try:
-        cand = Candidate(
-            resolution=int(params["resolution"]),
-            depths=tuple(
-                int(params[f"stage{s}_depth"]) for s in range(1, len(space.stages) + 1)
-            ),
-            width=float(params["width"]),
-            precision=str(params["precision"]),
+        cand = Candidate.make(
+            params["resolution"],
+            [params[f"stage{s}_depth"] for s in range(1, len(space.stages) + 1)],
+            {g: params[PRUNE_PREFIX + g] for g in space.group_sizes()},
+            {n: params[PRECISION_PREFIX + n] for n in space.layer_names()},
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise CodesignError(f"cannot decode candidate from {params!r}: {exc}") from None
+        raise CodesignError(f"cannot decode a candidate from the parameters: {exc!r}") from None
     space.check(cand)
     return cand
+
+
+def params_of(cand: Candidate) -> dict[str, Any]:
+    """The trial parameters that propose ``cand`` (for ``study.enqueue_trial``)."""
+    params: dict[str, Any] = {"resolution": cand.resolution}
+    params.update({f"stage{s}_depth": d for s, d in enumerate(cand.depths, start=1)})
+    params.update({PRUNE_PREFIX + g: r for g, r in cand.prune})
+    params.update({PRECISION_PREFIX + n: p for n, p in cand.precision})
+    return params

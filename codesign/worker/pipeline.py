@@ -25,6 +25,7 @@ from codesign.space.family import SpaceSpec, get_space
 BN_CALIBRATION_IMAGES = 512
 SUPERNET_FILE = "supernet.npz"
 SUPERNET_META = "supernet.json"
+QUALITY_FILE = "supernet_quality.json"
 
 
 class Pipeline:
@@ -111,58 +112,78 @@ class Pipeline:
 
     # --- candidates --------------------------------------------------------------------
 
-    def do_evaluate(self, candidate: dict[str, Any], model_path: str) -> dict[str, Any]:
-        """Build, recalibrate, convert and measure one candidate; write its ``.tflite``."""
+    def _ready(self) -> tuple[SpaceSpec, Dataset, Profile, dict[str, list[np.ndarray]]]:
         if self.weights is None or self.space is None or self.data is None:
             raise TrialFailure("evaluation process is not set up")
         assert self.profile is not None
+        return self.space, self.data, self.profile, self.weights
+
+    def _inherited(self, cand: Candidate, times: dict[str, float]) -> Any:
+        """The candidate's float sub-model: inherited weights, recalibrated batch norm."""
         from codesign.nn.bn import recalibrate_bn
-        from codesign.nn.submodel import build_submodel, inherit_weights, kept_channels
+        from codesign.nn.submodel import build_submodel, inherit_weights
+
+        space, data, _, weights = self._ready()
+        t0 = time.perf_counter()
+        sub = space.subnet(cand)
+        model = build_submodel(space, sub, data.num_classes, data.channels)
+        inherit_weights(model, weights)
+        t1 = time.perf_counter()
+        recalibrate_bn(model, self._images("train", cand.resolution))
+        times["build"] = round(t1 - t0, 4)
+        times["bn_recalibration"] = round(time.perf_counter() - t1, 4)
+        return model
+
+    def _tflite(self, model: Any, cand: Candidate, times: dict[str, float]) -> bytes:
+        """Convert with each layer's precision and check the file holds exactly that."""
         from codesign.tflite.convert import convert
+        from codesign.tflite.inspect import mismatches
 
-        cand = Candidate.from_dict(candidate)
-        if cand.precision not in self.profile.precisions:
-            raise TrialFailure(
-                f"profile {self.profile.name} cannot run precision {cand.precision}"
-            )
-        times: dict[str, float] = {}
-        clock = time.perf_counter()
+        space, _, profile, _ = self._ready()
+        precision = space.subnet(cand).precision
+        refused = sorted({p for p in precision.values() if p not in profile.precisions})
+        if refused:
+            raise TrialFailure(f"profile {profile.name} cannot run {refused}")
+        t0 = time.perf_counter()
+        blob = convert(model, precision, self._images("train", cand.resolution))
+        problems = mismatches(blob, precision)
+        if problems:
+            raise TrialFailure("the file does not hold the intended precisions: " + problems[0])
+        times["conversion"] = round(time.perf_counter() - t0, 4)
+        return blob
 
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            times[stage] = round(now - clock, 4)
-            clock = now
-
-        sub = self.space.subnet(cand)
-        model = build_submodel(self.space, sub, self.data.num_classes, self.data.channels)
-        inherit_weights(model, self.weights)
-        lap("build")
-        calib = self._images("train", cand.resolution)
-        recalibrate_bn(model, calib)
-        lap("bn_recalibration")
-        blob = convert(model, cand.precision, calib)
-        lap("conversion")
-        p = self.profile
+    def _measure(
+        self, blob: bytes, cand: Candidate, model_path: str, times: dict[str, float]
+    ) -> dict[str, Any]:
+        """Accuracy and latency of a file on the profile's runtime; write the file."""
+        space, data, p, _ = self._ready()
+        t0 = time.perf_counter()
         val_acc = litert.accuracy(
-            blob, self._images("val", cand.resolution), self.data.y_val, p.threads, p.resolver
+            blob, self._images("val", cand.resolution), data.y_val, p.threads, p.resolver
         )
         test_acc = litert.accuracy(
-            blob, self._images("test", cand.resolution), self.data.y_test, p.threads, p.resolver
+            blob, self._images("test", cand.resolution), data.y_test, p.threads, p.resolver
         )
-        lap("accuracy")
+        t1 = time.perf_counter()
         sample = self._images("val", cand.resolution)[:1]
         latency = litert.time_latency(blob, sample, p.threads, p.resolver, p.warmup_runs, p.runs)
-        lap("latency")
+        times["accuracy"] = round(t1 - t0, 4)
+        times["latency"] = round(time.perf_counter() - t1, 4)
         out = Path(model_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         tmp.write_bytes(blob)
         tmp.replace(out)
-        channels = kept_channels(model)
+        sub = space.subnet(cand)
+        kinds = space.layer_kinds(cand.depths)
         layers = [
-            {"name": name, "channels": channels[name], "precision": sub.precision[name]}
-            for name in self.space.layer_names(cand.depths)
+            {
+                "name": name,
+                "kind": kinds[name],
+                "channels": _out_channels(space, sub, name, data.num_classes),
+                "precision": sub.precision[name],
+            }
+            for name in space.layer_names(cand.depths)
         ]
         return {
             "val_accuracy": val_acc,
@@ -170,11 +191,104 @@ class Pipeline:
             "latency_ms": latency.to_dict(),
             "size_bytes": len(blob),
             "size_gzip_bytes": len(gzip.compress(blob, compresslevel=9)),
-            "params": int(model.count_params()),
             "layers": layers,
             "io": litert.io_details(blob),
             "times": times,
         }
+
+    def do_evaluate(self, candidate: dict[str, Any], model_path: str) -> dict[str, Any]:
+        """Build, recalibrate, convert and measure one candidate; write its ``.tflite``."""
+        cand = Candidate.from_dict(candidate)
+        times: dict[str, float] = {}
+        model = self._inherited(cand, times)
+        blob = self._tflite(model, cand, times)
+        result = self._measure(blob, cand, model_path, times)
+        result["params"] = int(model.count_params())
+        return result
+
+    def do_finetune(
+        self, candidate: dict[str, Any], model_path: str, epochs: int, seed: int
+    ) -> dict[str, Any]:
+        """Fine-tune a candidate in float, quantize it, and measure it.
+
+        When every quantized layer is int8, quantization-aware training
+        (TFMOT) is tried as well and kept if its validation accuracy is
+        higher. Both results are returned.
+        """
+        from codesign.nn.finetune import fine_tune
+
+        _, data, _, _ = self._ready()
+        cand = Candidate.from_dict(candidate)
+        x_train = resize_bilinear(data.x_train, cand.resolution)
+        times: dict[str, float] = {}
+        model = self._inherited(cand, times)
+        t0 = time.perf_counter()
+        fine_tune(model, x_train, data.y_train, epochs, seed=seed)
+        times["fine_tune"] = round(time.perf_counter() - t0, 4)
+        ptq_path = str(Path(model_path).with_suffix(".ptq.tflite"))
+        ptq = self._measure(self._tflite(model, cand, times), cand, ptq_path, times)
+        summary = {"float_then_quantize": _brief(ptq), "qat": None}
+        best, best_path = ptq, ptq_path
+        quantized = {p for p in cand.precision_map.values() if p != "float32"}
+        if quantized == {"int8"}:
+            try:
+                qat_path = str(Path(model_path).with_suffix(".qat.tflite"))
+                qat = self._qat(cand, epochs, seed, qat_path)
+                summary["qat"] = _brief(qat)
+                if qat["val_accuracy"] > ptq["val_accuracy"]:
+                    best, best_path = qat, str(Path(model_path).with_suffix(".qat.tflite"))
+            except (TrialFailure, ValueError, RuntimeError, TypeError) as exc:
+                summary["qat"] = {"error": str(exc).splitlines()[0][:300]}
+        Path(best_path).replace(model_path)
+        best["finetune"] = {
+            **summary,
+            "method": "qat" if best is not ptq else "float_then_quantize",
+            "epochs": epochs,
+        }
+        return best
+
+    def _qat(self, cand: Candidate, epochs: int, seed: int, path: str) -> dict[str, Any]:
+        """Quantization-aware training of the int8 layers (TFMOT), then conversion."""
+        from codesign.nn.finetune import fine_tune
+        from codesign.nn.qat import convert_qat, qat_model
+
+        space, data, _, _ = self._ready()
+        times: dict[str, float] = {}
+        model = self._inherited(cand, times)
+        int8_layers = [n for n, p in space.subnet(cand).precision.items() if p == "int8"]
+        t0 = time.perf_counter()
+        wrapped = qat_model(model, int8_layers)
+        x_train = resize_bilinear(data.x_train, cand.resolution)
+        fine_tune(wrapped, x_train, data.y_train, epochs, seed=seed)
+        times["fine_tune"] = round(time.perf_counter() - t0, 4)
+        t1 = time.perf_counter()
+        blob = convert_qat(wrapped)
+        from codesign.tflite.inspect import mismatches
+
+        problems = mismatches(blob, space.subnet(cand).precision)
+        if problems:
+            raise TrialFailure("QAT file does not hold the intended precisions: " + problems[0])
+        times["conversion"] = round(time.perf_counter() - t1, 4)
+        return self._measure(blob, cand, path, times)
+
+    def do_quality(self, run_dir: str, samples: int, epochs: int, seed: int) -> dict[str, Any]:
+        """The supernet quality report (cached in the run directory)."""
+        from codesign.nn.quality import supernet_quality
+
+        space, data, _, weights = self._ready()
+        path = Path(run_dir) / QUALITY_FILE
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("samples") == samples and saved.get("finetune_epochs") == epochs:
+                return saved
+        report = supernet_quality(
+            space, data, weights, samples, epochs, seed,
+            progress=lambda i, n: self.progress({"stage": "quality", "done": i, "total": n}),
+        )
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(path)
+        return report
 
     # --- files -------------------------------------------------------------------------
 
@@ -210,3 +324,23 @@ def _read_model(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise CodesignError(f"cannot read model {path}: {exc.strerror}") from None
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "val_accuracy": result["val_accuracy"],
+        "test_accuracy": result["test_accuracy"],
+        "latency_ms": result["latency_ms"]["median"],
+    }
+
+
+def _out_channels(space: SpaceSpec, sub: Any, layer: str, num_classes: int) -> int:
+    """Output channels of a layer of a sub-network."""
+    if layer == "classifier":
+        return num_classes
+    for group, layers in space.group_layers().items():
+        if layer in layers:
+            return sub.channels[group]
+    block = layer.rsplit("_", 1)[0]  # depthwise: the channels of the block's hidden group
+    plan = next(bp for bp in space.blocks() if bp.name == block)
+    return sub.channels[plan.hidden_group]
