@@ -40,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of split, training, sampler")
     s.add_argument("--profile", default="xnnpack-1t", help="profile name or .toml path")
     s.add_argument("--space", default="default", help="search-space preset: default, tiny")
-    s.add_argument("--sampler", default="nsga2", help="Optuna sampler (default nsga2)")
+    s.add_argument("--sampler", default=None,
+                   help="Optuna sampler: nsga2, tpe or random (default nsga2; see README)")
+    s.add_argument("--objectives", default="accuracy,latency",
+                   help="accuracy,latency (default) or accuracy,latency,size")
+    s.add_argument("--max-latency-ms", type=float, default=None, help="latency budget")
+    s.add_argument("--max-size-kb", type=float, default=None, help="model file size budget")
+    s.add_argument("--max-memory-mb", type=float, default=None,
+                   help="budget on the interpreter's peak memory growth")
+    s.add_argument("--min-accuracy", type=float, default=None,
+                   help="validation accuracy floor, a fraction (0.95)")
     s.add_argument("--epochs", type=int, default=40, help="supernet training epochs")
     s.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one candidate may take (default 600)")
@@ -97,7 +106,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from codesign.config import SearchConfig
+    from codesign.config import DEFAULT_SAMPLER, SearchConfig
 
     cfg = SearchConfig(
         out=args.out,
@@ -106,11 +115,16 @@ def _search(args: argparse.Namespace) -> int:
         seed=args.seed,
         profile=args.profile,
         space=args.space,
-        sampler=args.sampler,
+        sampler=args.sampler or DEFAULT_SAMPLER,
         epochs=args.epochs,
         timeout_s=args.timeout,
         quality_samples=args.quality_samples,
         finetune_epochs=args.finetune_epochs,
+        objectives=tuple(o.strip() for o in args.objectives.split(",")),
+        max_latency_ms=args.max_latency_ms,
+        max_size_kb=args.max_size_kb,
+        max_memory_mb=args.max_memory_mb,
+        min_accuracy=args.min_accuracy,
     ).validate()
     from codesign.search.loop import run_search
 
@@ -119,15 +133,21 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _profiles() -> int:
-    from codesign.hardware.profile import list_profiles
+    from codesign.hardware.profile import DEFAULT_PROFILE, list_profiles
     from codesign.report.table import format_table
+    from codesign.tflite.support import lookup
 
-    rows = [
-        (p.name, p.runtime, p.runtime_version, p.resolver, p.threads, ",".join(p.precisions),
-         p.description)
-        for p in list_profiles()
-    ]
-    headers = ("name", "runtime", "version", "resolver", "threads", "precisions", "description")
+    rows = []
+    for p in list_profiles():
+        try:
+            delegated = ",".join(lookup(p.runtime, p.runtime_version, p.resolver).delegated)
+        except CodesignError:
+            delegated = "(no op-support entry)"
+        name = f"{p.name} (default)" if p.name == DEFAULT_PROFILE else p.name
+        rows.append((name, f"{p.runtime} {p.runtime_version}", p.resolver, p.threads,
+                     ",".join(p.precisions), delegated or "-", p.description))
+    headers = ("name", "runtime", "resolver", "threads", "precisions", "delegate takes",
+               "description")
     print(format_table(headers, rows))
     return 0
 

@@ -13,7 +13,9 @@ from codesign.space.family import SpaceSpec, get_space
 from codesign.tflite.support import layer_choices
 from codesign.tflite.support import lookup as lookup_support_entry
 
-SAMPLERS = ("nsga2",)
+SAMPLERS = ("nsga2", "tpe", "random")
+OBJECTIVES = (("accuracy", "latency"), ("accuracy", "latency", "size"))
+DEFAULT_SAMPLER = "nsga2"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class SearchConfig:
         timeout_s: Longest one candidate's evaluation may take.
         quality_samples: Sub-networks in the supernet quality report (0: none).
         finetune_epochs: Epochs of fine-tuning for the front and the quality report.
+        objectives: ``("accuracy", "latency")`` or with ``"size"`` as a third.
+        max_latency_ms: Budget on the latency median (None: no budget).
+        max_size_kb: Budget on the file size.
+        max_memory_mb: Budget on the interpreter's peak memory growth.
+        min_accuracy: Floor on validation accuracy (a fraction).
     """
 
     out: Path
@@ -40,11 +47,16 @@ class SearchConfig:
     seed: int = 0
     profile: str = DEFAULT_PROFILE
     space: str = "default"
-    sampler: str = "nsga2"
+    sampler: str = DEFAULT_SAMPLER
     epochs: int = 40
     timeout_s: float = 600.0
     quality_samples: int = 20
     finetune_epochs: int = 3
+    objectives: tuple[str, ...] = ("accuracy", "latency")
+    max_latency_ms: float | None = None
+    max_size_kb: float | None = None
+    max_memory_mb: float | None = None
+    min_accuracy: float | None = None
     _profile: Profile | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
@@ -59,12 +71,27 @@ class SearchConfig:
         if not self.timeout_s > 0:
             raise CodesignError(f"--timeout must be positive, got {self.timeout_s}")
         if self.sampler not in SAMPLERS:
-            raise CodesignError(f"unknown --sampler {self.sampler!r}; use one of: {SAMPLERS}")
+            raise CodesignError(
+                f"unknown --sampler {self.sampler!r}; use one of: {', '.join(SAMPLERS)}"
+            )
+        if tuple(self.objectives) not in OBJECTIVES:
+            allowed = " or ".join(",".join(o) for o in OBJECTIVES)
+            raise CodesignError(f"--objectives {','.join(self.objectives)!r}: use {allowed}")
+        for flag, value in (("--max-latency-ms", self.max_latency_ms),
+                            ("--max-size-kb", self.max_size_kb),
+                            ("--max-memory-mb", self.max_memory_mb)):
+            if value is not None and not value > 0:
+                raise CodesignError(f"{flag} must be positive, got {value}")
+        if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
+            raise CodesignError(
+                f"--min-accuracy is a fraction from 0 to 1, got {self.min_accuracy}"
+            )
         validate_data_name(self.data)
         _positive_int("--quality-samples", self.quality_samples, 0, 1000)
         _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
         space = get_space(self.space)
         profile = load_profile(self.profile)
+        check_runtime_version(profile)
         layer_choices(space, lookup_support(profile), profile.precisions)
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
@@ -94,11 +121,47 @@ class SearchConfig:
             "profile": self.profile_spec.identity(),
             "sampler": self.sampler,
             "epochs": self.epochs,
+            "objectives": list(self.objectives),
+            "budgets": self.budgets(),
         }
+
+    def budgets(self) -> dict[str, float]:
+        """The budgets that are set, by name."""
+        named = {
+            "max_latency_ms": self.max_latency_ms,
+            "max_size_kb": self.max_size_kb,
+            "max_memory_mb": self.max_memory_mb,
+            "min_accuracy": self.min_accuracy,
+        }
+        return {k: float(v) for k, v in named.items() if v is not None}
 
     def train_settings(self) -> dict[str, Any]:
         """Supernet training settings for the evaluation child."""
         return {"epochs": self.epochs, "seed": self.seed}
+
+
+def check_runtime_version(profile: Profile) -> None:
+    """Refuse a profile whose runtime version is not the one installed here.
+
+    Every model is measured, and enters the front, only after running on the
+    profile's runtime; a different version could run it differently.
+
+    Raises:
+        CodesignError: If the versions differ or the runtime is missing.
+    """
+    from importlib import metadata
+
+    try:
+        installed = metadata.version(profile.runtime)
+    except metadata.PackageNotFoundError:
+        raise CodesignError(
+            f"profile {profile.name} needs {profile.runtime}, which is not installed"
+        ) from None
+    if installed != profile.runtime_version:
+        raise CodesignError(
+            f"profile {profile.name} is for {profile.runtime} {profile.runtime_version} but "
+            f"{installed} is installed; install that version or write a profile for {installed}"
+        )
 
 
 def lookup_support(profile: Profile) -> Any:

@@ -72,3 +72,11 @@ def test_invalid_toml_is_refused(tmp_path: Path) -> None:
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CodesignError, match="does not exist"):
         load_profile(tmp_path / "absent.toml")
+
+
+def test_profile_for_another_runtime_version_is_refused(tmp_path: Path) -> None:
+    from codesign.config import SearchConfig
+
+    path = _write(tmp_path, GOOD.replace('version = "2.3.0"', 'version = "9.9.9"'))
+    with pytest.raises(CodesignError, match="9.9.9 but 2.3.0 is installed"):
+        SearchConfig(out=tmp_path / "run", profile=str(path)).validate()

@@ -87,3 +87,15 @@ def test_live_owner_blocks_a_second_search(seeded_run: Path) -> None:
     (seeded_run / "lock").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
     proc = run_cli("search", *TINY, "--trials", "2", "--out", str(seeded_run))
     assert proc.returncode == 2 and f"in use by process {os.getpid()}" in proc.stderr
+
+
+def test_a_candidate_that_segfaults_fails_only_its_trial(seeded_run: Path) -> None:
+    env = {"CODESIGN_TEST_HOOKS": "1", "CODESIGN_TEST_CRASH_MODEL": "/trial-1.tflite"}
+    proc = run_cli("search", *TINY, "--trials", "4", "--out", str(seeded_run), env=env)
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="codesign",
+                              storage=f"sqlite:///{seeded_run / 'study.db'}")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.number for t in failed] == [1]
+    assert "SIGSEGV" in failed[0].user_attrs["fail_reason"]
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4

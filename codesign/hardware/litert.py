@@ -26,7 +26,10 @@ class LatencyStats:
         std: Standard deviation.
         min: Fastest run.
         runs: Number of timed runs.
-        warmup: Number of untimed warm-up runs.
+        warmup: Number of untimed warm-up runs (until steady, at least the asked number).
+        peak_memory_mb: Growth of the process's peak resident memory while the
+            interpreter was created, allocated and invoked (None where the
+            system cannot tell).
     """
 
     median: float
@@ -36,6 +39,7 @@ class LatencyStats:
     min: float
     runs: int
     warmup: int
+    peak_memory_mb: float | None = None
 
     def to_dict(self) -> dict[str, float | int]:
         """Return the figures as a dict."""
@@ -129,14 +133,15 @@ def time_latency(
     Raises:
         TrialFailure: If the model cannot be prepared or run.
     """
+    base = _reset_peak_rss()
     interp = make_interpreter(model, threads, resolver)
     inp = interp.get_input_details()[0]
     try:
         interp.resize_tensor_input(inp["index"], [1, *sample.shape[1:]])
         interp.allocate_tensors()
         interp.set_tensor(inp["index"], _to_input_dtype(sample[:1], inp))
-        for _ in range(warmup):
-            interp.invoke()
+        warmup = _warm_up(interp, warmup)
+        peak = _peak_rss()
         times = np.empty(runs, dtype=np.float64)
         for i in range(runs):
             t0 = time.perf_counter_ns()
@@ -152,7 +157,49 @@ def time_latency(
         min=float(times.min()),
         runs=runs,
         warmup=warmup,
+        peak_memory_mb=None if base is None or peak is None else max(0.0, (peak - base) / 1024),
     )
+
+
+def _warm_up(interp: object, minimum: int, window: int = 10, limit: int = 1000) -> int:
+    """Invoke until two successive windows' medians agree within 5 %; return runs used."""
+    done, previous = 0, None
+    while done < limit:
+        times = []
+        for _ in range(window):
+            t0 = time.perf_counter_ns()
+            interp.invoke()  # type: ignore[attr-defined]
+            times.append(time.perf_counter_ns() - t0)
+        done += window
+        current = float(np.median(times))
+        if done >= minimum and previous is not None and abs(current - previous) <= 0.05 * previous:
+            break
+        previous = current
+    return done
+
+
+def _status_kb(field: str) -> float | None:
+    try:
+        for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> float | None:
+    """Reset the kernel's peak-RSS mark (Linux) and return the current RSS in KiB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return None
+    return _status_kb("VmRSS")
+
+
+def _peak_rss() -> float | None:
+    return _status_kb("VmHWM")
 
 
 def io_details(model: bytes) -> dict[str, dict]:

@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from codesign.errors import TrialFailure
+from codesign.tflite.convert import concrete_converter
 
 
 def qat_model(model: keras.Model, layers: list[str]) -> keras.Model:
@@ -39,10 +40,7 @@ def convert_qat(model: keras.Model) -> bytes:
     Raises:
         TrialFailure: If the converter rejects the model.
     """
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    converter.experimental_lower_to_saved_model = False
+    converter = concrete_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
         return bytes(converter.convert())

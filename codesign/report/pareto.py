@@ -19,31 +19,48 @@ from codesign.report.manifest import build_manifest
 SCHEMA_VERSION = 1
 
 
-def pareto_indices(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the non-dominated points, accuracy up and latency down.
+def pareto_indices(
+    points: Sequence[Sequence[float]], directions: Sequence[str] = ("maximize", "minimize")
+) -> list[int]:
+    """Indices of the non-dominated points.
 
     Args:
-        points: ``(accuracy, latency)`` pairs.
+        points: One tuple of objective values per point (accuracy first,
+            latency second, optionally size).
+        directions: ``maximize`` or ``minimize`` per objective.
 
     Returns:
         Indices of the points no other point dominates, by ascending latency.
     """
-    front = []
-    for i, (acc_i, lat_i) in enumerate(points):
-        dominated = any(
-            acc_j >= acc_i and lat_j <= lat_i and (acc_j > acc_i or lat_j < lat_i)
-            for j, (acc_j, lat_j) in enumerate(points)
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    scored = [[v * s for v, s in zip(p, sign, strict=True)] for p in points]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+    front = [
+        i for i, p in enumerate(scored)
+        if not any(dominates(q, p) for j, q in enumerate(scored) if j != i)
+    ]
     return sorted(front, key=lambda i: (points[i][1], -points[i][0]))
 
 
-def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The COMPLETE trials on the Pareto front of validation accuracy and latency."""
-    points = [(t.values[0], t.values[1]) for t in trials]
-    return [trials[i] for i in pareto_indices(points)]
+def feasible(t: FrozenTrial) -> bool:
+    """Whether a trial meets every budget (all constraint values zero or less)."""
+    return all(v <= 0 for v in t.constraints.values())
+
+
+def violation(t: FrozenTrial) -> float:
+    """Sum of the positive constraint values: how far a trial is from the budgets."""
+    return sum(v for v in t.constraints.values() if v > 0)
+
+
+def front_trials(
+    trials: Sequence[FrozenTrial], directions: Sequence[str] = ("maximize", "minimize")
+) -> list[FrozenTrial]:
+    """The feasible COMPLETE trials on the Pareto front of their objective values."""
+    ok = [t for t in trials if feasible(t)]
+    return [ok[i] for i in pareto_indices([tuple(t.values) for t in ok], directions)]
 
 
 def point_record(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +71,7 @@ def point_record(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
         "val_accuracy": attrs["val_accuracy"],
         "test_accuracy": attrs["test_accuracy"],
         "latency_ms": {"median": lat["median"], "p90": lat["p90"], "std": lat["std"]},
+        "peak_memory_mb": lat.get("peak_memory_mb"),
         "size_bytes": attrs["size_bytes"],
         "size_gzip_bytes": attrs["size_gzip_bytes"],
         "model": f"models/trial-{number}.tflite",

@@ -17,10 +17,11 @@ from tqdm import tqdm
 from codesign.config import SearchConfig
 from codesign.data import load_dataset
 from codesign.errors import CodesignError, TrialFailure
-from codesign.report.pareto import front_trials, pareto_indices, write_front
+from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.report.table import pareto_table
 from codesign.search.rundir import RunDir
 from codesign.search.study import (
+    DIRECTIONS,
     complete_trials,
     make_sampler,
     open_study,
@@ -77,7 +78,9 @@ def run_search(cfg: SearchConfig, out: TextIO = sys.stdout) -> SearchResult:
 
 def _run_locked(cfg: SearchConfig, run: RunDir, stale: bool, out: TextIO) -> SearchResult:
     profile = cfg.profile_spec
-    study = open_study(run.storage_url, make_sampler(cfg.sampler, cfg.seed, cfg.trials))
+    study = open_study(
+        run.storage_url, make_sampler(cfg.sampler, cfg.seed, cfg.trials), cfg.objectives
+    )
     data = load_dataset(cfg.data, cfg.seed)
     data_info = {"name": data.name, "seed": cfg.seed, "labels": list(data.labels),
                  "preprocessing": data.preprocessing}
@@ -102,10 +105,13 @@ def _run_locked(cfg: SearchConfig, run: RunDir, stale: bool, out: TextIO) -> Sea
                 f"no candidate could be evaluated ({failed} failed); see the fail_reason of "
                 f"the trials in {run.study_db}"
             )
-        front = _finalize_front(worker, cfg, run, front_trials(trials), out)
-        keep = pareto_indices(
-            [(a["val_accuracy"], a["latency_ms"]["median"]) for _, a, _ in front]
-        )
+        directions = [DIRECTIONS[o] for o in cfg.objectives]
+        searched = front_trials(trials, directions)
+        if not searched:
+            _no_feasible(trials, cfg, run, out)
+        front = _finalize_front(worker, cfg, run, searched, out)
+        front = [f for f in front if all(v <= 0 for v in _constraints(f[1], cfg).values())]
+        keep = pareto_indices([_objectives(a, cfg.objectives) for _, a, _ in front], directions)
         front = [front[i] for i in keep]  # fine-tuning can reorder; publish what is not dominated
         doc = write_front(run.root, front, references, _run_info(cfg, len(trials)), data_info,
                           profile.to_dict())
@@ -238,6 +244,7 @@ def _trial_loop(
         return
     choices = cfg.layer_choices()
     space = cfg.space_spec
+    directions = [DIRECTIONS[o] for o in cfg.objectives]
     bar = tqdm(total=cfg.trials, initial=done, desc="trials", unit="trial", file=out)
     try:
         while done < cfg.trials:
@@ -250,7 +257,7 @@ def _trial_loop(
             trial = study.ask()
             attempts += 1
             try:
-                values = _run_trial(trial, worker, run, space, choices)
+                values = _run_trial(trial, worker, run, space, choices, cfg)
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted")
                 study.tell(trial, state=TrialState.FAIL)
@@ -263,7 +270,7 @@ def _trial_loop(
             study.tell(trial, values)
             done += 1
             bar.update(1)
-            bar.set_postfix(acc=f"{values[0]:.3f}", us=f"{values[1] * 1000:.1f}")
+            bar.set_postfix_str(_progress_note(complete_trials(study), directions))
     finally:
         bar.close()
 
@@ -272,37 +279,86 @@ def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     """Start the first generation with a few uniform candidates.
 
     A random per-layer precision mix almost never gives every layer one
-    precision, yet uniform int8 or float32 networks are what delegates run
-    fastest. Two uniform candidates per delegated precision (moderately and
-    strongly pruned) give the sampler those genes to recombine; the rest of
-    the first generation stays random.
+    precision, yet networks that the delegate runs whole (uniform int8,
+    float32, float16 on XNNPACK) are the fast ones: a mix splits the
+    delegate's graph. Uniform candidates at several pruning levels give the
+    sampler those genes to recombine (crossover of two uniform parents stays
+    uniform); at least two members of the first generation stay random.
     """
-    space = cfg.space_spec
-    choices = cfg.layer_choices()
+    from codesign.search.study import population_size
     from codesign.tflite.support import lookup
 
+    space = cfg.space_spec
+    choices = cfg.layer_choices()
     prof = cfg.profile_spec
-    delegated = lookup(prof.runtime, prof.runtime_version, prof.resolver).delegated or ("int8",)
+    delegated = lookup(prof.runtime, prof.runtime_version, prof.resolver).delegated
     ratios = sorted(space.prune_ratios)
-    levels = [ratios[len(ratios) // 2], ratios[-1]] if len(ratios) > 1 else ratios
-    anchors = []
-    for precision in ("int8", "float32"):
-        if precision not in delegated and precision != "int8":
-            continue
-        if any(precision not in c for c in choices.values()):
-            continue
-        for ratio in levels:
-            anchors.append((precision, ratio))
+    plan = [("int8", r) for r in ratios[1:]] + [("float32", ratios[len(ratios) // 2])]
+    if delegated:
+        plan += [("float16", ratios[-1])]
+    plan = [(p, r) for p, r in plan if all(p in c for c in choices.values())]
     depths = tuple((st.min_depth + st.max_depth + 1) // 2 for st in space.stages)
-    for precision, ratio in anchors[: max(0, cfg.trials // 4)]:
+    room = max(0, population_size(cfg.trials) - 2)
+    for precision, ratio in plan[:room]:
         cand = space.uniform(min(space.resolutions), depths, ratio, precision)
         study.enqueue_trial(params_of(cand), user_attrs={"anchor": f"{precision}, prune {ratio}"})
 
 
+def _progress_note(trials: list[Any], directions: list[str]) -> str:
+    ok = [t for t in trials if feasible(t)]
+    front = front_trials(ok, directions)
+    best = max((t.values[0] for t in ok), default=None)
+    best_text = f"{best:.3f}" if best is not None else "none yet"
+    return f"front {len(front)}, best acc within budget {best_text}"
+
+
+def _objectives(attrs: dict[str, Any], objectives: tuple[str, ...]) -> tuple[float, ...]:
+    """Objective values of a measurement record, in the study's order."""
+    values = {
+        "accuracy": attrs["val_accuracy"],
+        "latency": attrs["latency_ms"]["median"],
+        "size": attrs["size_bytes"] / 1024,
+    }
+    return tuple(values[o] for o in objectives)
+
+
+def _constraints(attrs: dict[str, Any], cfg: SearchConfig) -> dict[str, float]:
+    """Budget constraints (feasible when every value is zero or less)."""
+    b = cfg.budgets()
+    out = {}
+    if "max_latency_ms" in b:
+        out["latency"] = attrs["latency_ms"]["median"] - b["max_latency_ms"]
+    if "max_size_kb" in b:
+        out["size"] = attrs["size_bytes"] / 1024 - b["max_size_kb"]
+    if "max_memory_mb" in b:
+        mem = attrs["latency_ms"].get("peak_memory_mb")
+        out["memory"] = (mem if mem is not None else float("inf")) - b["max_memory_mb"]
+    if "min_accuracy" in b:
+        out["accuracy"] = b["min_accuracy"] - attrs["val_accuracy"]
+    return out
+
+
+def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO) -> None:
+    """Say that no trial met the budgets, list the closest ones, and stop."""
+    closest = sorted(trials, key=violation)[:5]
+    lines = [
+        f"  trial {t.number}: acc {t.user_attrs['val_accuracy']:.3f}, "
+        f"{t.user_attrs['latency_ms']['median']:.4f} ms, {t.user_attrs['size_bytes'] / 1024:.1f} KB"
+        f", over budget by {', '.join(f'{k} {v:.4g}' for k, v in t.constraints.items() if v > 0)}"
+        for t in closest
+    ]
+    print(f"no trial of {len(trials)} meets the budgets {cfg.budgets()}; closest:", file=out)
+    print("\n".join(lines), file=out)
+    raise CodesignError(
+        f"no trial meets the budgets; the closest are listed above and kept in {run.study_db}; "
+        "relax a budget or add --trials"
+    )
+
+
 def _run_trial(
     trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
-    choices: dict[str, tuple[str, ...]],
-) -> tuple[float, float] | None:
+    choices: dict[str, tuple[str, ...]], cfg: SearchConfig,
+) -> tuple[float, ...] | None:
     """Evaluate one trial; return its objective values, or None if it failed."""
     t0 = time.perf_counter()
     try:
@@ -319,7 +375,9 @@ def _run_trial(
     times = dict(res["times"])
     times["total"] = round(time.perf_counter() - t0, 4)
     trial.set_user_attr("times", times)
-    return res["val_accuracy"], res["latency_ms"]["median"]
+    for key, value in _constraints(res, cfg).items():
+        trial.set_constraint(key, value)
+    return _objectives(res, cfg.objectives)
 
 
 def _finalize_front(

@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 from codesign.errors import CodesignError
 
 STUDY_NAME = "codesign"
-DIRECTIONS = ("maximize", "minimize")  # validation accuracy, latency median (ms)
+DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "size": "minimize"}
 INTERRUPTED = "interrupted"
 
 
@@ -20,27 +20,48 @@ def population_size(trials: int) -> int:
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """Return the Optuna sampler called ``name``, seeded.
+    """Return the Optuna sampler called ``name``, seeded (always chosen explicitly).
+
+    Constraints set on trials (``trial.set_constraint``) are honoured by all three.
 
     Raises:
         CodesignError: For an unknown sampler.
     """
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=population_size(trials), seed=seed)
-    raise CodesignError(f"unknown sampler {name!r}; use nsga2")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=population_size(trials)
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise CodesignError(f"unknown sampler {name!r}; use nsga2, tpe or random")
 
 
-def open_study(storage_url: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    """Create or load the run's study (two objectives: accuracy up, latency down)."""
+def open_study(
+    storage_url: str,
+    sampler: optuna.samplers.BaseSampler,
+    objectives: tuple[str, ...] = ("accuracy", "latency"),
+) -> optuna.Study:
+    """Create or load the run's study.
+
+    Objectives: validation accuracy (up), latency median in ms (down) and,
+    optionally, file size in KB (down).
+    """
     optuna.logging.set_verbosity(logging.WARNING)
     storage = optuna.storages.RDBStorage(storage_url)
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage,
         sampler=sampler,
         study_name=STUDY_NAME,
-        directions=list(DIRECTIONS),
+        directions=[DIRECTIONS[o] for o in objectives],
         load_if_exists=True,
     )
+    study.set_metric_names([_METRIC_NAMES[o] for o in objectives])
+    return study
+
+
+_METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb"}
 
 
 def load_study(storage_url: str) -> optuna.Study:

@@ -19,6 +19,15 @@ from codesign.tflite.quantize import add_signature, quantize_layers
 CALIBRATION_SAMPLES = 128
 
 
+def concrete_converter(model: keras.Model) -> tf.lite.TFLiteConverter:
+    """A converter of ``model``'s inference function with a dynamic batch, no SavedModel."""
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    converter.experimental_lower_to_saved_model = False
+    return converter
+
+
 def convert_float(model: keras.Model) -> bytes:
     """Convert ``model`` to a float32 flatbuffer with a ``serving_default`` signature.
 
@@ -28,10 +37,7 @@ def convert_float(model: keras.Model) -> bytes:
     Raises:
         TrialFailure: If the converter rejects the model.
     """
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    converter.experimental_lower_to_saved_model = False
+    converter = concrete_converter(model)
     try:
         return add_signature(bytes(converter.convert()))
     except Exception as exc:  # the converter raises many unrelated types

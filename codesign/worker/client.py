@@ -83,8 +83,10 @@ class EvalWorker:
 
         The settings are kept and replayed to any restarted child.
         """
+        self._setup = None  # a child started by this call must not replay an older set-up
+        result = self.call("setup", progress=progress, timeout_s=None, **kwargs)
         self._setup = kwargs
-        return self.call("setup", progress=progress, timeout_s=None, **kwargs)
+        return result
 
     def call(
         self,
