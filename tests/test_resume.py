@@ -99,3 +99,29 @@ def test_a_candidate_that_segfaults_fails_only_its_trial(seeded_run: Path) -> No
     assert [t.number for t in failed] == [1]
     assert "SIGSEGV" in failed[0].user_attrs["fail_reason"]
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+
+
+def test_budgets_constrain_the_front_and_an_impossible_one_is_reported(
+    seeded_run: Path, tmp_path: Path
+) -> None:
+    proc = run_cli("search", *TINY, "--trials", "4", "--max-size-kb", "30",
+                   "--objectives", "accuracy,latency,size", "--out", str(seeded_run))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((seeded_run / "pareto.json").read_text())
+    assert doc["points"] and all(p["size_bytes"] <= 30 * 1024 for p in doc["points"])
+    study = optuna.load_study(study_name="codesign",
+                              storage=f"sqlite:///{seeded_run / 'study.db'}")
+    assert len(study.directions) == 3
+    assert all("size" in t.constraints for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+    other = tmp_path / "impossible"
+    other.mkdir()
+    for name in ("supernet.npz", "supernet.json"):
+        (other / name).write_bytes((seeded_run / name).read_bytes())
+    proc = run_cli("search", *TINY, "--trials", "3", "--min-accuracy", "0.9999",
+                   "--out", str(other))
+    assert proc.returncode == 2
+    assert "no trial of 3 meets the budgets" in proc.stdout
+    assert "over budget by accuracy" in proc.stdout
+    assert "no trial meets the budgets" in proc.stderr and "Traceback" not in proc.stderr
+    assert (other / "study.db").is_file()  # nothing measured is lost

@@ -97,6 +97,7 @@ def _run_locked(cfg: SearchConfig, run: RunDir, stale: bool, out: TextIO) -> Sea
         _setup(worker, cfg, run, out)
         quality = _quality(worker, cfg, run, out)
         references = _references(worker, cfg, run, out)
+        _noise_floor(worker, run, references, out)
         _trial_loop(study, worker, cfg, run, out)
         trials = complete_trials(study)
         failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
@@ -229,6 +230,27 @@ def _references(
     return refs
 
 
+def _noise_floor(
+    worker: EvalWorker, run: RunDir, references: list[dict[str, Any]], out: TextIO
+) -> None:
+    """Measure the profile's noise floor once per run on the first reference model."""
+    path = run.root / "noise_floor.json"
+    if path.is_file() or not references:
+        return
+    try:
+        res = worker.call("noise_floor", path=str(run.root / references[0]["model"]))
+    except TrialFailure as exc:
+        print(f"noise floor not measured: {exc}", file=out)
+        return
+    res["reference"] = references[0]["name"]
+    path.write_text(json.dumps(res, indent=1))
+    print(
+        f"noise floor: latency median varies by {res['cv']:.1%} (coefficient of variation) over "
+        f"{res['repeats']} measurements of {res['reference']} (target 3 % or less)",
+        file=out,
+    )
+
+
 def _brief(res: dict[str, Any]) -> dict[str, Any]:
     return {"val_accuracy": res["val_accuracy"], "test_accuracy": res["test_accuracy"],
             "latency_ms": res["latency_ms"]["median"]}
@@ -276,32 +298,45 @@ def _trial_loop(
 
 
 def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
-    """Start the first generation with a few uniform candidates.
+    """Start the first generation with a few structured candidates.
 
-    A random per-layer precision mix almost never gives every layer one
-    precision, yet networks that the delegate runs whole (uniform int8,
-    float32, float16 on XNNPACK) are the fast ones: a mix splits the
-    delegate's graph. Uniform candidates at several pruning levels give the
-    sampler those genes to recombine (crossover of two uniform parents stays
-    uniform); at least two members of the first generation stay random.
+    A random per-layer precision mix almost never gives most layers one
+    precision, yet networks the delegate runs whole are the fast ones: on
+    XNNPACK an int16x8 or int4 layer falls back to built-in kernels and splits
+    the delegate's graph. So part of the first generation is seeded: int8
+    networks at each pruning level, one with its first and last layers kept
+    at float16 (the usual place for more precision), and one float32. Each
+    prunes its groups unevenly around its level (one level up or down at
+    random, seeded). At least two members of the first generation stay random.
     """
+    import numpy as np
+
     from codesign.search.study import population_size
-    from codesign.tflite.support import lookup
+    from codesign.space.candidate import Candidate
 
     space = cfg.space_spec
     choices = cfg.layer_choices()
-    prof = cfg.profile_spec
-    delegated = lookup(prof.runtime, prof.runtime_version, prof.resolver).delegated
+    rng = np.random.default_rng(cfg.seed + 104729)
     ratios = sorted(space.prune_ratios)
-    plan = [("int8", r) for r in ratios[1:]] + [("float32", ratios[len(ratios) // 2])]
-    if delegated:
-        plan += [("float16", ratios[-1])]
-    plan = [(p, r) for p, r in plan if all(p in c for c in choices.values())]
+    levels = list(range(1, len(ratios))) or [0]
+    plan = [("int8", levels[0], True), ("float32", levels[len(levels) // 2], False)]
+    plan += [("int8", lv, False) for lv in levels]
+    names = space.layer_names()
     depths = tuple((st.min_depth + st.max_depth + 1) // 2 for st in space.stages)
     room = max(0, population_size(cfg.trials) - 2)
-    for precision, ratio in plan[:room]:
-        cand = space.uniform(min(space.resolutions), depths, ratio, precision)
-        study.enqueue_trial(params_of(cand), user_attrs={"anchor": f"{precision}, prune {ratio}"})
+    for precision, level, edges in plan[:room]:
+        layer_prec = {n: precision for n in names}
+        if edges:
+            layer_prec[names[0]] = layer_prec[names[-1]] = "float16"
+        if any(p not in choices[n] for n, p in layer_prec.items()):
+            continue
+        prune = {
+            g: ratios[int(np.clip(level + rng.integers(-1, 2), 0, len(ratios) - 1))]
+            for g in space.group_sizes()
+        }
+        cand = Candidate.make(min(space.resolutions), depths, prune, layer_prec)
+        label = f"{precision}{' + float16 edges' if edges else ''}, prune ~{ratios[level]}"
+        study.enqueue_trial(params_of(cand), user_attrs={"anchor": label})
 
 
 def _progress_note(trials: list[Any], directions: list[str]) -> str:

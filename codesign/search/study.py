@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -57,7 +58,9 @@ def open_study(
         directions=[DIRECTIONS[o] for o in objectives],
         load_if_exists=True,
     )
-    study.set_metric_names([_METRIC_NAMES[o] for o in objectives])
+    with warnings.catch_warnings():  # experimental in Optuna, but stable since 3.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([_METRIC_NAMES[o] for o in objectives])
     return study
 
 

@@ -46,7 +46,8 @@ def layer_types(model: bytes, layers: list[str]) -> dict[str, dict[str, Any]]:
 
     out: dict[str, dict[str, Any]] = {}
     for layer in layers:
-        pattern = layer_pattern(layer)
+        # TFMOT's quantization-aware models wrap a layer as "quant_<name>"
+        patterns = (layer_pattern(layer), layer_pattern(f"quant_{layer}"))
         for op in sg.operators:
             if kind(op) not in TARGET_OPS:
                 continue
@@ -54,7 +55,7 @@ def layer_types(model: bytes, layers: list[str]) -> dict[str, dict[str, Any]]:
             names = [name(int(t)) for t in op.outputs] + [name(weight)]
             if len(op.inputs) > 2 and op.inputs[2] >= 0:
                 names.append(name(stored(int(op.inputs[2]))))
-            if any(pattern.search(n) for n in names):
+            if any(p.search(n) for p in patterns for n in names):
                 out[layer] = {
                     "op": kind(op),
                     "input": type_names[sg.tensors[int(op.inputs[0])].type],

@@ -20,6 +20,7 @@ import numpy as np
 from codesign.data import Dataset, load_dataset, resize_bilinear
 from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware import litert
+from codesign.hardware.devicelock import device_lock
 from codesign.hardware.profile import Profile, load_profile
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec, get_space
@@ -28,6 +29,7 @@ BN_CALIBRATION_IMAGES = 512
 SUPERNET_FILE = "supernet.npz"
 SUPERNET_META = "supernet.json"
 QUALITY_FILE = "supernet_quality.json"
+DEVICE = "local"  # the host's CPU: every local profile times on it
 
 
 class Pipeline:
@@ -187,7 +189,10 @@ class Pipeline:
         )
         t1 = time.perf_counter()
         sample = self._images("val", cand.resolution)[:1]
-        latency = litert.time_latency(blob, sample, p.threads, p.resolver, p.warmup_runs, p.runs)
+        with device_lock(DEVICE, exclusive=True):
+            latency = litert.time_latency(
+                blob, sample, p.threads, p.resolver, p.warmup_runs, p.runs
+            )
         times["accuracy"] = round(t1 - t0, 4)
         times["latency"] = round(time.perf_counter() - t1, 4)
         out = Path(model_path)
@@ -222,8 +227,9 @@ class Pipeline:
         _crash_hook(model_path)
         cand = Candidate.from_dict(candidate)
         times: dict[str, float] = {}
-        model = self._inherited(cand, times)
-        blob = self._tflite(model, cand, times)
+        with device_lock(DEVICE, exclusive=False):
+            model = self._inherited(cand, times)
+            blob = self._tflite(model, cand, times)
         result = self._measure(blob, cand, model_path, times)
         result["params"] = int(model.count_params())
         return result
@@ -233,9 +239,9 @@ class Pipeline:
     ) -> dict[str, Any]:
         """Fine-tune a candidate in float, quantize it, and measure it.
 
-        When every quantized layer is int8, quantization-aware training
-        (TFMOT) is tried as well and kept if its validation accuracy is
-        higher. Both results are returned.
+        When every layer is int8, quantization-aware training (TFMOT) is
+        tried as well and kept if its validation accuracy is higher (chosen on
+        validation, never on test). Both results are returned.
         """
         from codesign.nn.finetune import fine_tune
 
@@ -251,8 +257,8 @@ class Pipeline:
         ptq = self._measure(self._tflite(model, cand, times), cand, ptq_path, times)
         summary = {"float_then_quantize": _brief(ptq), "qat": None}
         best, best_path = ptq, ptq_path
-        quantized = {p for p in cand.precision_map.values() if p != "float32"}
-        if quantized == {"int8"}:
+        used = set(self._ready()[0].subnet(cand).precision.values())
+        if used == {"int8"}:
             try:
                 qat_path = str(Path(model_path).with_suffix(".qat.tflite"))
                 qat = self._qat(cand, epochs, seed, qat_path)
@@ -277,9 +283,8 @@ class Pipeline:
         space, data, _, _ = self._ready()
         times: dict[str, float] = {}
         model = self._inherited(cand, times)
-        int8_layers = [n for n, p in space.subnet(cand).precision.items() if p == "int8"]
         t0 = time.perf_counter()
-        wrapped = qat_model(model, int8_layers)
+        wrapped = qat_model(model)
         x_train = resize_bilinear(data.x_train, cand.resolution)
         fine_tune(wrapped, x_train, data.y_train, epochs, seed=seed)
         times["fine_tune"] = round(time.perf_counter() - t0, 4)
@@ -292,6 +297,21 @@ class Pipeline:
             raise TrialFailure("QAT file does not hold the intended precisions: " + problems[0])
         times["conversion"] = round(time.perf_counter() - t1, 4)
         return self._measure(blob, cand, path, times)
+
+    def do_noise_floor(self, path: str, repeats: int = 5) -> dict[str, Any]:
+        """Coefficient of variation of the median latency over repeated measurements."""
+        _, data, p, _ = self._ready()
+        blob = _read_model(path)
+        shape = litert.io_details(blob)["input"]["shape"]
+        sample = np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
+        medians = []
+        for _ in range(repeats):
+            with device_lock(DEVICE, exclusive=True):
+                stats = litert.time_latency(blob, sample, p.threads, p.resolver,
+                                            p.warmup_runs, p.runs)
+            medians.append(stats.median)
+        cv = float(np.std(medians) / np.mean(medians))
+        return {"model": path, "repeats": repeats, "medians_ms": medians, "cv": cv}
 
     def do_quality(self, run_dir: str, samples: int, epochs: int, seed: int) -> dict[str, Any]:
         """The supernet quality report (cached in the run directory)."""
