@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write one trial's .tflite and manifest")
     e.add_argument("run", type=Path, help="run directory")
-    e.add_argument("--trial", type=int, required=True, help="trial number (see pareto.json)")
+    pick = e.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", type=int, help="trial number (see pareto.json)")
+    pick.add_argument("--max-latency-ms", type=float,
+                      help="the most accurate front point at or under this latency")
+    pick.add_argument("--min-accuracy", type=float,
+                      help="the fastest front point at or above this validation accuracy")
     e.add_argument("--out", type=Path, required=True, help="destination FILE.tflite")
 
     b = sub.add_parser("benchmark", help="measure a .tflite's latency on a profile")
@@ -153,9 +158,13 @@ def _profiles() -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from codesign.export import export_trial
+    from codesign.export import export_trial, pick_trial
 
-    manifest = export_trial(args.run, args.trial, args.out)
+    trial = args.trial
+    if trial is None:
+        trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy)
+        print(f"picked trial {trial}")
+    manifest = export_trial(args.run, trial, args.out)
     print(
         f"wrote {args.out} and {args.out.with_suffix('.json')} "
         f"(test accuracy {manifest['test_accuracy']:.3f}, "

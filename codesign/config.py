@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from codesign.data import validate_data_name
+from codesign.data import data_fingerprint, load_dataset, validate_data_name
 from codesign.errors import CodesignError
 from codesign.hardware.profile import DEFAULT_PROFILE, Profile, load_profile
 from codesign.space.family import SpaceSpec, get_space
@@ -87,6 +87,10 @@ class SearchConfig:
                 f"--min-accuracy is a fraction from 0 to 1, got {self.min_accuracy}"
             )
         validate_data_name(self.data)
+        data = self.data
+        if Path(data).exists() and data not in ("digits",):
+            data = str(Path(data).resolve())
+        load_dataset(data, self.seed)  # bad data is refused here, before anything is written
         _positive_int("--quality-samples", self.quality_samples, 0, 1000)
         _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
         space = get_space(self.space)
@@ -95,7 +99,7 @@ class SearchConfig:
         layer_choices(space, lookup_support(profile), profile.precisions)
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
-        return replace(self, _profile=profile)
+        return replace(self, data=data, _profile=profile)
 
     @property
     def space_spec(self) -> SpaceSpec:
@@ -115,7 +119,7 @@ class SearchConfig:
     def identity(self) -> dict[str, Any]:
         """Settings that must not change when a run is resumed."""
         return {
-            "data": self.data,
+            "data": data_fingerprint(self.data),
             "seed": self.seed,
             "space": self.space_spec.to_dict(),
             "profile": self.profile_spec.identity(),

@@ -8,14 +8,19 @@ input resolution ``r`` sees them resized with :func:`resize_bilinear`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
+from codesign.datasets import KERAS_DATASETS, checked, read_folder, read_keras, read_npz
 from codesign.errors import CodesignError
 
 BUILTIN_DATASETS = ("digits",)
+VAL_FRACTION = 0.2  # of the training split, for sources that bring only train and test
 SPLIT = (0.6, 0.2, 0.2)  # train, validation, test
 
 
@@ -63,35 +68,103 @@ class Dataset:
 
 
 def validate_data_name(name: str) -> None:
-    """Check a ``--data`` value without loading anything heavy.
+    """Check that a ``--data`` value names something codesign can load (cheap).
 
     Raises:
-        CodesignError: If the name is not a data set codesign knows.
+        CodesignError: If it is neither a known name nor an existing file or folder.
     """
-    if name not in BUILTIN_DATASETS:
-        raise CodesignError(
-            f"unknown data set {name!r}; use one of: {', '.join(BUILTIN_DATASETS)}"
-        )
+    if name in BUILTIN_DATASETS or name in KERAS_DATASETS:
+        return
+    path = Path(name)
+    if path.is_dir() or (path.is_file() and path.suffix == ".npz"):
+        return
+    if path.exists():
+        raise CodesignError(f"{name}: not an .npz file or a folder of class folders")
+    known = ", ".join((*BUILTIN_DATASETS, *KERAS_DATASETS))
+    raise CodesignError(
+        f"unknown data set {name!r}; use one of: {known}, a .npz file or an image folder"
+    )
+
+
+def data_fingerprint(name: str) -> str:
+    """What identifies the data: the name, or a digest of the file or folder's contents."""
+    path = Path(name)
+    if name in BUILTIN_DATASETS or name in KERAS_DATASETS or not path.exists():
+        return name
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        digest.update(str(f.relative_to(path.parent if path.is_file() else path)).encode())
+        digest.update(f.read_bytes())
+    return f"{path.resolve()} sha256:{digest.hexdigest()[:16]}"
 
 
 def load_dataset(name: str, seed: int) -> Dataset:
     """Load a data set and split it deterministically from ``seed``.
 
     Args:
-        name: ``digits`` (scikit-learn's shipped 8x8 digits).
-        seed: Seed of the stratified train / validation / test split.
+        name: ``digits`` (scikit-learn's shipped 8x8 digits); ``mnist``,
+            ``fashion_mnist`` or ``cifar10`` (keras.datasets, downloaded); a
+            path to an ``.npz`` with ``x_train, y_train, x_test, y_test``; or
+            a folder with one sub-folder of images per class.
+        seed: Seed of the stratified splits.
 
     Returns:
         The split data set.
+
+    Raises:
+        CodesignError: Naming the file and what is wrong with the data.
     """
     validate_data_name(name)
-    return _load_digits(seed)
+    if name == "digits":
+        return _load_digits(seed)
+    return _load_other(name, seed)
+
+
+@lru_cache(maxsize=4)
+def _load_other(name: str, seed: int) -> Dataset:
+    if name in KERAS_DATASETS:
+        raw = read_keras(name)
+        source = f"{name} (keras.datasets)"
+    elif Path(name).is_dir():
+        raw = read_folder(Path(name), seed)
+        source = f"image folder {name}"
+    else:
+        raw = read_npz(Path(name))
+        source = f"npz file {name}"
+    x_tr, y_tr, x_te, y_te, labels, scale, offset = checked(name, *raw)
+    idx = np.arange(len(y_tr))
+    counts = np.bincount(y_tr)
+    stratify = y_tr if counts[counts > 0].min() >= 2 else None
+    try:
+        idx_train, idx_val = train_test_split(
+            idx, test_size=VAL_FRACTION, stratify=stratify, random_state=seed
+        )
+    except ValueError as exc:
+        raise CodesignError(f"{name}: too few training images to split ({exc})") from None
+    return Dataset(
+        name=name,
+        x_train=x_tr[idx_train],
+        y_train=y_tr[idx_train],
+        x_val=x_tr[idx_val],
+        y_val=y_tr[idx_val],
+        x_test=x_te,
+        y_test=y_te,
+        labels=labels,
+        preprocessing={
+            "source": source,
+            "scale": scale,
+            "offset": offset,
+            "resize": "bilinear, half-pixel centres (codesign.data.resize_bilinear)",
+            "channels": int(x_tr.shape[-1]),
+            "formula": "input = resize(raw * scale + offset)",
+        },
+    )
 
 
 @lru_cache(maxsize=4)
 def _load_digits(seed: int) -> Dataset:
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]

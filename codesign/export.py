@@ -15,6 +15,46 @@ from codesign.search.rundir import RunDir
 from codesign.search.study import load_study
 
 
+def pick_trial(
+    run_dir: Path, max_latency_ms: float | None = None, min_accuracy: float | None = None
+) -> int:
+    """The front point that fits a latency budget or an accuracy floor.
+
+    With ``max_latency_ms``: the most accurate point at or under it. With
+    ``min_accuracy``: the fastest point at or above it (validation accuracy of
+    the fine-tuned model, what the front is ranked by).
+
+    Raises:
+        CodesignError: If the run has no front, or no point fits.
+    """
+    path = run_dir / "pareto.json"
+    if not path.is_file():
+        raise CodesignError(f"{run_dir} has no pareto.json; run or finish the search first")
+    doc = json.loads(path.read_text())
+    if doc.get("schema_version") != 1:
+        raise CodesignError(
+            f"{path} has schema version {doc.get('schema_version')!r}; this codesign reads 1"
+        )
+    points = doc["points"]
+    if max_latency_ms is not None:
+        fits = [p for p in points if p["latency_ms"]["median"] <= max_latency_ms]
+        if not fits:
+            fastest = min((p["latency_ms"]["median"] for p in points), default=float("nan"))
+            raise CodesignError(
+                f"no front point runs in {max_latency_ms} ms or less (fastest: {fastest:.4f} ms)"
+            )
+        return max(fits, key=lambda p: (p["val_accuracy"], -p["latency_ms"]["median"]))["trial"]
+    if min_accuracy is not None:
+        fits = [p for p in points if p["val_accuracy"] >= min_accuracy]
+        if not fits:
+            best = max((p["val_accuracy"] for p in points), default=float("nan"))
+            raise CodesignError(
+                f"no front point reaches accuracy {min_accuracy} (best: {best:.4f})"
+            )
+        return min(fits, key=lambda p: (p["latency_ms"]["median"], -p["val_accuracy"]))["trial"]
+    raise CodesignError("give --trial, --max-latency-ms or --min-accuracy")
+
+
 def export_trial(run_dir: Path, trial: int, out: Path) -> dict[str, Any]:
     """Write trial ``trial`` of ``run_dir`` to ``out`` and its manifest beside it.
 

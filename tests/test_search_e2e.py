@@ -135,3 +135,20 @@ def test_supernet_quality_report(base_run: Path) -> None:
     assert 0.0 < q["narrowest_accuracy"] <= q["largest_accuracy"] <= 1.0
     for row in q["candidates"]:
         assert 0.0 <= row["inherited"] <= 1.0 and 0.0 <= row["fine_tuned"] <= 1.0
+
+
+def test_export_picks_a_point_by_budget(base_run: Path, tmp_path: Path) -> None:
+    points = _pareto(base_run)["points"]
+    fastest, best = points[0], points[-1]
+    out = tmp_path / "fast.tflite"
+    limit = fastest["latency_ms"]["median"] * 1.0001
+    proc = run_cli("export", str(base_run), "--max-latency-ms", str(limit), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"picked trial {fastest['trial']}" in proc.stdout
+    proc = run_cli("export", str(base_run), "--min-accuracy", str(best["val_accuracy"]),
+                   "--out", str(tmp_path / "best.tflite"))
+    assert proc.returncode == 0 and f"picked trial {best['trial']}" in proc.stdout
+    proc = run_cli("export", str(base_run), "--min-accuracy", "1.01",
+                   "--out", str(tmp_path / "none.tflite"))
+    assert proc.returncode == 2 and "no front point reaches accuracy" in proc.stderr
+    assert not (tmp_path / "none.tflite").exists()
