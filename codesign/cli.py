@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--min-accuracy", type=float,
                       help="the fastest front point at or above this validation accuracy")
     e.add_argument("--out", type=Path, required=True, help="destination FILE.tflite")
+    e.add_argument("--io-type", default="float32", choices=("float32", "int8", "uint8"),
+                   help="input and output type (int8/uint8 need int8 first and last layers)")
 
     b = sub.add_parser("benchmark", help="measure a .tflite's latency on a profile")
     b.add_argument("model", type=Path, help="a .tflite file")
@@ -164,7 +166,7 @@ def _export(args: argparse.Namespace) -> int:
     if trial is None:
         trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy)
         print(f"picked trial {trial}")
-    manifest = export_trial(args.run, trial, args.out)
+    manifest = export_trial(args.run, trial, args.out, args.io_type)
     print(
         f"wrote {args.out} and {args.out.with_suffix('.json')} "
         f"(test accuracy {manifest['test_accuracy']:.3f}, "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from codesign.errors import CodesignError
 from codesign.report.manifest import build_manifest
 from codesign.search.rundir import RunDir
 from codesign.search.study import load_study
+from codesign.tflite.interface import IO_TYPES
 
 
 def pick_trial(
@@ -55,7 +55,9 @@ def pick_trial(
     raise CodesignError("give --trial, --max-latency-ms or --min-accuracy")
 
 
-def export_trial(run_dir: Path, trial: int, out: Path) -> dict[str, Any]:
+def export_trial(
+    run_dir: Path, trial: int, out: Path, io_type: str = "float32"
+) -> dict[str, Any]:
     """Write trial ``trial`` of ``run_dir`` to ``out`` and its manifest beside it.
 
     Args:
@@ -63,6 +65,8 @@ def export_trial(run_dir: Path, trial: int, out: Path) -> dict[str, Any]:
         trial: Trial number (see ``pareto.json``).
         out: Destination ``.tflite`` path; the manifest goes to ``out`` with
             suffix ``.json``.
+        io_type: ``float32`` (as searched), ``int8`` or ``uint8`` inputs and
+            outputs (the model's first and last layers must be int8).
 
     Returns:
         The manifest.
@@ -99,10 +103,43 @@ def export_trial(run_dir: Path, trial: int, out: Path) -> dict[str, Any]:
     manifest = build_manifest(
         trial, attrs, study.user_attrs["data_info"], study.user_attrs["profile"]
     )
+    blob = src.read_bytes()
+    if io_type != "float32":
+        blob = _with_io_type(src, io_type)
+        from codesign.hardware.litert import io_details
+
+        io = io_details(blob)
+        for side in ("input", "output"):
+            manifest[side]["dtype"] = io[side]["dtype"]
+            manifest[side]["quantization"] = io[side]["quantization"]
+        manifest["io_type"] = io_type
+        manifest["size_bytes"] = len(blob)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, out)
+        out.write_bytes(blob)
         out.with_suffix(".json").write_text(json.dumps(manifest, indent=1))
     except OSError as exc:
         raise CodesignError(f"cannot write {out}: {exc.strerror}") from None
     return manifest
+
+
+def _with_io_type(src: Path, io_type: str) -> bytes:
+    """The model at ``src`` with ``io_type`` inputs and outputs, made in the child process.
+
+    TensorFlow's tool does the work; in the child its logging stays out of the
+    user's terminal and a crash in it cannot take the command down.
+    """
+    import tempfile
+
+    from codesign.errors import TrialFailure
+    from codesign.worker import EvalWorker
+
+    if io_type not in IO_TYPES:
+        raise CodesignError(f"--io-type {io_type!r}: use one of {', '.join(IO_TYPES)}")
+    with tempfile.TemporaryDirectory() as tmp, EvalWorker(timeout_s=300) as worker:
+        dst = Path(tmp) / "io.tflite"
+        try:
+            worker.call("change_io", src=str(src), dst=str(dst), io_type=io_type)
+        except TrialFailure as exc:
+            raise CodesignError(f"cannot change the model's input and output type: {exc}") from None
+        return dst.read_bytes()

@@ -139,3 +139,24 @@ def test_support_table_holds_for_the_installed_runtime(calib) -> None:
             for resolver in wanted:
                 out = litert.predict(blob, calib[:4], resolver=resolver)
                 assert out.shape == (4, 10) and np.isfinite(out).all(), (kind, precision, resolver)
+
+
+def test_io_type_int8_and_uint8_keep_the_predictions(calib) -> None:
+    from codesign.errors import CodesignError
+    from codesign.tflite.interface import change_io_type
+
+    space = get_space("tiny")
+    sub = space.subnet(space.max_candidate("int8"))
+    model = build_submodel(space, sub, 10, 1)
+    recalibrate_bn(model, calib)
+    blob = convert(model, sub.precision, calib)
+    reference = np.argmax(litert.predict(blob, calib[:50]), axis=1)
+    for io_type in ("int8", "uint8"):
+        changed = change_io_type(blob, io_type)
+        io = litert.io_details(changed)
+        assert io["input"]["dtype"] == io["output"]["dtype"] == io_type
+        assert io["input"]["quantization"]["scale"] > 0
+        agree = np.mean(np.argmax(litert.predict(changed, calib[:50]), axis=1) == reference)
+        assert agree > 0.95, (io_type, agree)
+    with pytest.raises(CodesignError, match="first and last layers must be int8"):
+        change_io_type(convert_float(model), "int8")

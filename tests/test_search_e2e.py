@@ -152,3 +152,22 @@ def test_export_picks_a_point_by_budget(base_run: Path, tmp_path: Path) -> None:
                    "--out", str(tmp_path / "none.tflite"))
     assert proc.returncode == 2 and "no front point reaches accuracy" in proc.stderr
     assert not (tmp_path / "none.tflite").exists()
+
+
+def test_export_with_int8_io_exactly_when_first_and_last_layers_are_int8(
+    base_run: Path, tmp_path: Path
+) -> None:
+    for p in _pareto(base_run)["points"]:
+        out = tmp_path / f"t{p['trial']}.tflite"
+        proc = run_cli("export", str(base_run), "--trial", str(p["trial"]), "--io-type", "int8",
+                       "--out", str(out))
+        precision = p["candidate"]["precision"]
+        if precision["stem_conv"] == "int8" and precision["classifier"] == "int8":
+            assert proc.returncode == 0, proc.stderr
+            manifest = json.loads(out.with_suffix(".json").read_text())
+            assert manifest["input"]["dtype"] == manifest["output"]["dtype"] == "int8"
+            assert litert.io_details(out.read_bytes())["input"]["dtype"] == "int8"
+        else:
+            assert proc.returncode == 2
+            assert "first and last layers must be int8" in proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()

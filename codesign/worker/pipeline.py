@@ -349,6 +349,14 @@ class Pipeline:
         acc = litert.accuracy(blob, resize_bilinear(x, shape[1]), y)
         return {"accuracy": acc, "images": len(y), "resolution": shape[1]}
 
+    def do_change_io(self, src: str, dst: str, io_type: str) -> dict[str, Any]:
+        """Write ``src`` with ``io_type`` inputs and outputs to ``dst``."""
+        from codesign.tflite.interface import change_io_type
+
+        blob = change_io_type(_read_model(src), io_type)
+        Path(dst).write_bytes(blob)
+        return {"io": litert.io_details(blob), "size_bytes": len(blob)}
+
     def do_benchmark_file(self, path: str, profile: str) -> dict[str, Any]:
         """Latency of a ``.tflite`` file on a profile's runtime settings."""
         blob = _read_model(path)
