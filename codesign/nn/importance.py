@@ -33,18 +33,14 @@ class GroupWiring:
 
 def wiring(space: SpaceSpec) -> dict[str, GroupWiring]:
     """Return the wiring of every channel group of the maximal network."""
-    w = {g: GroupWiring() for g in space.group_sizes()}
-    w["stem_conv"].producers.append("stem_conv")
+    w = {g: GroupWiring(producers=list(layers)) for g, layers in space.group_layers().items()}
     for bp in space.blocks():
         if bp.expand > 1:
             w[bp.in_group].consumers.append((f"{bp.name}_expand", 2))
-            w[bp.hidden_group].producers.append(f"{bp.name}_expand")
         w[bp.hidden_group].channelwise.append(f"{bp.name}_dw")
         w[bp.hidden_group].consumers.append((f"{bp.name}_project", 2))
-        w[bp.out_group].producers.append(f"{bp.name}_project")
     last = space.blocks()[-1].out_group
     w[last].consumers.append(("head_conv", 2))
-    w["head_conv"].producers.append("head_conv")
     w["head_conv"].consumers.append(("classifier", 0))
     return w
 

@@ -7,6 +7,15 @@ from typing import Any
 MANIFEST_VERSION = 1
 
 
+def brief(result: dict[str, Any]) -> dict[str, Any]:
+    """Validation and test accuracy and latency median of one measurement."""
+    return {
+        "val_accuracy": result["val_accuracy"],
+        "test_accuracy": result["test_accuracy"],
+        "latency_ms": result["latency_ms"]["median"],
+    }
+
+
 def build_manifest(
     trial: int | None,
     attrs: dict[str, Any],

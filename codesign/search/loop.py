@@ -17,6 +17,7 @@ from tqdm import tqdm
 from codesign.config import SearchConfig
 from codesign.data import load_dataset
 from codesign.errors import CodesignError, TrialFailure
+from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.report.table import pareto_table
 from codesign.search.rundir import RunDir
@@ -69,14 +70,14 @@ def run_search(cfg: SearchConfig, out: TextIO = sys.stdout) -> SearchResult:
     """
     run = RunDir(cfg.out)
     run.check_settings(cfg.identity(), cfg.trials)
-    stale = run.acquire()
+    run.acquire()  # a dead owner's RUNNING trials are recovered below
     try:
-        return _run_locked(cfg, run, stale, out)
+        return _run_locked(cfg, run, out)
     finally:
         run.release()
 
 
-def _run_locked(cfg: SearchConfig, run: RunDir, stale: bool, out: TextIO) -> SearchResult:
+def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO) -> SearchResult:
     profile = cfg.profile_spec
     study = open_study(
         run.storage_url, make_sampler(cfg.sampler, cfg.seed, cfg.trials), cfg.objectives
@@ -219,7 +220,7 @@ def _references(
             print(f"reference {name} could not be measured: {exc}", file=out)
             continue
         ref = {"name": name, "candidate": cand.to_dict(), **{k: final[k] for k in MEASURED},
-               "model": f"cache/{path.name}", "search": _brief(search)}
+               "model": f"cache/{path.name}", "search": brief(search)}
         if "finetune" in final:
             ref["finetune"] = final["finetune"]
         ref.pop("io")
@@ -249,11 +250,6 @@ def _noise_floor(
         f"{res['repeats']} measurements of {res['reference']} (target 3 % or less)",
         file=out,
     )
-
-
-def _brief(res: dict[str, Any]) -> dict[str, Any]:
-    return {"val_accuracy": res["val_accuracy"], "test_accuracy": res["test_accuracy"],
-            "latency_ms": res["latency_ms"]["median"]}
 
 
 def _trial_loop(
@@ -312,7 +308,6 @@ def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     import numpy as np
 
     from codesign.search.study import population_size
-    from codesign.space.candidate import Candidate
 
     space = cfg.space_spec
     choices = cfg.layer_choices()
@@ -340,9 +335,8 @@ def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
 
 
 def _progress_note(trials: list[Any], directions: list[str]) -> str:
-    ok = [t for t in trials if feasible(t)]
-    front = front_trials(ok, directions)
-    best = max((t.values[0] for t in ok), default=None)
+    front = front_trials(trials, directions)
+    best = max((t.values[0] for t in trials if feasible(t)), default=None)
     best_text = f"{best:.3f}" if best is not None else "none yet"
     return f"front {len(front)}, best acc within budget {best_text}"
 
@@ -426,7 +420,7 @@ def _finalize_front(
     try:
         for t in front:
             attrs = {k: t.user_attrs[k] for k in (*MEASURED, "candidate")}
-            attrs["search"] = _brief(t.user_attrs)
+            attrs["search"] = brief(t.user_attrs)
             model = run.trial_model(t.number)
             if cfg.finetune_epochs > 0:
                 record = tuned_dir / f"trial-{t.number}.json"
@@ -453,7 +447,6 @@ def _cached_finetune(
         if saved.get("finetune", {}).get("epochs") == cfg.finetune_epochs:
             return saved
     try:
-        Candidate.from_dict(candidate)
         res = worker.call("finetune", candidate=candidate, model_path=str(path),
                           epochs=cfg.finetune_epochs, seed=cfg.seed)
     except TrialFailure:

@@ -205,20 +205,13 @@ class SpaceSpec:
             for s, (d, st) in enumerate(zip(cand.depths, self.stages, strict=True), start=1):
                 if not st.min_depth <= d <= st.max_depth:
                     problems.append(f"stage {s} depth {d} not in {st.min_depth}..{st.max_depth}")
-        groups = set(self.group_sizes())
-        ratios = cand.prune_map
-        if set(ratios) != groups:
-            problems.append(f"prune groups {sorted(set(ratios) ^ groups)} missing or unknown")
-        bad = sorted(g for g, r in ratios.items() if r not in self.prune_ratios)
-        if bad:
-            problems.append(f"prune ratios of {bad} not in {self.prune_ratios}")
-        layers = set(self.layer_names())
-        prec = cand.precision_map
-        if set(prec) != layers:
-            problems.append(f"precision layers {sorted(set(prec) ^ layers)} missing or unknown")
-        bad = sorted(n for n, p in prec.items() if p not in self.precisions)
-        if bad:
-            problems.append(f"precisions of {bad} not in {self.precisions}")
+        problems += _mapping_problems(
+            "prune groups", "prune ratios", cand.prune_map, self.group_sizes(), self.prune_ratios
+        )
+        problems += _mapping_problems(
+            "precision layers", "precisions", cand.precision_map, self.layer_names(),
+            self.precisions,
+        )
         if problems:
             raise CodesignError(f"candidate not in space {self.name!r}: {'; '.join(problems)}")
 
@@ -285,6 +278,20 @@ class SpaceSpec:
                 )
             )
         return out
+
+
+def _mapping_problems(
+    keys_name: str, values_name: str, mapping: Mapping[str, Any], keys: Any, allowed: tuple
+) -> list[str]:
+    """What is wrong with a per-group or per-layer mapping: its keys, then its values."""
+    problems = []
+    wanted = set(keys)
+    if set(mapping) != wanted:
+        problems.append(f"{keys_name} {sorted(set(mapping) ^ wanted)} missing or unknown")
+    bad = sorted(k for k, v in mapping.items() if v not in allowed)
+    if bad:
+        problems.append(f"{values_name} of {bad} not in {allowed}")
+    return problems
 
 
 def kept_channels(channels: int, ratio: float) -> int:

@@ -22,6 +22,7 @@ from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware import litert
 from codesign.hardware.devicelock import device_lock
 from codesign.hardware.profile import Profile, load_profile
+from codesign.report.manifest import brief
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec, get_space
 
@@ -255,14 +256,14 @@ class Pipeline:
         times["fine_tune"] = round(time.perf_counter() - t0, 4)
         ptq_path = str(Path(model_path).with_suffix(".ptq.tflite"))
         ptq = self._measure(self._tflite(model, cand, times), cand, ptq_path, times)
-        summary = {"float_then_quantize": _brief(ptq), "qat": None}
+        summary = {"float_then_quantize": brief(ptq), "qat": None}
         best, best_path = ptq, ptq_path
         used = set(self._ready()[0].subnet(cand).precision.values())
         if used == {"int8"}:
             try:
                 qat_path = str(Path(model_path).with_suffix(".qat.tflite"))
                 qat = self._qat(cand, epochs, seed, qat_path)
-                summary["qat"] = _brief(qat)
+                summary["qat"] = brief(qat)
                 if qat["val_accuracy"] > ptq["val_accuracy"]:
                     best, best_path = qat, str(Path(model_path).with_suffix(".qat.tflite"))
             except (TrialFailure, ValueError, RuntimeError, TypeError) as exc:
@@ -374,14 +375,6 @@ def _read_model(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise CodesignError(f"cannot read model {path}: {exc.strerror}") from None
-
-
-def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "val_accuracy": result["val_accuracy"],
-        "test_accuracy": result["test_accuracy"],
-        "latency_ms": result["latency_ms"]["median"],
-    }
 
 
 def _out_channels(space: SpaceSpec, sub: Any, layer: str, num_classes: int) -> int:
