@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint clean
+.PHONY: demo test test-fast lint clean device
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +17,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/codesign search --data digits --trials 30 --out runs/demo
 
-test: $(STAMP)
+# The stand-in board for the remote-device tests: sshd, and an account with tflite-runtime 2.14.
+device:
+	bash tools/setup_device.sh
+
+test: $(STAMP) device
 	$(BIN)/ruff check codesign tests tools
 	$(BIN)/python -m pytest -q -ra --durations=15
 

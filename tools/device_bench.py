@@ -7,12 +7,18 @@ can be copied to a board and run there, and it shares no code with codesign
 (it is the independent check of codesign's own measurements).
 
     python device_bench.py model_a.tflite model_b.tflite --threads 1 --runs 100
+    python device_bench.py            # no model: only the runtime and machine facts
+
+Runs under Python 3.8 and later, numpy 1.x or 2.x, tflite-runtime 2.x or
+ai-edge-litert. A model that cannot load or run here is reported with its
+error; the others are still measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -64,6 +70,8 @@ def measure(path, interpreter_cls, resolver_enum, args):
         )
     elif args.resolver != "auto":
         return {"model": path, "error": "this runtime cannot choose an op resolver"}
+    base = reset_peak_rss()
+    peak = None
     try:
         interp = interpreter_cls(**kwargs)
         detail = interp.get_input_details()[0]
@@ -78,7 +86,11 @@ def measure(path, interpreter_cls, resolver_enum, args):
             info = np.iinfo(dtype)
             data = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
         interp.set_tensor(detail["index"], data)
+        for other in interp.get_input_details()[1:]:
+            interp.set_tensor(other["index"], np.zeros(other["shape"], other["dtype"]))
         warm = warm_up(interp, args.warmup, args.max_warmup)
+        peak = status_kb("VmHWM")
+        threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
         times = []
         for _ in range(args.runs):
             start = time.perf_counter()
@@ -97,7 +109,31 @@ def measure(path, interpreter_cls, resolver_enum, args):
         "min_ms": times[0],
         "runs": len(times),
         "warmup_runs": warm,
+        "peak_memory_mb": None if base is None or peak is None else max(0.0, (peak - base) / 1024),
+        "process_threads": threads,
     }
+
+
+def status_kb(field):
+    """A ``/proc/self/status`` figure in KiB, or None where the system has none."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss():
+    """Reset the kernel's peak-RSS mark (Linux) and return the resident KiB now."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return None
+    return status_kb("VmRSS")
 
 
 def warm_up(interp, minimum, maximum):
@@ -121,7 +157,8 @@ def warm_up(interp, minimum, maximum):
 def machine_facts():
     """What the system tells about this machine (governor and temperature if exposed)."""
     facts = {"machine": platform.machine(), "system": platform.system(),
-             "python": platform.python_version()}
+             "python": platform.python_version(), "cpu_count": os.cpu_count(),
+             "cpu_model": cpu_model()}
     for key, path in (
         ("cpu_governor", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         ("temperature_millicelsius", "/sys/class/thermal/thermal_zone0/temp"),
@@ -134,19 +171,35 @@ def machine_facts():
     return facts
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def main(argv=None):
     """Parse arguments, measure every model and print the JSON document."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", help=".tflite files")
+    ap.add_argument("models", nargs="*", help=".tflite files (none: only print the facts)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resolver", choices=sorted(RESOLVER_NAMES), default="auto")
     ap.add_argument("--warmup", type=int, default=20, help="fewest warm-up runs")
     ap.add_argument("--max-warmup", type=int, default=500, help="most warm-up runs")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model")
     args = ap.parse_args(argv)
+    if args.threads < 1 or args.runs < 1 or args.warmup < 0:
+        ap.error("--threads and --runs must be at least 1, --warmup at least 0")
     name, version, interpreter_cls, resolver_enum = load_runtime()
+    import numpy as np
+
     doc = {
-        "runtime": {"name": name, "version": version},
+        "runtime": {"name": name, "version": version, "numpy": np.__version__},
         "threads": args.threads,
         "resolver": args.resolver,
         **machine_facts(),
