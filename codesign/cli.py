@@ -57,8 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sub-networks in the supernet quality report (0 skips it; default 20)")
     s.add_argument("--finetune-epochs", type=int, default=3,
                    help="epochs of fine-tuning for each front model (0 skips it; default 3)")
+    s.add_argument("--latency", default=None, choices=("measured", "predicted", "hybrid"),
+                   help="time every candidate, predict with the profile's latency model, or "
+                        "predict and time those that could enter the front (default: hybrid "
+                        "once `codesign profile build` made a model, else measured)")
 
     sub.add_parser("profiles", help="list the shipped hardware profiles")
+
+    pr = sub.add_parser("profile", help="a profile's latency model: build or check it")
+    prs = pr.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    pb = prs.add_parser("build", help="measure sampled networks and fit the latency model")
+    pb.add_argument("profile", help="profile name or .toml path")
+    pb.add_argument("--blocks", type=int, default=300, help="block networks (default 300)")
+    pb.add_argument("--whole", type=int, default=100,
+                    help="whole default-space candidates (default 100)")
+    pb.add_argument("--budget-min", type=float, default=30.0,
+                    help="stop measuring after this many minutes; rerun goes on (default 30)")
+    pb.add_argument("--seed", type=int, default=0)
+    pc = prs.add_parser("check", help="compare the model with measured random candidates")
+    pc.add_argument("profile", help="profile name or .toml path")
+    pc.add_argument("--n", type=int, default=100, help="candidates to measure (default 100)")
 
     e = sub.add_parser("export", help="write one trial's .tflite and manifest")
     e.add_argument("run", type=Path, help="run directory")
@@ -103,6 +121,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _search(args)
     if args.command == "profiles":
         return _profiles()
+    if args.command == "profile":
+        return _profile(args)
     if args.command == "export":
         return _export(args)
     if args.command == "benchmark":
@@ -132,6 +152,7 @@ def _search(args: argparse.Namespace) -> int:
         max_size_kb=args.max_size_kb,
         max_memory_mb=args.max_memory_mb,
         min_accuracy=args.min_accuracy,
+        latency=args.latency,
     ).validate()
     from codesign.search.loop import run_search
 
@@ -140,22 +161,60 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _profiles() -> int:
-    from codesign.hardware.profile import DEFAULT_PROFILE, list_profiles
+    from codesign.hardware.profile import DEFAULT_PROFILE, EXAMPLE_DIR, list_profiles
     from codesign.report.table import format_table
     from codesign.tflite.support import lookup
 
     rows = []
-    for p in list_profiles():
+    for p in [*list_profiles(), *list_profiles(EXAMPLE_DIR)]:
         try:
             delegated = ",".join(lookup(p.runtime, p.runtime_version, p.resolver).delegated)
         except CodesignError:
             delegated = "(no op-support entry)"
         name = f"{p.name} (default)" if p.name == DEFAULT_PROFILE else p.name
+        if Path(p.path).parent == EXAMPLE_DIR:
+            name = f"examples/{Path(p.path).name}"
+        device = "this machine" if not p.remote else f"{p.device} ({p.runner.shell[0]})"
         rows.append((name, f"{p.runtime} {p.runtime_version}", p.resolver, p.threads,
-                     ",".join(p.precisions), delegated or "-", p.description))
+                     ",".join(p.precisions), delegated or "-", device))
     headers = ("name", "runtime", "resolver", "threads", "precisions", "delegate takes",
-               "description")
+               "device")
     print(format_table(headers, rows))
+    print("examples (under hw_profiles/examples/) reach a board or phone: copy one, edit the "
+          "address, and pass its path to --profile")
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from codesign.config import check_runtime_version
+    from codesign.hardware.profile import load_profile
+    from codesign.latency import build as latency
+
+    profile = load_profile(args.profile)
+    check_runtime_version(profile)
+    if args.action == "build":
+        for flag, value, low in (("--blocks", args.blocks, 10), ("--whole", args.whole, 0)):
+            if not low <= value <= 100000:
+                raise CodesignError(f"{flag} must be from {low} to 100000, got {value}")
+        if not args.budget_min > 0:
+            raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
+        model = latency.build(profile, args.blocks, args.whole, args.seed, args.budget_min)
+        meta, hold = model.meta, model.meta.get("holdout", {})
+        held = (f"; held-out whole networks: {hold['within_10pct']:.0%} within ±10 %, "
+                f"MAPE {hold['mape']:.1%}" if hold else "")
+        print(f"latency model of {profile.name}: {meta['networks']['block']} block and "
+              f"{meta['networks']['whole']} whole networks measured on {meta['runtime']} "
+              f"in {meta['seconds']:.0f} s{held}; saved to {latency.model_path(profile)}")
+        return 0
+    if not 2 <= args.n <= 100000:
+        raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
+    f = latency.check(profile, args.n)
+    noise = f"{f['noise_floor_cv']:.1%}" if f["noise_floor_cv"] is not None else "unknown"
+    print(f"{profile.name}: {f['within_10pct']:.0%} of {f['n']} random default-space candidates "
+          f"within ±10 % of measured, MAPE {f['mape']:.1%}, Kendall tau {f['kendall_tau']:.3f}, "
+          f"noise floor {noise} (measured {f['measured_ms']['min']:.3f}-"
+          f"{f['measured_ms']['max']:.3f} ms; speed factor {f['speed_factor']:.3f}, without it "
+          f"{f['without_speed_factor']['within_10pct']:.0%} within ±10 %)")
     return 0
 
 

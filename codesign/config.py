@@ -18,6 +18,9 @@ OBJECTIVES = (("accuracy", "latency"), ("accuracy", "latency", "size"))
 DEFAULT_SAMPLER = "nsga2"
 
 
+LATENCY_MODES = ("measured", "predicted", "hybrid")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Settings of one ``codesign search`` run.
@@ -39,6 +42,10 @@ class SearchConfig:
         max_size_kb: Budget on the file size.
         max_memory_mb: Budget on the interpreter's peak memory growth.
         min_accuracy: Floor on validation accuracy (a fraction).
+        latency: ``measured`` (time every candidate), ``predicted`` (the
+            profile's latency model; only the front is timed) or ``hybrid``
+            (predict, and time the candidates that could enter the front).
+            None: hybrid when the profile has a latency model here, else measured.
     """
 
     out: Path
@@ -57,6 +64,7 @@ class SearchConfig:
     max_size_kb: float | None = None
     max_memory_mb: float | None = None
     min_accuracy: float | None = None
+    latency: str | None = None
     _profile: Profile | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
@@ -97,9 +105,32 @@ class SearchConfig:
         profile = load_profile(self.profile)
         check_runtime_version(profile)
         layer_choices(space, lookup_support(profile), profile.precisions)
+        latency = self._latency_mode(profile)
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
-        return replace(self, data=data, _profile=profile)
+        return replace(self, data=data, latency=latency, _profile=profile)
+
+    def _latency_mode(self, profile: Profile) -> str:
+        """The latency mode: as asked, or hybrid when a latency model exists."""
+        from codesign.latency.build import load_model
+
+        if self.latency not in (None, *LATENCY_MODES):
+            raise CodesignError(
+                f"--latency is {self.latency!r}; use one of: {', '.join(LATENCY_MODES)}"
+            )
+        if self.latency == "predicted" and self.max_memory_mb is not None:
+            raise CodesignError("--max-memory-mb needs measured memory: use --latency hybrid or "
+                                "measured with it")
+        has_model = load_model(profile) is not None
+        if self.latency is None:
+            return "hybrid" if has_model else "measured"
+        if self.latency != "measured" and not has_model:
+            raise CodesignError(
+                f"--latency {self.latency} needs a latency model of profile {profile.name} on "
+                f"this machine: run codesign profile build {profile.name}, or use --latency "
+                "measured"
+            )
+        return self.latency
 
     @property
     def space_spec(self) -> SpaceSpec:
@@ -155,6 +186,9 @@ def check_runtime_version(profile: Profile) -> None:
     """
     from importlib import metadata
 
+    if profile.remote:
+        check_device(profile)
+        return
     try:
         installed = metadata.version(profile.runtime)
     except metadata.PackageNotFoundError:
@@ -166,6 +200,35 @@ def check_runtime_version(profile: Profile) -> None:
             f"profile {profile.name} is for {profile.runtime} {profile.runtime_version} but "
             f"{installed} is installed; install that version or write a profile for {installed}"
         )
+
+
+def check_device(profile: Profile) -> dict[str, Any]:
+    """Reach a remote profile's device and check it runs the profile's runtime version.
+
+    Returns:
+        The device's facts (runtime, machine).
+
+    Raises:
+        CodesignError: If the device cannot be reached or runs another runtime.
+    """
+    from codesign.errors import DeviceUnavailable, TrialFailure
+    from codesign.hardware.runner import BenchSettings, CommandRunner
+
+    runner = CommandRunner(profile.runner, BenchSettings(profile.threads, profile.resolver,
+                                                         profile.warmup_runs, profile.runs))
+    try:
+        facts = runner.probe()
+    except (DeviceUnavailable, TrialFailure) as exc:
+        raise CodesignError(f"{exc}; check the device and profile {profile.path}, then rerun "
+                            "(a run resumes where it stopped)") from None
+    found = facts["runtime"]
+    if (found.get("name"), found.get("version")) != (profile.runtime, profile.runtime_version):
+        raise CodesignError(
+            f"device {profile.device} runs {found.get('name')} {found.get('version')}, but profile "
+            f"{profile.name} is for {profile.runtime} {profile.runtime_version}; "
+            "install that on the device or write a profile for what it runs"
+        )
+    return facts
 
 
 def lookup_support(profile: Profile) -> Any:

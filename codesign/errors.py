@@ -23,3 +23,11 @@ class TrialFailure(Exception):
 
 class EvaluatorCrashed(TrialFailure):
     """The evaluation child process died (a crash in the converter or interpreter)."""
+
+
+class DeviceUnavailable(TrialFailure):
+    """The profile's device could not be reached (time-out, refused connection).
+
+    The trial fails with this reason and is queued again; the search waits for
+    the device to come back.
+    """

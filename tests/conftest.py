@@ -6,11 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.device import LoopbackBoard, require_device
+
 ROOT = Path(__file__).resolve().parents[1]
+# Latency models and their caches live per machine; tests start with none of this machine's.
+os.environ["CODESIGN_HOME"] = tempfile.mkdtemp(prefix="codesign-home-")
 CODESIGN = [sys.executable, "-m", "codesign.cli"]
 TINY = ["--space", "tiny", "--epochs", "10", "--seed", "0", "--quality-samples", "0",
         "--finetune-epochs", "1"]
@@ -18,6 +24,10 @@ BASE_TRIALS = 8
 QUALITY_SAMPLES = 20
 BASE_ARGS = [*TINY[:-4], "--quality-samples", str(QUALITY_SAMPLES), "--finetune-epochs", "2",
              "--trials", str(BASE_TRIALS)]
+# Every test search times every candidate unless it tests the latency modes itself (a
+# latency model built by an earlier test would otherwise make hybrid the default).
+TINY.extend(["--latency", "measured"])
+BASE_ARGS.extend(["--latency", "measured"])
 _BASE: list[Path] = []
 
 
@@ -66,3 +76,15 @@ def seeded_run(base_run: Path, tmp_path: Path) -> Path:
     for name in ("supernet.npz", "supernet.json"):
         shutil.copy(base_run / name, out / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackBoard]:
+    """The stand-in board, started once per test session."""
+    require_device()
+    folder = Path(tempfile.mkdtemp(prefix="codesign-board-"))
+    b = LoopbackBoard(folder)
+    b.start()
+    yield b
+    b.stop()
+    shutil.rmtree(folder, ignore_errors=True)

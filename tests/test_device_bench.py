@@ -9,33 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.device import DEVICE_PYTHON, ROOT, require_device
+from tests.device import DEVICE_PYTHON, ROOT, require_device, tiny_models
 
 BENCH = ROOT / "tools" / "device_bench.py"
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """A float32 and an int8 model of the tiny space, and a file that is no model."""
-    import codesign  # noqa: F401
-    from codesign.data import load_dataset, resize_bilinear
-    from codesign.nn.submodel import build_submodel
-    from codesign.space import get_space
-    from codesign.tflite.convert import convert
-
-    space = get_space("tiny")
-    sub = space.subnet(space.max_candidate())
-    model = build_submodel(space, sub, 10, 1)
-    x = resize_bilinear(load_dataset("digits", 0).x_train[:32], sub.resolution)
-    folder = tmp_path_factory.mktemp("bench")
-    paths = []
-    for prec in ("float32", "int8"):
-        path = folder / f"tiny {prec}.tflite"  # a space in the name on purpose
-        path.write_bytes(convert(model, {n: prec for n in space.layer_names()}, x))
-        paths.append(path)
-    bad = folder / "not-a-model.tflite"
-    bad.write_bytes(b"\x00" * 64)
-    return [*paths, bad]
+    """A float32 and an int8 model of the tiny space (spaces in the names), and no model."""
+    names = ("tiny float32.tflite", "tiny int8.tflite")
+    return tiny_models(tmp_path_factory.mktemp("bench"), names)
 
 
 def _bench(python: str, models: list[Path], *args: str) -> dict:

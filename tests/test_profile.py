@@ -80,3 +80,22 @@ def test_profile_for_another_runtime_version_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace('version = "2.3.0"', 'version = "9.9.9"'))
     with pytest.raises(CodesignError, match="9.9.9 but 2.3.0 is installed"):
         SearchConfig(out=tmp_path / "run", profile=str(path)).validate()
+
+
+def test_example_device_profiles_load() -> None:
+    from codesign.hardware.profile import EXAMPLE_DIR
+    from codesign.tflite.support import lookup
+
+    examples = list_profiles(EXAMPLE_DIR)
+    assert {p.name for p in examples} == {"rpi4-ssh", "android-adb"}
+    for p in examples:
+        assert p.remote and p.runtime == "tflite-runtime"
+        assert "{command}" in p.runner.shell and "{files}" in p.runner.push
+        support = lookup(p.runtime, p.runtime_version, p.resolver)
+        assert "int4" not in support.runs["conv"] and "int4" not in p.precisions
+
+
+def test_a_local_profile_cannot_name_a_device_runtime(tmp_path: Path) -> None:
+    text = GOOD.replace('name = "ai-edge-litert"', 'name = "tflite-runtime"')
+    with pytest.raises(CodesignError, match="only on a device"):
+        load_profile(_write(tmp_path, text))

@@ -13,11 +13,13 @@ from typing import Any
 
 from codesign.errors import CodesignError
 from codesign.hardware.litert import RESOLVERS
+from codesign.hardware.runner import RunnerSpec, parse_runner
 
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
+EXAMPLE_DIR = PROFILE_DIR / "examples"  # remote devices: templates to copy and edit
 DEFAULT_PROFILE = "xnnpack-1t"
-RUNTIMES = ("ai-edge-litert",)
+RUNTIMES = ("ai-edge-litert", "tflite-runtime")
 ALL_PRECISIONS = ("float32", "float16", "int8", "int16x8", "int4")
 
 
@@ -36,6 +38,7 @@ class Profile:
         warmup_runs: Untimed runs before timing.
         runs: Timed runs.
         path: The file it was loaded from.
+        runner: How the device is reached (``local`` unless the profile says).
     """
 
     name: str
@@ -48,11 +51,23 @@ class Profile:
     warmup_runs: int
     runs: int
     path: str
+    runner: RunnerSpec = RunnerSpec()
+
+    @property
+    def remote(self) -> bool:
+        """Whether the device is reached through commands (not this machine)."""
+        return self.runner.kind != "local"
+
+    @property
+    def device(self) -> str:
+        """The device's name (its lock)."""
+        return self.runner.device
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serializable dict."""
         d = asdict(self)
         d["precisions"] = list(self.precisions)
+        d["runner"] = self.runner.to_dict()
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -60,12 +75,14 @@ class Profile:
         d = self.to_dict()
         d.pop("path")
         d.pop("description")
+        d["runner"] = {"kind": self.runner.kind, "device": self.runner.device,
+                       "python": self.runner.python}
         return d
 
 
-def list_profiles() -> list[Profile]:
-    """Return every shipped profile, sorted by name."""
-    return [load_profile(p) for p in sorted(PROFILE_DIR.glob("*.toml"))]
+def list_profiles(folder: Path = PROFILE_DIR) -> list[Profile]:
+    """Return every profile of a folder (default: the shipped ones), sorted by file name."""
+    return [load_profile(p) for p in sorted(folder.glob("*.toml"))]
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
@@ -159,7 +176,12 @@ def _parse(raw: dict[str, Any], path: Path) -> Profile:
     for key, value, low in (("warmup_runs", warmup, 0), ("runs", runs, 3)):
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 100000:
             raise fail(f"measure.{key}", f"is {value!r}; allowed: an integer from {low} to 100000")
+    runner = parse_runner(raw.get("runner"), fail)
+    if rt_name != "ai-edge-litert" and runner.kind == "local":
+        raise fail("runtime.name", f"is {rt_name!r}, which codesign runs only on a device "
+                   "(a [runner] with kind = \"command\"); here it uses ai-edge-litert")
     return Profile(
+        runner=runner,
         name=name,
         description=description,
         runtime=rt_name,

@@ -16,11 +16,14 @@ from tqdm import tqdm
 
 from codesign.config import SearchConfig
 from codesign.data import load_dataset
-from codesign.errors import CodesignError, TrialFailure
+from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
+from codesign.latency.build import load_model, speed_factor
 from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.report.table import pareto_table
+from codesign.search.device import retry_when_back, wait_for_device
 from codesign.search.rundir import RunDir
+from codesign.search.screen import Screen
 from codesign.search.study import (
     DIRECTIONS,
     complete_trials,
@@ -98,8 +101,9 @@ def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO) -> SearchResult:
         _setup(worker, cfg, run, out)
         quality = _quality(worker, cfg, run, out)
         references = _references(worker, cfg, run, out)
-        _noise_floor(worker, run, references, out)
-        _trial_loop(study, worker, cfg, run, out)
+        _noise_floor(worker, run, references, cfg.profile_spec, out)
+        screen = _screen(cfg, data, worker, out)
+        _trial_loop(study, worker, cfg, run, out, screen)
         trials = complete_trials(study)
         failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         if not trials:
@@ -211,11 +215,15 @@ def _references(
         name = f"max-{precision}"
         path = run.cache / f"reference-{name}.tflite"
         try:
-            search = worker.call("evaluate", candidate=cand.to_dict(), model_path=str(path))
+            search = retry_when_back(
+                lambda c=cand, p=path: worker.call("evaluate", candidate=c.to_dict(),
+                                                   model_path=str(p)), cfg.profile_spec, out)
             final = search
             if cfg.finetune_epochs > 0:
-                final = worker.call("finetune", candidate=cand.to_dict(), model_path=str(path),
-                                    epochs=cfg.finetune_epochs, seed=cfg.seed)
+                final = retry_when_back(
+                    lambda c=cand, p=path: worker.call(
+                        "finetune", candidate=c.to_dict(), model_path=str(p),
+                        epochs=cfg.finetune_epochs, seed=cfg.seed), cfg.profile_spec, out)
         except TrialFailure as exc:
             print(f"reference {name} could not be measured: {exc}", file=out)
             continue
@@ -232,14 +240,16 @@ def _references(
 
 
 def _noise_floor(
-    worker: EvalWorker, run: RunDir, references: list[dict[str, Any]], out: TextIO
+    worker: EvalWorker, run: RunDir, references: list[dict[str, Any]], profile: Any, out: TextIO
 ) -> None:
     """Measure the profile's noise floor once per run on the first reference model."""
     path = run.root / "noise_floor.json"
     if path.is_file() or not references:
         return
     try:
-        res = worker.call("noise_floor", path=str(run.root / references[0]["model"]))
+        res = retry_when_back(
+            lambda: worker.call("noise_floor", path=str(run.root / references[0]["model"])),
+            profile, out)
     except TrialFailure as exc:
         print(f"noise floor not measured: {exc}", file=out)
         return
@@ -252,8 +262,24 @@ def _noise_floor(
     )
 
 
+def _screen(cfg: SearchConfig, data: Any, worker: EvalWorker, out: TextIO) -> Screen | None:
+    """The latency predictor of the run (None when the profile has no model here)."""
+    model = load_model(cfg.profile_spec)
+    if model is None:
+        return None
+    speed = 1.0
+    if cfg.latency != "measured":
+        speed = retry_when_back(lambda: speed_factor(cfg.profile_spec, model, out, worker),
+                                cfg.profile_spec, out)
+        print(f"latency: {cfg.latency}, with the model of {cfg.profile_spec.name} "
+              f"(device speed factor {speed:.3f} against its build)", file=out)
+    return Screen(model, cfg.space_spec, data.num_classes, data.channels, cfg.profile_spec,
+                  speed)
+
+
 def _trial_loop(
-    study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO
+    study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+    screen: Screen | None,
 ) -> None:
     done = len(complete_trials(study))
     attempts = len(study.get_trials(deepcopy=False))
@@ -275,7 +301,16 @@ def _trial_loop(
             trial = study.ask()
             attempts += 1
             try:
-                values = _run_trial(trial, worker, run, space, choices, cfg)
+                values = _run_trial(trial, worker, run, space, choices, cfg, screen,
+                                    study if screen is not None else None)
+            except DeviceUnavailable as exc:
+                # fail this trial with the reason, queue it again, wait for the device
+                trial.set_user_attr("fail_reason", f"device unavailable: {exc}"[:2000])
+                study.tell(trial, state=TrialState.FAIL)
+                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+                attempts -= 1  # a dropped device is no fault of the candidate
+                wait_for_device(cfg.profile_spec, str(exc), out)
+                continue
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted")
                 study.tell(trial, state=TrialState.FAIL)
@@ -386,16 +421,25 @@ def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO)
 
 def _run_trial(
     trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
-    choices: dict[str, tuple[str, ...]], cfg: SearchConfig,
+    choices: dict[str, tuple[str, ...]], cfg: SearchConfig, screen: Screen | None = None,
+    study: optuna.Study | None = None,
 ) -> tuple[float, ...] | None:
     """Evaluate one trial; return its objective values, or None if it failed."""
     t0 = time.perf_counter()
+    path = str(run.trial_model(trial.number))
     try:
         cand = suggest_candidate(trial, space, choices)
         trial.set_user_attr("candidate", cand.to_dict())
-        res = worker.call(
-            "evaluate", candidate=cand.to_dict(), model_path=str(run.trial_model(trial.number))
-        )
+        timing = screen is None or cfg.latency == "measured"
+        res = worker.call("evaluate", candidate=cand.to_dict(), model_path=path, timing=timing)
+        if screen is not None:
+            predicted = screen.predict(cand)
+            trial.set_user_attr("latency_predicted_ms", predicted)
+            if not timing:
+                res["latency_ms"] = _latency_by_prediction(
+                    worker, screen, cfg, study, res, predicted, path)
+    except DeviceUnavailable:
+        raise
     except (TrialFailure, CodesignError) as exc:
         trial.set_user_attr("fail_reason", str(exc)[:2000])
         return None
@@ -407,6 +451,31 @@ def _run_trial(
     for key, value in _constraints(res, cfg).items():
         trial.set_constraint(key, value)
     return _objectives(res, cfg.objectives)
+
+
+def _latency_by_prediction(
+    worker: EvalWorker, screen: Screen, cfg: SearchConfig, study: optuna.Study | None,
+    res: dict[str, Any], predicted: float, path: str,
+) -> dict[str, Any]:
+    """Time the candidate if it could enter the front (hybrid), else keep the prediction."""
+    if cfg.latency == "hybrid" and study is not None:
+        known = {"accuracy": res["val_accuracy"], "size": res["size_bytes"] / 1024}
+        others = [t.values for t in complete_trials(study) if feasible(t)]
+        directions = [DIRECTIONS[o] for o in cfg.objectives]
+        budget = cfg.budgets().get("max_latency_ms")
+        if screen.worth_timing(known, predicted, others, cfg.objectives, directions, budget):
+            t0 = time.perf_counter()
+            timed = worker.call("time", model_path=path)
+            res["times"]["latency"] = round(time.perf_counter() - t0, 4)
+            return {**timed, "source": "measured"}
+    return predicted_latency(predicted)
+
+
+def predicted_latency(predicted: float) -> dict[str, Any]:
+    """A ``latency_ms`` record that holds a prediction, not a measurement."""
+    return {"median": predicted, "p90": predicted, "mean": predicted, "std": 0.0,
+            "min": predicted, "runs": 0, "warmup": 0, "peak_memory_mb": None,
+            "source": "predicted"}
 
 
 def _finalize_front(
@@ -421,11 +490,16 @@ def _finalize_front(
         for t in front:
             attrs = {k: t.user_attrs[k] for k in (*MEASURED, "candidate")}
             attrs["search"] = brief(t.user_attrs)
+            attrs["latency_predicted_ms"] = t.user_attrs.get("latency_predicted_ms")
             model = run.trial_model(t.number)
+            if attrs["latency_ms"].get("source") == "predicted" and cfg.finetune_epochs <= 0:
+                attrs["latency_ms"] = retry_when_back(  # every exported point is measured
+                    lambda m=model: worker.call("time", model_path=str(m)), cfg.profile_spec, out)
             if cfg.finetune_epochs > 0:
                 record = tuned_dir / f"trial-{t.number}.json"
                 path = tuned_dir / f"trial-{t.number}.tflite"
-                res = _cached_finetune(worker, cfg, record, path, t.user_attrs["candidate"])
+                res = _cached_finetune(worker, cfg, record, path, t.user_attrs["candidate"],
+                                       out)
                 if res is not None:
                     attrs.update({k: res[k] for k in MEASURED})
                     attrs["finetune"] = res["finetune"]
@@ -440,15 +514,18 @@ def _finalize_front(
 
 
 def _cached_finetune(
-    worker: EvalWorker, cfg: SearchConfig, record: Path, path: Path, candidate: dict[str, Any]
+    worker: EvalWorker, cfg: SearchConfig, record: Path, path: Path, candidate: dict[str, Any],
+    out: TextIO,
 ) -> dict[str, Any] | None:
     if record.is_file() and path.is_file():
         saved = json.loads(record.read_text())
         if saved.get("finetune", {}).get("epochs") == cfg.finetune_epochs:
             return saved
     try:
-        res = worker.call("finetune", candidate=candidate, model_path=str(path),
-                          epochs=cfg.finetune_epochs, seed=cfg.seed)
+        res = retry_when_back(
+            lambda: worker.call("finetune", candidate=candidate, model_path=str(path),
+                                epochs=cfg.finetune_epochs, seed=cfg.seed),
+            cfg.profile_spec, out)
     except TrialFailure:
         return None
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -477,5 +554,6 @@ def _run_info(cfg: SearchConfig, completed: int) -> dict[str, Any]:
         "trials": completed,
         "epochs": cfg.epochs,
         "finetune_epochs": cfg.finetune_epochs,
+        "latency": cfg.latency,
         "package_versions": versions,
     }

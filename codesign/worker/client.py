@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from codesign.errors import CodesignError, EvaluatorCrashed, TrialFailure
+from codesign.errors import CodesignError, DeviceUnavailable, EvaluatorCrashed, TrialFailure
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -99,6 +99,7 @@ class EvalWorker:
 
         Raises:
             TrialFailure: The child reported a failure of this request.
+            DeviceUnavailable: The profile's device could not be reached.
             EvaluatorCrashed: The child died (it is restarted on the next call).
             CodesignError: The child reported a user error.
         """
@@ -139,6 +140,8 @@ class EvalWorker:
                 return payload
             if kind == "user_error":
                 raise CodesignError(payload)
+            if kind == "device_down":
+                raise DeviceUnavailable(payload)
             raise TrialFailure(payload)
 
     def _exit_code(self) -> str:

@@ -22,6 +22,7 @@ from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware import litert
 from codesign.hardware.devicelock import device_lock
 from codesign.hardware.profile import Profile, load_profile
+from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 from codesign.report.manifest import brief
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec, get_space
@@ -30,7 +31,7 @@ BN_CALIBRATION_IMAGES = 512
 SUPERNET_FILE = "supernet.npz"
 SUPERNET_META = "supernet.json"
 QUALITY_FILE = "supernet_quality.json"
-DEVICE = "local"  # the host's CPU: every local profile times on it
+HOST = "local"  # the host's CPU: local profiles time on it; conversion and accuracy run on it
 
 
 class Pipeline:
@@ -47,6 +48,7 @@ class Pipeline:
         self.profile: Profile | None = None
         self.weights: dict[str, list[np.ndarray]] | None = None
         self._resized: dict[tuple[str, int], np.ndarray] = {}
+        self._command_runner: CommandRunner | None = None
 
     # --- set-up ------------------------------------------------------------------------
 
@@ -177,9 +179,13 @@ class Pipeline:
         return blob
 
     def _measure(
-        self, blob: bytes, cand: Candidate, model_path: str, times: dict[str, float]
+        self, blob: bytes, cand: Candidate, model_path: str, times: dict[str, float],
+        timing: bool = True,
     ) -> dict[str, Any]:
-        """Accuracy and latency of a file on the profile's runtime; write the file."""
+        """Accuracy and latency of a file on the profile's runtime; write the file.
+
+        With ``timing`` False, latency is left to the caller (``latency_ms`` None).
+        """
         space, data, p, _ = self._ready()
         t0 = time.perf_counter()
         val_acc = litert.accuracy(
@@ -189,18 +195,16 @@ class Pipeline:
             blob, self._images("test", cand.resolution), data.y_test, p.threads, p.resolver
         )
         t1 = time.perf_counter()
-        sample = self._images("val", cand.resolution)[:1]
-        with device_lock(DEVICE, exclusive=True):
-            latency = litert.time_latency(
-                blob, sample, p.threads, p.resolver, p.warmup_runs, p.runs
-            )
-        times["accuracy"] = round(t1 - t0, 4)
-        times["latency"] = round(time.perf_counter() - t1, 4)
         out = Path(model_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         tmp.write_bytes(blob)
         tmp.replace(out)
+        latency = None
+        if timing:
+            latency = self._time(blob, out, self._images("val", cand.resolution)[:1])
+            times["latency"] = round(time.perf_counter() - t1, 4)
+        times["accuracy"] = round(t1 - t0, 4)
         sub = space.subnet(cand)
         kinds = space.layer_kinds(cand.depths)
         layers = [
@@ -215,7 +219,7 @@ class Pipeline:
         return {
             "val_accuracy": val_acc,
             "test_accuracy": test_acc,
-            "latency_ms": latency.to_dict(),
+            "latency_ms": latency,
             "size_bytes": len(blob),
             "size_gzip_bytes": len(gzip.compress(blob, compresslevel=9)),
             "layers": layers,
@@ -223,17 +227,50 @@ class Pipeline:
             "times": times,
         }
 
-    def do_evaluate(self, candidate: dict[str, Any], model_path: str) -> dict[str, Any]:
-        """Build, recalibrate, convert and measure one candidate; write its ``.tflite``."""
+    def _time(self, blob: bytes, path: Path, sample: np.ndarray) -> dict[str, Any]:
+        """Latency figures of a model on the profile's device (exclusive use of it)."""
+        p = self.profile
+        assert p is not None
+        with device_lock(p.device, exclusive=True):
+            if p.remote:
+                facts, entries = self._runner(p).measure([path])
+                runtime = facts["runtime"]
+                return {**stats_of(entries[0]), "device": p.device,
+                        "runtime": f"{runtime.get('name')} {runtime.get('version')}"}
+            stats = litert.time_latency(blob, sample, p.threads, p.resolver, p.warmup_runs, p.runs)
+            return {**stats.to_dict(), "device": p.device,
+                    "runtime": f"{p.runtime} {p.runtime_version}"}
+
+    def _runner(self, p: Profile) -> CommandRunner:
+        if self._command_runner is None or self._command_runner.spec != p.runner:
+            self._command_runner = CommandRunner(
+                p.runner, BenchSettings(p.threads, p.resolver, p.warmup_runs, p.runs)
+            )
+        return self._command_runner
+
+    def do_evaluate(
+        self, candidate: dict[str, Any], model_path: str, timing: bool = True
+    ) -> dict[str, Any]:
+        """Build, recalibrate, convert and measure one candidate; write its ``.tflite``.
+
+        With ``timing`` False the latency is not measured (see :meth:`do_time`).
+        """
         _crash_hook(model_path)
         cand = Candidate.from_dict(candidate)
         times: dict[str, float] = {}
-        with device_lock(DEVICE, exclusive=False):
+        with device_lock(HOST, exclusive=False):
             model = self._inherited(cand, times)
             blob = self._tflite(model, cand, times)
-        result = self._measure(blob, cand, model_path, times)
+        result = self._measure(blob, cand, model_path, times, timing)
         result["params"] = int(model.count_params())
         return result
+
+    def do_time(self, model_path: str) -> dict[str, Any]:
+        """Latency figures of a written candidate file on the profile's device."""
+        self._ready()
+        blob = _read_model(model_path)
+        resolution = litert.io_details(blob)["input"]["shape"][1]
+        return self._time(blob, Path(model_path), self._images("val", resolution)[:1])
 
     def do_finetune(
         self, candidate: dict[str, Any], model_path: str, epochs: int, seed: int
@@ -305,12 +342,7 @@ class Pipeline:
         blob = _read_model(path)
         shape = litert.io_details(blob)["input"]["shape"]
         sample = np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
-        medians = []
-        for _ in range(repeats):
-            with device_lock(DEVICE, exclusive=True):
-                stats = litert.time_latency(blob, sample, p.threads, p.resolver,
-                                            p.warmup_runs, p.runs)
-            medians.append(stats.median)
+        medians = [self._time(blob, Path(path), sample)["median"] for _ in range(repeats)]
         cv = float(np.std(medians) / np.mean(medians))
         return {"model": path, "repeats": repeats, "medians_ms": medians, "cv": cv}
 
@@ -361,13 +393,26 @@ class Pipeline:
     def do_benchmark_file(self, path: str, profile: str) -> dict[str, Any]:
         """Latency of a ``.tflite`` file on a profile's runtime settings."""
         blob = _read_model(path)
-        prof = load_profile(profile)
+        self.profile = load_profile(profile)
         shape = litert.io_details(blob)["input"]["shape"]
         sample = np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
-        stats = litert.time_latency(
-            blob, sample, prof.threads, prof.resolver, prof.warmup_runs, prof.runs
+        stats = self._time(blob, Path(path), sample)
+        return {"latency_ms": stats, "profile": self.profile.name, "size_bytes": len(blob)}
+
+
+    def do_latency_measure(
+        self, samples: list[dict[str, Any]], profile: str, out: str, repeats: int = 1,
+        budget_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Convert sampled networks and time them on a profile (see codesign.latency)."""
+        from codesign.latency.measure import measure_samples
+
+        return measure_samples(
+            samples, load_profile(profile), Path(out),
+            lambda done, total: self.progress({"stage": "latency", "done": done,
+                                               "total": total}),
+            repeats, budget_s,
         )
-        return {"latency_ms": stats.to_dict(), "profile": prof.name, "size_bytes": len(blob)}
 
 
 def _read_model(path: str) -> bytes:

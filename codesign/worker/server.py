@@ -7,7 +7,7 @@ import signal
 import traceback
 from typing import Any
 
-from codesign.errors import CodesignError, TrialFailure
+from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 
 TEST_HOOKS_ENV = "CODESIGN_TEST_HOOKS"
 
@@ -16,6 +16,7 @@ def serve(conn: Any, log_path: str | None = None) -> None:
     """Serve requests on ``conn`` until ``stop`` or the pipe closes.
 
     Replies are ``("ok", result)``, ``("fail", reason)`` for a failed request,
+    ``("device_down", reason)`` when the profile's device cannot be reached,
     ``("user_error", message)``, or any number of ``("progress", info)`` first.
 
     Args:
@@ -48,6 +49,8 @@ def serve(conn: Any, log_path: str | None = None) -> None:
             conn.send(("ok", result))
         except CodesignError as exc:
             conn.send(("user_error", str(exc)))
+        except DeviceUnavailable as exc:
+            conn.send(("device_down", str(exc)))
         except TrialFailure as exc:
             conn.send(("fail", str(exc)))
         except Exception as exc:  # anything else fails this request, not the child

@@ -1,0 +1,1 @@
+"""Latency models of hardware profiles: features, sampling, measuring, fitting."""

@@ -1,0 +1,136 @@
+"""A latency model: non-negative kernel costs fitted to measured networks, saved as JSON.
+
+Latency is predicted as a sum of non-negative coefficients times the features
+of :mod:`codesign.latency.features` (a fixed graph overhead, a cost per kernel
+by kind and precision that grows with its arithmetic and output, a cost per
+precision change that grows with the tensor, a cost per delegate partition).
+Fitted by non-negative least squares on relative error. Stored as JSON: loading
+a model never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.errors import CodesignError
+
+SCHEMA = 1
+
+
+def codesign_home() -> Path:
+    """Where codesign keeps per-machine data (``$CODESIGN_HOME``, else ``~/.cache/codesign``)."""
+    home = os.environ.get("CODESIGN_HOME")
+    return Path(home) if home else Path.home() / ".cache" / "codesign"
+
+
+def latency_dir() -> Path:
+    """The folder of latency models, their measurements and converted models."""
+    return codesign_home() / "latency"
+
+
+@dataclass
+class LatencyModel:
+    """Fitted coefficients of one profile on one machine.
+
+    Attributes:
+        profile: The profile's identity (what it measures with).
+        coef: Feature name -> milliseconds per unit.
+        meta: Runtime, machine, sample counts and fit figures.
+    """
+
+    profile: dict[str, Any]
+    coef: dict[str, float]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, feats: dict[str, float], speed: float = 1.0) -> float:
+        """Predicted median latency in milliseconds.
+
+        Args:
+            feats: The network's features.
+            speed: The device's speed factor now against when the model was
+                built (see :func:`codesign.latency.build.speed_factor`).
+        """
+        return speed * float(sum(self.coef.get(k, 0.0) * v for k, v in feats.items()))
+
+    def unseen(self, feats: dict[str, float]) -> list[str]:
+        """Features of a network that no measured network had (the model cannot price them)."""
+        known = set(self.meta.get("features", self.coef))
+        return sorted(k for k, v in feats.items() if v and k not in known)
+
+    def save(self, path: Path) -> None:
+        """Write the model as JSON (atomically)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        doc = {"schema": SCHEMA, "profile": self.profile, "coef": self.coef, "meta": self.meta}
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LatencyModel:
+        """Read a model written by :meth:`save`.
+
+        Raises:
+            CodesignError: If the file is not a latency model of this schema.
+        """
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CodesignError(f"latency model {path} is unreadable ({exc}); rebuild it with "
+                                "codesign profile build") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise CodesignError(f"latency model {path} is not schema {SCHEMA}; rebuild it with "
+                                "codesign profile build")
+        coef = doc.get("coef")
+        if not isinstance(coef, dict) or not all(
+            isinstance(v, int | float) and math.isfinite(v) for v in coef.values()
+        ):
+            raise CodesignError(f"latency model {path} has no valid coefficients; rebuild it")
+        return cls(profile=doc.get("profile", {}), coef={k: float(v) for k, v in coef.items()},
+                   meta=doc.get("meta", {}))
+
+
+def fit(feature_rows: list[dict[str, float]], latencies: list[float],
+        weights: list[float] | None = None) -> dict[str, float]:
+    """Non-negative least squares on relative error.
+
+    Args:
+        feature_rows: Features of each measured network.
+        latencies: Their measured median latencies (ms).
+        weights: Weight of each network's relative error (default 1 each).
+
+    Returns:
+        Feature name -> coefficient (ms per unit), every one zero or more.
+    """
+    from scipy.optimize import nnls
+
+    names = sorted({k for row in feature_rows for k in row})
+    a = np.array([[row.get(n, 0.0) for n in names] for row in feature_rows], dtype=np.float64)
+    y = np.asarray(latencies, dtype=np.float64)
+    scale = np.maximum(a.max(axis=0), 1e-12)  # column scaling keeps NNLS well conditioned
+    w = np.ones_like(y) if weights is None else np.sqrt(np.asarray(weights, dtype=np.float64))
+    w = w / y  # relative error: every network counts alike, small ones included
+    sol, _ = nnls((a / scale) * w[:, None], y * w, maxiter=50 * len(names))
+    return {n: float(c / s) for n, c, s in zip(names, sol, scale, strict=True)}
+
+
+def errors(predicted: list[float], measured: list[float]) -> dict[str, float]:
+    """Agreement of predictions with measurements.
+
+    Returns:
+        ``within_10pct`` (share of networks within ±10 %), ``mape`` (mean
+        absolute percentage error, as a fraction), ``kendall_tau`` and ``n``.
+    """
+    from scipy.stats import kendalltau
+
+    p, m = np.asarray(predicted), np.asarray(measured)
+    rel = np.abs(p - m) / m
+    tau = float(kendalltau(p, m).statistic) if len(p) > 1 else float("nan")
+    return {"n": len(m), "within_10pct": float(np.mean(rel <= 0.10)), "mape": float(rel.mean()),
+            "p90_abs_rel_error": float(np.percentile(rel, 90)), "kendall_tau": tau}

@@ -1,0 +1,96 @@
+"""Networks to measure for a latency model: small block networks and whole candidates.
+
+A *block network* is a stem, one or two sampled inverted-residual blocks and a
+head: its kernel, channels in / hidden / out, stride, resolution and the
+precision of every layer are drawn at random over ranges that cover the
+built-in spaces. *Whole candidates* are random points of the default space.
+Each sample is a JSON-able record: ``{"id", "space", "candidate",
+"num_classes", "channels"}``, reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from codesign.space.candidate import Candidate
+from codesign.space.family import SpaceSpec, StageSpec, get_space
+
+NUM_CLASSES = 10
+
+
+def space_from_dict(d: dict[str, Any]) -> SpaceSpec:
+    """Rebuild a :class:`SpaceSpec` from :meth:`SpaceSpec.to_dict`."""
+    return SpaceSpec(
+        name=d["name"], stem_channels=d["stem_channels"], stem_stride=d["stem_stride"],
+        stages=tuple(StageSpec(**s) for s in d["stages"]), head_channels=d["head_channels"],
+        kernel=d["kernel"], resolutions=tuple(d["resolutions"]),
+        prune_ratios=tuple(d["prune_ratios"]), precisions=tuple(d["precisions"]),
+    )
+
+
+def sample_id(space: SpaceSpec, cand: Candidate, num_classes: int, channels: int) -> str:
+    """A stable name of one network (its conversion is cached under it)."""
+    text = json.dumps([space.to_dict(), cand.to_dict(), num_classes, channels], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _record(space: SpaceSpec, cand: Candidate, channels: int = 1,
+            num_classes: int = NUM_CLASSES) -> dict[str, Any]:
+    return {"id": sample_id(space, cand, num_classes, channels), "space": space.to_dict(),
+            "candidate": cand.to_dict(), "num_classes": num_classes, "channels": channels}
+
+
+def _precisions(rng: np.random.Generator, names: list[str], allowed: tuple[str, ...]
+                ) -> dict[str, str]:
+    """Per-layer precisions: half the time one precision with a few changes, else mixed."""
+    if rng.random() < 0.5:
+        base = str(rng.choice(allowed))
+        out = {n: base for n in names}
+        for n in rng.choice(names, size=int(rng.integers(0, 3)), replace=False):
+            out[str(n)] = str(rng.choice(allowed))
+        return out
+    return {n: str(rng.choice(allowed)) for n in names}
+
+
+def block_networks(n: int, seed: int, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``n`` small networks of one stage (one or two blocks) with sampled shapes."""
+    rng = np.random.default_rng(seed)
+    widths = np.arange(4, 132, 4)
+    out = []
+    for _ in range(n):
+        expand = int(rng.choice([1, 2, 4, 6]))
+        depth = int(rng.integers(1, 3))
+        space = SpaceSpec(
+            name="block", stem_channels=int(rng.choice(widths[:16])),
+            stem_stride=int(rng.choice([1, 2])),
+            stages=(StageSpec(channels=int(rng.choice(widths[:24])), min_depth=depth,
+                              max_depth=depth, stride=int(rng.choice([1, 2])), expand=expand),),
+            head_channels=int(rng.choice(widths)), kernel=int(rng.choice([3, 5])),
+            resolutions=(int(rng.choice([8, 12, 16, 20, 24, 28, 32])),),
+            prune_ratios=(0.0, 0.25, 0.5, 0.75), precisions=allowed,
+        )
+        cand = Candidate.make(
+            space.resolutions[0], (depth,),
+            {g: float(rng.choice(space.prune_ratios)) for g in space.group_sizes()},
+            _precisions(rng, space.layer_names(), allowed),
+        )
+        out.append(_record(space, cand, channels=int(rng.choice([1, 3]))))
+    return out
+
+
+def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str = "default"
+                   ) -> list[dict[str, Any]]:
+    """``n`` random candidates of a built-in space (structured and mixed precisions)."""
+    rng = np.random.default_rng(seed)
+    space = get_space(space_name)
+    out = []
+    for _ in range(n):
+        cand = space.random_candidate(rng)
+        prec = _precisions(rng, space.layer_names(), allowed)
+        cand = Candidate.make(cand.resolution, cand.depths, cand.prune_map, prec)
+        out.append(_record(space, cand))
+    return out

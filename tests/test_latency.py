@@ -1,0 +1,161 @@
+"""Latency models: features of a network, the fit, build and check, and hybrid search."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codesign.errors import CodesignError
+from codesign.latency.features import features, kernels
+from codesign.latency.model import LatencyModel, errors, fit
+from codesign.latency.sampling import block_networks, space_from_dict, whole_networks
+from codesign.space import get_space
+from codesign.space.candidate import Candidate
+from tests.conftest import TINY, run_cli
+from tests.device import LoopbackBoard
+
+DELEGATED = ("float32", "float16", "int8")
+
+
+def _cand(space, precision: dict[str, str] | str) -> Candidate:
+    top = space.max_candidate()
+    prec = precision if isinstance(precision, dict) else {
+        n: precision for n in space.layer_names()}
+    return Candidate.make(top.resolution, top.depths, top.prune_map, prec)
+
+
+def test_kernels_follow_the_network() -> None:
+    space = get_space("default")
+    cand = _cand(space, "float32")
+    chain = kernels(space, cand, 10, 1)
+    kinds = [k.kind for k in chain]
+    layer_kinds = space.layer_kinds()
+    assert kinds.count("dw") == sum(v == "depthwise" for v in layer_kinds.values())
+    assert kinds.count("stem") + kinds.count("pw") == sum(v == "conv" for v in
+                                                         layer_kinds.values())
+    assert kinds.count("add") == sum(bp.residual for bp in space.blocks())
+    assert kinds[-2:] == ["pool", "dense"] and chain[-1].out == 10
+    # halving every group's channels cuts the arithmetic of every 1x1 convolution
+    half = Candidate.make(cand.resolution, cand.depths, {g: 0.5 for g in space.group_sizes()},
+                          cand.precision_map)
+    pw = [k.macs for k in chain if k.kind == "pw"]
+    pw_half = [k.macs for k in kernels(space, half, 10, 1) if k.kind == "pw"]
+    assert all(b < a for a, b in zip(pw, pw_half, strict=True))
+
+
+def test_precision_changes_and_partitions_are_counted() -> None:
+    space = get_space("tiny")
+    f32 = features(kernels(space, _cand(space, "float32"), 10, 1), DELEGATED)
+    assert not any(k.startswith("q:") for k in f32) and f32["partitions"] == 1
+    i8 = features(kernels(space, _cand(space, "int8"), 10, 1), DELEGATED)
+    assert i8["q:f>i8:n"] == 1 and i8["q:i8>f:n"] == 1
+    mixed = {n: "float32" for n in space.layer_names()}
+    mixed["s2b1_dw"] = "int16x8"
+    m = features(kernels(space, _cand(space, mixed), 10, 1), DELEGATED)
+    assert m["q:f>i16:n"] == 1 and m["q:i16>f:n"] == 1
+    assert m["partitions"] == 2 and m["fallback:dw:n"] == 1
+    assert "partitions" not in features(kernels(space, _cand(space, mixed), 10, 1))
+
+
+def test_fit_recovers_an_additive_latency() -> None:
+    """Latencies made by known non-negative kernel costs are predicted back (no noise)."""
+    samples = block_networks(80, 1, DELEGATED)
+    rows = [features(kernels(space_from_dict(s["space"]), Candidate.from_dict(s["candidate"]),
+                             10, s["channels"]), DELEGATED) for s in samples]
+    names = sorted({k for r in rows for k in r})
+    rng = np.random.default_rng(0)
+    truth = {n: float(rng.uniform(0.001, 0.01)) for n in names}
+    lat = [sum(truth[k] * v for k, v in r.items()) for r in rows]
+    model = LatencyModel({}, fit(rows, lat))
+    assert all(c >= 0 for c in model.coef.values())
+    figures = errors([model.predict(r) for r in rows], lat)
+    assert figures["within_10pct"] == 1.0 and figures["kendall_tau"] > 0.99
+
+
+def test_a_model_file_is_data(tmp_path: Path) -> None:
+    model = LatencyModel({"name": "x"}, {"const": 0.01}, {"holdout": {}})
+    model.save(tmp_path / "m.json")
+    assert LatencyModel.load(tmp_path / "m.json").coef == {"const": 0.01}
+    (tmp_path / "bad.json").write_text(json.dumps({"schema": 1, "coef": {"a": "os.system"}}))
+    with pytest.raises(CodesignError, match="no valid coefficients"):
+        LatencyModel.load(tmp_path / "bad.json")
+    (tmp_path / "old.json").write_text("{\"schema\": 99}")
+    with pytest.raises(CodesignError, match="rebuild"):
+        LatencyModel.load(tmp_path / "old.json")
+
+
+def test_samples_are_reproducible_and_valid() -> None:
+    a, b = whole_networks(5, 3, DELEGATED), whole_networks(5, 3, DELEGATED)
+    assert [s["id"] for s in a] == [s["id"] for s in b]
+    for s in block_networks(20, 2, DELEGATED):
+        space = space_from_dict(s["space"])
+        space.check(Candidate.from_dict(s["candidate"]))
+
+
+@pytest.fixture(scope="module")
+def built() -> Path:
+    """A small latency model of the default profile, built for real (the session's home)."""
+    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10",
+                   "--budget-min", "0.02")  # about a second: too few networks to fit
+    assert proc.returncode == 2 and "rerun codesign profile build" in proc.stderr
+    first = list(Path(__import__("os").environ["CODESIGN_HOME"]).glob(
+        "latency/xnnpack-1t-*.measurements.jsonl"))[0]
+    partial = len(first.read_text().splitlines())
+    assert partial < 50  # the time budget stopped it early ...
+    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "40 block and 10 whole networks" in proc.stdout
+    assert len(first.read_text().splitlines()) == 50  # ... and the rerun measured the rest
+    return first
+
+
+def test_build_resumes_and_check_reports(built: Path) -> None:
+    proc = run_cli("profile", "check", "xnnpack-1t", "--n", "12")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "of 12 random default-space candidates within ±10 %" in proc.stdout
+    check = json.loads(next(built.parent.glob("xnnpack-1t-*.check.json")).read_text())
+    assert check["n"] == 12 and 0 <= check["within_10pct"] <= 1 and check["mape"] >= 0
+    assert check["noise_floor_cv"] is not None and math.isfinite(check["kendall_tau"])
+
+
+def test_modes_need_a_model() -> None:
+    proc = run_cli("search", "--data", "digits", "--profile", "builtin-1t", "--latency",
+                   "predicted", "--out", "/tmp/never-written")
+    assert proc.returncode == 2 and "codesign profile build builtin-1t" in proc.stderr
+    proc = run_cli("profile", "check", "builtin-1t")
+    assert proc.returncode == 2 and "no latency model" in proc.stderr
+
+
+@pytest.mark.slow
+def test_hybrid_search_times_only_what_could_enter_the_front(built: Path,
+                                                             seeded_run: Path) -> None:
+    args = [a for a in TINY if a not in ("--latency", "measured")]
+    proc = run_cli("search", "--data", "digits", *args, "--finetune-epochs", "0", "--trials",
+                   "12", "--out", str(seeded_run))  # hybrid: the default once a model exists
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{seeded_run / 'study.db'}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    sources = [t.user_attrs["latency_ms"].get("source") for t in done]
+    assert "predicted" in sources and "measured" in sources, sources
+    assert all("latency_predicted_ms" in t.user_attrs for t in done)
+    doc = json.loads((seeded_run / "pareto.json").read_text())
+    assert doc["run"]["latency"] == "hybrid"
+    for p in doc["points"]:  # every exported point was timed, its prediction beside it
+        trial = next(t for t in done if t.number == p["trial"])
+        assert trial.user_attrs["latency_ms"].get("source") == "measured"
+        assert p["latency_ms"]["predicted"] > 0
+
+
+@pytest.mark.slow
+def test_build_through_the_board(board: LoopbackBoard) -> None:
+    """A remote profile's model is measured in batches over ssh, on tflite-runtime 2.14."""
+    profile = board.profile("board-build")
+    proc = run_cli("profile", "build", str(profile), "--blocks", "20", "--whole", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "on tflite-runtime 2.14.0" in proc.stdout
