@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time every candidate, predict with the profile's latency model, or "
                         "predict and time those that could enter the front (default: hybrid "
                         "once `codesign profile build` made a model, else measured)")
+    s.add_argument("--accuracy", default="measured", choices=("measured", "predicted", "hybrid"),
+                   help="let the sampler propose every trial (measured), or an inner study on "
+                        "the accuracy predictor and latency model, once (predicted) or in rounds "
+                        "that retrain the predictor (hybrid); every trial is still evaluated")
+    s.add_argument("--predictor-float-samples", type=int, default=300,
+                   help="float sub-networks that train the accuracy predictor (default 300)")
+    s.add_argument("--predictor-quant-samples", type=int, default=100,
+                   help="quantized candidates that transfer it (default 100)")
+    s.add_argument("--time-budget-min", type=float, default=None,
+                   help="stop starting trials after this many minutes (then the front is "
+                        "finished as usual; with a large --trials, the clock decides)")
+    s.add_argument("--inner-trials", type=int, default=3000,
+                   help="trials of each predictor-driven inner study (default 3000)")
 
     sub.add_parser("profiles", help="list the shipped hardware profiles")
 
@@ -153,6 +166,11 @@ def _search(args: argparse.Namespace) -> int:
         max_memory_mb=args.max_memory_mb,
         min_accuracy=args.min_accuracy,
         latency=args.latency,
+        accuracy=args.accuracy,
+        predictor_float_samples=args.predictor_float_samples,
+        predictor_quant_samples=args.predictor_quant_samples,
+        inner_trials=args.inner_trials,
+        time_budget_min=args.time_budget_min,
     ).validate()
     from codesign.search.loop import run_search
 

@@ -19,6 +19,7 @@ DEFAULT_SAMPLER = "nsga2"
 
 
 LATENCY_MODES = ("measured", "predicted", "hybrid")
+ACCURACY_MODES = ("measured", "predicted", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,15 @@ class SearchConfig:
             profile's latency model; only the front is timed) or ``hybrid``
             (predict, and time the candidates that could enter the front).
             None: hybrid when the profile has a latency model here, else measured.
+        accuracy: ``measured`` (the sampler proposes, every trial is evaluated),
+            ``predicted`` (an inner study on the accuracy predictor and the
+            latency model proposes the trials, once) or ``hybrid`` (it proposes
+            in rounds, the predictor learning from each round's evaluations).
+        predictor_float_samples: Float sub-networks that train the predictor.
+        predictor_quant_samples: Quantized candidates that transfer it.
+        inner_trials: Trials of each inner study.
+        time_budget_min: Stop starting trials after this many minutes from the
+            start of the command (None: run until ``trials``).
     """
 
     out: Path
@@ -65,6 +75,11 @@ class SearchConfig:
     max_memory_mb: float | None = None
     min_accuracy: float | None = None
     latency: str | None = None
+    accuracy: str = "measured"
+    predictor_float_samples: int = 300
+    predictor_quant_samples: int = 100
+    inner_trials: int = 3000
+    time_budget_min: float | None = None
     _profile: Profile | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
@@ -105,10 +120,29 @@ class SearchConfig:
         profile = load_profile(self.profile)
         check_runtime_version(profile)
         layer_choices(space, lookup_support(profile), profile.precisions)
+        if self.time_budget_min is not None and not self.time_budget_min > 0:
+            raise CodesignError(f"--time-budget-min must be positive, got {self.time_budget_min}")
         latency = self._latency_mode(profile)
+        self._check_accuracy_mode(profile)
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
         return replace(self, data=data, latency=latency, _profile=profile)
+
+    def _check_accuracy_mode(self, profile: Profile) -> None:
+        from codesign.latency.build import load_model
+
+        if self.accuracy not in ACCURACY_MODES:
+            raise CodesignError(
+                f"--accuracy is {self.accuracy!r}; use one of: {', '.join(ACCURACY_MODES)}"
+            )
+        _positive_int("--predictor-float-samples", self.predictor_float_samples, 10, 100000)
+        _positive_int("--predictor-quant-samples", self.predictor_quant_samples, 5, 100000)
+        _positive_int("--inner-trials", self.inner_trials, 100, 10_000_000)
+        if self.accuracy != "measured" and load_model(profile) is None:
+            raise CodesignError(
+                f"--accuracy {self.accuracy} searches on predicted latency too: run codesign "
+                f"profile build {profile.name} first, or use --accuracy measured"
+            )
 
     def _latency_mode(self, profile: Profile) -> str:
         """The latency mode: as asked, or hybrid when a latency model exists."""

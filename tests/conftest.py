@@ -88,3 +88,20 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackBoard]:
     yield b
     b.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def built() -> Path:
+    """A small latency model of the default profile, built for real (the session's home)."""
+    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10",
+                   "--budget-min", "0.02")  # about a second: too few networks to fit
+    assert proc.returncode == 2 and "rerun codesign profile build" in proc.stderr
+    first = list(Path(os.environ["CODESIGN_HOME"]).glob(
+        "latency/xnnpack-1t-*.measurements.jsonl"))[0]
+    partial = len(first.read_text().splitlines())
+    assert partial < 50  # the time budget stopped it early ...
+    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "40 block and 10 whole networks" in proc.stdout
+    assert len(first.read_text().splitlines()) == 50  # ... and the rerun measured the rest
+    return first

@@ -96,23 +96,6 @@ def test_samples_are_reproducible_and_valid() -> None:
         space.check(Candidate.from_dict(s["candidate"]))
 
 
-@pytest.fixture(scope="module")
-def built() -> Path:
-    """A small latency model of the default profile, built for real (the session's home)."""
-    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10",
-                   "--budget-min", "0.02")  # about a second: too few networks to fit
-    assert proc.returncode == 2 and "rerun codesign profile build" in proc.stderr
-    first = list(Path(__import__("os").environ["CODESIGN_HOME"]).glob(
-        "latency/xnnpack-1t-*.measurements.jsonl"))[0]
-    partial = len(first.read_text().splitlines())
-    assert partial < 50  # the time budget stopped it early ...
-    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "40 block and 10 whole networks" in proc.stdout
-    assert len(first.read_text().splitlines()) == 50  # ... and the rerun measured the rest
-    return first
-
-
 def test_build_resumes_and_check_reports(built: Path) -> None:
     proc = run_cli("profile", "check", "xnnpack-1t", "--n", "12")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -22,6 +22,8 @@ from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.report.table import pareto_table
 from codesign.search.device import retry_when_back, wait_for_device
+from codesign.search.predictor_stage import predictor_stage
+from codesign.search.proposer import Proposer
 from codesign.search.rundir import RunDir
 from codesign.search.screen import Screen
 from codesign.search.study import (
@@ -71,16 +73,17 @@ def run_search(cfg: SearchConfig, out: TextIO = sys.stdout) -> SearchResult:
     Raises:
         CodesignError: On a user error or when too many candidates fail.
     """
+    started = time.monotonic()
     run = RunDir(cfg.out)
     run.check_settings(cfg.identity(), cfg.trials)
     run.acquire()  # a dead owner's RUNNING trials are recovered below
     try:
-        return _run_locked(cfg, run, out)
+        return _run_locked(cfg, run, out, started)
     finally:
         run.release()
 
 
-def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO) -> SearchResult:
+def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO, started: float) -> SearchResult:
     profile = cfg.profile_spec
     study = open_study(
         run.storage_url, make_sampler(cfg.sampler, cfg.seed, cfg.trials), cfg.objectives
@@ -103,7 +106,12 @@ def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO) -> SearchResult:
         references = _references(worker, cfg, run, out)
         _noise_floor(worker, run, references, cfg.profile_spec, out)
         screen = _screen(cfg, data, worker, out)
-        _trial_loop(study, worker, cfg, run, out, screen)
+        predictor = predictor_stage(worker, cfg, run, out)
+        proposer = None
+        if predictor is not None and screen is not None:
+            proposer = Proposer(predictor, screen, cfg, study, out)
+        deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min
+        _trial_loop(study, worker, cfg, run, out, screen, proposer, deadline)
         trials = complete_trials(study)
         failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         if not trials:
@@ -279,10 +287,11 @@ def _screen(cfg: SearchConfig, data: Any, worker: EvalWorker, out: TextIO) -> Sc
 
 def _trial_loop(
     study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
-    screen: Screen | None,
+    screen: Screen | None, proposer: Proposer | None = None, deadline: float | None = None,
 ) -> None:
     done = len(complete_trials(study))
-    attempts = len(study.get_trials(deepcopy=False))
+    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    attempts = len(study.get_trials(deepcopy=False)) - len(queued)  # queued ones are not tries
     limit = 2 * cfg.trials
     if done >= cfg.trials:
         return
@@ -292,17 +301,23 @@ def _trial_loop(
     bar = tqdm(total=cfg.trials, initial=done, desc="trials", unit="trial", file=out)
     try:
         while done < cfg.trials:
+            if deadline is not None and time.monotonic() > deadline:
+                print(f"\ntime budget of {cfg.time_budget_min:g} min reached after {done} "
+                      "trials", file=out)
+                break
             if attempts >= limit:
                 failed = attempts - done
                 raise CodesignError(
                     f"{failed} of {attempts} candidates failed, more than --trials allows; "
                     f"the completed ones are kept in {run.study_db}; see their fail_reason"
                 )
+            if proposer is not None:
+                proposer.refill(cfg.trials - done)
             trial = study.ask()
             attempts += 1
             try:
                 values = _run_trial(trial, worker, run, space, choices, cfg, screen,
-                                    study if screen is not None else None)
+                                    study if screen is not None else None, proposer)
             except DeviceUnavailable as exc:
                 # fail this trial with the reason, queue it again, wait for the device
                 trial.set_user_attr("fail_reason", f"device unavailable: {exc}"[:2000])
@@ -321,6 +336,8 @@ def _trial_loop(
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             study.tell(trial, values)
+            if proposer is not None:
+                proposer.learn(trial)
             done += 1
             bar.update(1)
             bar.set_postfix_str(_progress_note(complete_trials(study), directions))
@@ -422,7 +439,7 @@ def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO)
 def _run_trial(
     trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
     choices: dict[str, tuple[str, ...]], cfg: SearchConfig, screen: Screen | None = None,
-    study: optuna.Study | None = None,
+    study: optuna.Study | None = None, proposer: Proposer | None = None,
 ) -> tuple[float, ...] | None:
     """Evaluate one trial; return its objective values, or None if it failed."""
     t0 = time.perf_counter()
@@ -432,6 +449,8 @@ def _run_trial(
         trial.set_user_attr("candidate", cand.to_dict())
         timing = screen is None or cfg.latency == "measured"
         res = worker.call("evaluate", candidate=cand.to_dict(), model_path=path, timing=timing)
+        if proposer is not None:
+            trial.set_user_attr("accuracy_predicted", proposer.predictor.predict(cand))
         if screen is not None:
             predicted = screen.predict(cand)
             trial.set_user_attr("latency_predicted_ms", predicted)
@@ -555,5 +574,6 @@ def _run_info(cfg: SearchConfig, completed: int) -> dict[str, Any]:
         "epochs": cfg.epochs,
         "finetune_epochs": cfg.finetune_epochs,
         "latency": cfg.latency,
+        "accuracy": cfg.accuracy,
         "package_versions": versions,
     }

@@ -144,7 +144,16 @@ class Pipeline:
         assert self.profile is not None
         return self.space, self.data, self.profile, self.weights
 
-    def _inherited(self, cand: Candidate, times: dict[str, float]) -> Any:
+    def _calibration(self, resolution: int, seed: int) -> np.ndarray:
+        """Images for BN recalibration and quantization: the first ones, or a seeded draw."""
+        if seed == 0:
+            return self._images("train", resolution)
+        assert self.data is not None
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(self.data.x_train), BN_CALIBRATION_IMAGES, replace=False)
+        return resize_bilinear(self.data.x_train[np.sort(pick)], resolution)
+
+    def _inherited(self, cand: Candidate, times: dict[str, float], calib_seed: int = 0) -> Any:
         """The candidate's float sub-model: inherited weights, recalibrated batch norm."""
         from codesign.nn.bn import recalibrate_bn
         from codesign.nn.submodel import build_submodel, inherit_weights
@@ -155,12 +164,13 @@ class Pipeline:
         model = build_submodel(space, sub, data.num_classes, data.channels)
         inherit_weights(model, weights)
         t1 = time.perf_counter()
-        recalibrate_bn(model, self._images("train", cand.resolution))
+        recalibrate_bn(model, self._calibration(cand.resolution, calib_seed))
         times["build"] = round(t1 - t0, 4)
         times["bn_recalibration"] = round(time.perf_counter() - t1, 4)
         return model
 
-    def _tflite(self, model: Any, cand: Candidate, times: dict[str, float]) -> bytes:
+    def _tflite(self, model: Any, cand: Candidate, times: dict[str, float],
+                calib_seed: int = 0) -> bytes:
         """Convert with each layer's precision and check the file holds exactly that."""
         from codesign.tflite.convert import convert
         from codesign.tflite.inspect import mismatches
@@ -171,7 +181,7 @@ class Pipeline:
         if refused:
             raise TrialFailure(f"profile {profile.name} cannot run {refused}")
         t0 = time.perf_counter()
-        blob = convert(model, precision, self._images("train", cand.resolution))
+        blob = convert(model, precision, self._calibration(cand.resolution, calib_seed))
         problems = mismatches(blob, precision)
         if problems:
             raise TrialFailure("the file does not hold the intended precisions: " + problems[0])
@@ -264,6 +274,38 @@ class Pipeline:
         result = self._measure(blob, cand, model_path, times, timing)
         result["params"] = int(model.count_params())
         return result
+
+    def do_accuracy_samples(
+        self, candidates: list[dict[str, Any]], quantized: bool, calib_seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """Validation accuracy of many candidates, for the accuracy predictor.
+
+        Float: the inherited sub-model after BN recalibration, in Keras (no
+        conversion). Quantized: the converted file with each layer's precision,
+        in the interpreter. ``calib_seed`` other than 0 recalibrates (and
+        calibrates quantization) on another draw of training images: the same
+        candidates evaluated twice that way give the evaluation's own noise.
+        """
+        from codesign.nn.finetune import keras_accuracy
+
+        _, data, p, _ = self._ready()
+        out = []
+        for i, c in enumerate(candidates):
+            cand = Candidate.from_dict(c)
+            times: dict[str, float] = {}
+            try:
+                model = self._inherited(cand, times, calib_seed)
+                x = self._images("val", cand.resolution)
+                if quantized:
+                    blob = self._tflite(model, cand, times, calib_seed)
+                    acc = litert.accuracy(blob, x, data.y_val, p.threads, p.resolver)
+                else:
+                    acc = keras_accuracy(model, x, data.y_val)
+                out.append({"val_accuracy": float(acc)})
+            except (TrialFailure, ValueError, RuntimeError) as exc:
+                out.append({"error": str(exc)[:300]})
+            self.progress({"stage": "predictor", "done": i + 1, "total": len(candidates)})
+        return out
 
     def do_time(self, model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate file on the profile's device."""

@@ -1,0 +1,105 @@
+"""The search's accuracy-predictor stage: train once per run (resumable), report fidelity."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from codesign.config import SearchConfig
+from codesign.errors import TrialFailure
+from codesign.predict.predictor import AccuracyPredictor, PredictorSettings, train_predictor
+from codesign.search.rundir import RunDir
+from codesign.space.candidate import Candidate
+from codesign.worker import EvalWorker
+
+CHUNK = 20  # candidates per call to the child (each chunk is saved at once)
+
+
+def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO
+                    ) -> AccuracyPredictor | None:
+    """Load the run's accuracy predictor, or train it; print its fidelity.
+
+    Returns:
+        The predictor, or None when the search measures accuracy only.
+    """
+    if cfg.accuracy == "measured":
+        return None
+    space = cfg.space_spec
+    settings = PredictorSettings(cfg.predictor_float_samples, cfg.predictor_quant_samples,
+                                 cfg.seed)
+    path = run.root / "predictor.json"
+    if path.is_file():
+        saved = AccuracyPredictor.load(path, space)
+        if saved.meta.get("settings") == asdict(settings):
+            print_fidelity(saved.meta, out)
+            return saved
+    cache_file = run.root / "predictor_data.jsonl"
+    cache = _read_cache(cache_file)
+    total = 1.2 * (settings.float_samples + settings.quant_samples)  # with held-out twice
+    bar = tqdm(total=int(total), desc="accuracy predictor", unit="net", file=out)
+
+    def evaluate(cands: list[Candidate], quantized: bool, seed: int) -> list[float | None]:
+        keys = [_key(c, quantized, seed) for c in cands]
+        todo = [c for c, k in zip(cands, keys, strict=True) if k not in cache]
+        bar.update(len(cands) - len(todo))
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            try:
+                res = worker.call("accuracy_samples", candidates=[c.to_dict() for c in chunk],
+                                  quantized=quantized, calib_seed=seed, timeout_s=None)
+            except TrialFailure as exc:
+                res = [{"error": str(exc)[:300]} for _ in chunk]
+            with cache_file.open("a") as fh:
+                for c, r in zip(chunk, res, strict=True):
+                    k = _key(c, quantized, seed)
+                    cache[k] = r.get("val_accuracy")
+                    fh.write(json.dumps({"key": k, "val_accuracy": cache[k]}) + "\n")
+            bar.update(len(chunk))
+        return [cache.get(k) for k in keys]
+
+    try:
+        predictor = train_predictor(space, settings, cfg.layer_choices(), evaluate)
+    finally:
+        bar.close()
+    predictor.save(path)
+    (run.root / "predictor_fidelity.json").write_text(json.dumps(predictor.meta, indent=1))
+    print_fidelity(predictor.meta, out)
+    return predictor
+
+
+def print_fidelity(meta: dict[str, Any], out: TextIO) -> None:
+    """Print the kept predictor's held-out fidelity beside both baselines."""
+    chosen = meta["chosen"]
+    other = next(n for n in meta["fidelity"] if n != chosen)
+    lines = [f"accuracy predictor: {chosen} kept over {other} (held-out quantized Kendall tau "
+             f"{meta['fidelity'][chosen]['quantized']['predictor']['kendall_tau']:.2f} vs "
+             f"{meta['fidelity'][other]['quantized']['predictor']['kendall_tau']:.2f}); "
+             f"target {'met' if meta['meets_target'] else 'NOT met'}"]
+    for part in ("float", "quantized"):
+        f = meta["fidelity"][chosen][part]
+        lines.append(
+            f"  {part:<9} n={f['n']:<4} predictor tau {f['predictor']['kendall_tau']:.2f} "
+            f"RMSE {f['predictor']['rmse']:.4f} | predicting the mean RMSE "
+            f"{f['mean']['rmse']:.4f} | evaluated again tau "
+            f"{f['second_evaluation']['kendall_tau']:.2f} RMSE "
+            f"{f['second_evaluation']['rmse']:.4f}")
+    print("\n".join(lines), file=out)
+
+
+def _key(cand: Candidate, quantized: bool, seed: int) -> str:
+    return json.dumps([cand.to_dict(), quantized, seed], sort_keys=True)
+
+
+def _read_cache(path: Any) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                out[rec["key"]] = rec["val_accuracy"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return out
