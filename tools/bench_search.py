@@ -60,6 +60,9 @@ def run_codesign(run: Path, args: argparse.Namespace, seed: int, extra: list[str
            str(args.epochs), *limit, "--quality-samples", "0", "--finetune-epochs", "0",
            "--out", str(run), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0 and "no candidate could be evaluated" in proc.stderr:
+        print(f"  ({' '.join(extra)}: no trial within the budget)", flush=True)
+        return []
     if proc.returncode != 0:
         sys.exit(f"bench_search: {' '.join(extra)} failed: {proc.stderr.strip()[-600:]}")
     import optuna
@@ -132,6 +135,11 @@ def run_sequential(run: Path, args: argparse.Namespace, seed: int, deadline: flo
 def run_keras_tuner(run: Path, args: argparse.Namespace, seed: int, deadline: float,
                     ref_latency: float) -> list[Point]:
     """keras-tuner's Bayesian optimization oracle on the folded score."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", module="sklearn")  # the oracle's GP fit warns a lot
     import keras_tuner as kt
 
     from codesign.space.suggest import candidate_from_params
@@ -247,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                        "ref_latency": ref_latency, "hv": hypervolume(pts, ref_latency),
                        **{f"best@{b}": best_under(pts, b * ref_latency) for b in BUDGETS}}
                 results[m].append(row)
+                (args.out / "results.json").write_text(json.dumps(results, indent=1))
                 print(f"  {m:<20} {len(pts):>5} evaluated in {wall:6.1f} s, HV {row['hv']:.4f}, "
                       + ", ".join(f"best@{b} {row[f'best@{b}']:.3f}" for b in BUDGETS),
                       flush=True)
