@@ -221,6 +221,12 @@ def io_details(model: bytes) -> dict[str, dict]:
     }
 
 
+def random_sample(model: bytes) -> np.ndarray:
+    """One seeded float input image of the model's input shape (batch 1), for timing."""
+    shape = io_details(model)["input"]["shape"]
+    return np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
+
+
 def _to_input_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
     dtype = np.dtype(detail["dtype"])
     if dtype == np.float32:

@@ -148,10 +148,8 @@ def _time(paths: list[Path], profile: Profile, runner: CommandRunner | None
         for path in paths:
             blob = path.read_bytes()
             try:
-                shape = litert.io_details(blob)["input"]["shape"]
-                sample = np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
-                stats = litert.time_latency(blob, sample, profile.threads, profile.resolver,
-                                            profile.warmup_runs, profile.runs)
+                stats = litert.time_latency(blob, litert.random_sample(blob), profile.threads,
+                                            profile.resolver, profile.warmup_runs, profile.runs)
                 results.append(stats.median)
             except TrialFailure as exc:
                 results.append(str(exc))

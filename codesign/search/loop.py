@@ -316,8 +316,8 @@ def _trial_loop(
             trial = study.ask()
             attempts += 1
             try:
-                values = _run_trial(trial, worker, run, space, choices, cfg, screen,
-                                    study if screen is not None else None, proposer)
+                values = _run_trial(trial, worker, run, space, choices, cfg, screen, study,
+                                    proposer)
             except DeviceUnavailable as exc:
                 # fail this trial with the reason, queue it again, wait for the device
                 trial.set_user_attr("fail_reason", f"device unavailable: {exc}"[:2000])
@@ -438,8 +438,8 @@ def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO)
 
 def _run_trial(
     trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
-    choices: dict[str, tuple[str, ...]], cfg: SearchConfig, screen: Screen | None = None,
-    study: optuna.Study | None = None, proposer: Proposer | None = None,
+    choices: dict[str, tuple[str, ...]], cfg: SearchConfig, screen: Screen | None,
+    study: optuna.Study, proposer: Proposer | None,
 ) -> tuple[float, ...] | None:
     """Evaluate one trial; return its objective values, or None if it failed."""
     t0 = time.perf_counter()
@@ -473,11 +473,11 @@ def _run_trial(
 
 
 def _latency_by_prediction(
-    worker: EvalWorker, screen: Screen, cfg: SearchConfig, study: optuna.Study | None,
+    worker: EvalWorker, screen: Screen, cfg: SearchConfig, study: optuna.Study,
     res: dict[str, Any], predicted: float, path: str,
 ) -> dict[str, Any]:
     """Time the candidate if it could enter the front (hybrid), else keep the prediction."""
-    if cfg.latency == "hybrid" and study is not None:
+    if cfg.latency == "hybrid":
         known = {"accuracy": res["val_accuracy"], "size": res["size_bytes"] / 1024}
         others = [t.values for t in complete_trials(study) if feasible(t)]
         directions = [DIRECTIONS[o] for o in cfg.objectives]

@@ -382,8 +382,7 @@ class Pipeline:
         """Coefficient of variation of the median latency over repeated measurements."""
         _, data, p, _ = self._ready()
         blob = _read_model(path)
-        shape = litert.io_details(blob)["input"]["shape"]
-        sample = np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
+        sample = litert.random_sample(blob)
         medians = [self._time(blob, Path(path), sample)["median"] for _ in range(repeats)]
         cv = float(np.std(medians) / np.mean(medians))
         return {"model": path, "repeats": repeats, "medians_ms": medians, "cv": cv}
@@ -436,8 +435,7 @@ class Pipeline:
         """Latency of a ``.tflite`` file on a profile's runtime settings."""
         blob = _read_model(path)
         self.profile = load_profile(profile)
-        shape = litert.io_details(blob)["input"]["shape"]
-        sample = np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
+        sample = litert.random_sample(blob)
         stats = self._time(blob, Path(path), sample)
         return {"latency_ms": stats, "profile": self.profile.name, "size_bytes": len(blob)}
 
