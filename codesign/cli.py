@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let the sampler propose every trial (measured), or an inner study on "
                         "the accuracy predictor and latency model, once (predicted) or in rounds "
                         "that retrain the predictor (hybrid); every trial is still evaluated")
-    s.add_argument("--predictor-float-samples", type=int, default=300,
-                   help="float sub-networks that train the accuracy predictor (default 300)")
+    s.add_argument("--predictor-float-samples", type=int, default=1000,
+                   help="float sub-networks that train the accuracy predictor (default 1000)")
     s.add_argument("--predictor-quant-samples", type=int, default=100,
                    help="quantized candidates that transfer it (default 100)")
     s.add_argument("--time-budget-min", type=float, default=None,
@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "finished as usual; with a large --trials, the clock decides)")
     s.add_argument("--inner-trials", type=int, default=3000,
                    help="trials of each predictor-driven inner study (default 3000)")
+    s.add_argument("--no-report", action="store_true",
+                   help="do not write RUN/report/ at the end (see codesign report)")
+
+    rp = sub.add_parser("report", help="HTML page, PNG figures and Markdown summary of runs")
+    rp.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                    help="run directories; several are compared (fronts of their profiles)")
+    rp.add_argument("--out", type=Path, default=None,
+                    help="report directory (default: RUN/report of the first run)")
+    rp.add_argument("--label", action="append", default=None,
+                    help="name of a run in the report, once per run in order (default: the "
+                         "directory's name)")
 
     sub.add_parser("profiles", help="list the shipped hardware profiles")
 
@@ -142,6 +153,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _benchmark(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "report":
+        return _report(args)
     raise CodesignError(f"unknown command {args.command!r}")
 
 
@@ -175,7 +188,33 @@ def _search(args: argparse.Namespace) -> int:
     from codesign.search.loop import run_search
 
     run_search(cfg)
+    if not args.no_report:
+        _report_after_search(args.out)
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from codesign.report.build import write_report
+
+    rep = write_report(args.runs, args.out, args.label)
+    points = ", ".join(str(n) for n in rep.front_points)
+    print(f"report: {rep.index} ({points} Pareto points; {len(rep.pngs)} PNG figures and "
+          f"{rep.summary.name} beside it) in {rep.seconds:.1f} s")
+    return 0
+
+
+def _report_after_search(run: Path) -> None:
+    """Write the run's report; a failure here never fails the finished search."""
+    try:
+        from codesign.report.build import write_report
+
+        rep = write_report([run])
+    except Exception as exc:  # the front is written already: say so and go on
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"codesign: report not written ({first}); run codesign report {run}",
+              file=sys.stderr)
+        return
+    print(f"report: {rep.index} in {rep.seconds:.1f} s")
 
 
 def _profiles() -> int:

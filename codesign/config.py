@@ -76,7 +76,7 @@ class SearchConfig:
     min_accuracy: float | None = None
     latency: str | None = None
     accuracy: str = "measured"
-    predictor_float_samples: int = 300
+    predictor_float_samples: int = 1000
     predictor_quant_samples: int = 100
     inner_trials: int = 3000
     time_budget_min: float | None = None

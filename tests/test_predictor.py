@@ -11,7 +11,15 @@ import pytest
 from codesign.errors import CodesignError
 from codesign.latency.model import LatencyModel
 from codesign.predict.encoding import encode, feature_names
-from codesign.predict.predictor import AccuracyPredictor, fidelity, meets_target
+from codesign.predict.predictor import (
+    AccuracyPredictor,
+    ceiling_tau,
+    fidelity,
+    kendall,
+    meets_target,
+    rmse,
+    validation_ceiling,
+)
 from codesign.predict.regressors import MLP, Boosted, from_dict
 from codesign.search.inner import propose
 from codesign.search.screen import Screen
@@ -78,11 +86,33 @@ def test_transfer_moves_the_predictions_toward_new_data() -> None:
 
 def test_fidelity_baselines_and_target() -> None:
     truth = np.linspace(0.9, 0.99, 20)
-    f = fidelity(truth + 0.001, truth, truth[::-1], float(truth.mean()))
+    f = fidelity(truth + 0.001, truth, (truth, truth[::-1]), float(truth.mean()))
     assert f["predictor"]["kendall_tau"] == pytest.approx(1.0)
     assert f["second_evaluation"]["kendall_tau"] == pytest.approx(-1.0)
     assert meets_target(f)
-    assert not meets_target(fidelity(np.full(20, truth.mean()), truth, truth, truth.mean()))
+    assert not meets_target(fidelity(np.full(20, truth.mean()), truth, (truth, truth),
+                                     truth.mean()))
+
+
+def test_validation_halves_bound_what_a_predictor_can_reach() -> None:
+    """Accuracies on a small validation set: the halves' agreement sets the ceiling."""
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.90, 0.98, 400)
+    n_img = 300  # images per half
+    halves = np.stack([rng.binomial(n_img, true) / n_img for _ in range(2)], axis=1)
+    measured = halves.mean(axis=1)
+    ceiling = validation_ceiling(halves, measured)
+    # the estimate agrees with what the true accuracy itself scores against the measurement
+    assert ceiling["ceiling_kendall_tau"] == pytest.approx(kendall(true, measured), abs=0.05)
+    assert ceiling["ceiling_rmse"] == pytest.approx(rmse(true, measured), rel=0.2)
+    assert ceiling["kendall_tau"] < ceiling["ceiling_kendall_tau"] < 1.0
+    # a second evaluation on the same images would not show that noise
+    f = fidelity(true, measured, (measured, measured + 1e-4), float(measured.mean()), halves)
+    assert ceiling_tau(f) == pytest.approx(ceiling["ceiling_kendall_tau"])
+    assert meets_target(f)  # the true accuracy is as good as any predictor can be
+    shuffled = rng.permutation(true)
+    assert not meets_target(fidelity(shuffled, measured, (measured, measured),
+                                     float(measured.mean()), halves))
 
 
 def test_a_predictor_file_is_for_one_space(tmp_path: Path) -> None:
@@ -126,13 +156,14 @@ def test_predictor_driven_search(built: Path, seeded_run: Path) -> None:
             "--predictor-quant-samples", "10", "--inner-trials", "300", "--out", str(seeded_run)]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "accuracy predictor:" in proc.stdout and "evaluated again tau" in proc.stdout
+    assert "accuracy predictor:" in proc.stdout and "evaluated again (n=" in proc.stdout
+    assert "a perfect predictor reaches about tau" in proc.stdout
     assert "predictor round 1:" in proc.stdout
     meta = json.loads((seeded_run / "predictor_fidelity.json").read_text())
     assert set(meta["fidelity"]) == {"mlp", "boosted"} and meta["chosen"] in meta["fidelity"]
     for part in ("float", "quantized"):
         assert set(meta["fidelity"][meta["chosen"]][part]) == {
-            "n", "predictor", "mean", "second_evaluation"}
+            "n", "predictor", "mean", "second_evaluation", "validation_halves"}
     import optuna
 
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{seeded_run / 'study.db'}")

@@ -9,6 +9,7 @@ training step serves all sub-networks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,26 +106,42 @@ class Supernet:
     # --- forward -------------------------------------------------------------------------
 
     def forward(
-        self, x: tf.Tensor, masks: dict[str, tf.Tensor], gates: tf.Tensor, training: bool
+        self,
+        x: tf.Tensor,
+        masks: dict[str, tf.Tensor],
+        gates: tf.Tensor,
+        training: bool,
+        norm: Callable[[str, tf.Tensor], tf.Tensor] | None = None,
     ) -> tf.Tensor:
-        """Run the masked maximal network and return logits."""
+        """Run the masked maximal network and return logits.
+
+        Args:
+            x: Input images.
+            masks: Channel mask per group.
+            gates: One gate per block.
+            training: Batch-norm mode when ``norm`` is None.
+            norm: Replaces every batch norm: ``norm(bn_layer_name, h)``.
+        """
         ly = self.layers
         relu6 = tf.nn.relu6
-        h = relu6(ly["stem_conv_bn"](ly["stem_conv"](x), training=training)) * masks["stem_conv"]
+
+        def bn(name: str, h: tf.Tensor) -> tf.Tensor:
+            return ly[name](h, training=training) if norm is None else norm(name, h)
+        h = relu6(bn("stem_conv_bn", ly["stem_conv"](x))) * masks["stem_conv"]
         for i, bp in enumerate(self.blocks):
             inp = h
             if bp.expand > 1:
                 e = ly[f"{bp.name}_expand"](h)
-                e = relu6(ly[f"{bp.name}_expand_bn"](e, training=training))
+                e = relu6(bn(f"{bp.name}_expand_bn", e))
                 e = e * masks[bp.hidden_group]
             else:
                 e = h
-            d = relu6(ly[f"{bp.name}_dw_bn"](ly[f"{bp.name}_dw"](e), training=training))
+            d = relu6(bn(f"{bp.name}_dw_bn", ly[f"{bp.name}_dw"](e)))
             d = d * masks[bp.hidden_group]
-            p = ly[f"{bp.name}_project_bn"](ly[f"{bp.name}_project"](d), training=training)
+            p = bn(f"{bp.name}_project_bn", ly[f"{bp.name}_project"](d))
             p = p * masks[bp.out_group]
             h = inp + gates[i] * p if bp.residual else p
-        h = relu6(ly["head_conv_bn"](ly["head_conv"](h), training=training)) * masks["head_conv"]
+        h = relu6(bn("head_conv_bn", ly["head_conv"](h))) * masks["head_conv"]
         h = tf.reduce_mean(h, axis=(1, 2))
         return ly["classifier"](h)
 

@@ -136,6 +136,7 @@ class Boosted:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self.stages: list[dict[str, Any]] = []  # each: {"init", "rate", "trees"}
+        self._packed: list[tuple[np.ndarray, ...]] = []  # the trees as arrays, per stage
 
     def _fit_stage(self, x: np.ndarray, y: np.ndarray, n: int) -> dict[str, Any]:
         from sklearn.ensemble import GradientBoostingRegressor
@@ -154,6 +155,7 @@ class Boosted:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> Boosted:
         """Fit from scratch."""
+        self._packed = []
         self.stages = [self._fit_stage(x, y, 300)]
         return self
 
@@ -165,11 +167,11 @@ class Boosted:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted accuracy of each row."""
         x = np.asarray(x, dtype=np.float64)
+        if len(self._packed) != len(self.stages):
+            self._packed = [_pack(stage["trees"]) for stage in self.stages]
         out = np.zeros(len(x))
-        for stage in self.stages:
-            out += stage["init"]
-            for t in stage["trees"]:
-                out += stage["rate"] * _tree_predict(t, x)
+        for stage, packed in zip(self.stages, self._packed, strict=True):
+            out += stage["init"] + stage["rate"] * _forest_predict(packed, x)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,19 +186,48 @@ class Boosted:
         return b
 
 
-def _tree_predict(tree: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    left, right = np.asarray(tree["left"]), np.asarray(tree["right"])
-    feature, threshold = np.asarray(tree["feature"]), np.asarray(tree["threshold"])
-    value = np.asarray(tree["value"])
-    node = np.zeros(len(x), dtype=np.int64)
-    rows = np.arange(len(x))
-    while True:
-        inner = left[node] != -1
-        if not inner.any():
-            return value[node]
-        f = feature[node[inner]]
-        go_left = x[rows[inner], f] <= threshold[node[inner]]
-        node[inner] = np.where(go_left, left[node[inner]], right[node[inner]])
+def _pack(trees: list[dict[str, Any]]) -> tuple[np.ndarray, ...]:
+    """Stack trees into ``(trees, nodes)`` arrays (leaves point to themselves)."""
+    width = max(len(t["value"]) for t in trees)
+    left = np.zeros((len(trees), width), np.int64)
+    right = np.zeros((len(trees), width), np.int64)
+    feature = np.zeros((len(trees), width), np.int64)
+    threshold = np.zeros((len(trees), width))
+    value = np.zeros((len(trees), width))
+    for i, t in enumerate(trees):
+        n = len(t["value"])
+        idx = np.arange(n)
+        lft, rgt = np.asarray(t["left"]), np.asarray(t["right"])
+        leaf = lft == -1
+        left[i, :n] = np.where(leaf, idx, lft)
+        right[i, :n] = np.where(leaf, idx, rgt)
+        feature[i, :n] = np.where(leaf, 0, np.asarray(t["feature"]))
+        threshold[i, :n] = np.asarray(t["threshold"])
+        value[i, :n] = np.asarray(t["value"])
+    depth = max(_depth(t) for t in trees)
+    return left, right, feature, threshold, value, np.array(depth)
+
+
+def _depth(tree: dict[str, Any]) -> int:
+    stack, deepest = [(0, 0)], 0
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if tree["left"][node] != -1:
+            stack += [(tree["left"][node], d + 1), (tree["right"][node], d + 1)]
+    return deepest
+
+
+def _forest_predict(packed: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+    """Sum of every tree's prediction for each row, all trees stepped together."""
+    left, right, feature, threshold, value, depth = packed
+    trees = np.arange(left.shape[0])[None, :]
+    node = np.zeros((len(x), left.shape[0]), np.int64)
+    rows = np.arange(len(x))[:, None]
+    for _ in range(int(depth)):
+        go_left = x[rows, feature[trees, node]] <= threshold[trees, node]
+        node = np.where(go_left, left[trees, node], right[trees, node])
+    return value[trees, node].sum(axis=1)
 
 
 def _split(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

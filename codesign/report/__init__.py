@@ -1,1 +1,1 @@
-"""The run's outputs: Pareto front, JSON/CSV, models with manifests, tables."""
+"""The run's outputs: Pareto front, JSON/CSV, models with manifests, tables, the report."""

@@ -41,7 +41,8 @@ def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: Tex
     total = 1.2 * (settings.float_samples + settings.quant_samples)  # with held-out twice
     bar = tqdm(total=int(total), desc="accuracy predictor", unit="net", file=out)
 
-    def evaluate(cands: list[Candidate], quantized: bool, seed: int) -> list[float | None]:
+    def evaluate(cands: list[Candidate], quantized: bool, seed: int
+                 ) -> list[dict[str, Any] | None]:
         keys = [_key(c, quantized, seed) for c in cands]
         todo = [c for c, k in zip(cands, keys, strict=True) if k not in cache]
         bar.update(len(cands) - len(todo))
@@ -55,8 +56,9 @@ def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: Tex
             with cache_file.open("a") as fh:
                 for c, r in zip(chunk, res, strict=True):
                     k = _key(c, quantized, seed)
-                    cache[k] = r.get("val_accuracy")
-                    fh.write(json.dumps({"key": k, "val_accuracy": cache[k]}) + "\n")
+                    cache[k] = r if r.get("val_accuracy") is not None else None
+                    fh.write(json.dumps({"key": k, **(cache[k] or {"val_accuracy": None})})
+                             + "\n")
             bar.update(len(chunk))
         return [cache.get(k) for k in keys]
 
@@ -80,12 +82,19 @@ def print_fidelity(meta: dict[str, Any], out: TextIO) -> None:
              f"target {'met' if meta['meets_target'] else 'NOT met'}"]
     for part in ("float", "quantized"):
         f = meta["fidelity"][chosen][part]
+        again_n = f["second_evaluation"].get("n", f["n"])
         lines.append(
             f"  {part:<9} n={f['n']:<4} predictor tau {f['predictor']['kendall_tau']:.2f} "
             f"RMSE {f['predictor']['rmse']:.4f} | predicting the mean RMSE "
-            f"{f['mean']['rmse']:.4f} | evaluated again tau "
+            f"{f['mean']['rmse']:.4f} | evaluated again (n={again_n}) tau "
             f"{f['second_evaluation']['kendall_tau']:.2f} RMSE "
             f"{f['second_evaluation']['rmse']:.4f}")
+        halves = f.get("validation_halves")
+        if halves:
+            lines.append(
+                f"  {'':<9} validation set: its halves agree to tau "
+                f"{halves['kendall_tau']:.2f}, so a perfect predictor reaches about tau "
+                f"{halves['ceiling_kendall_tau']:.2f} RMSE {halves['ceiling_rmse']:.4f}")
     print("\n".join(lines), file=out)
 
 
@@ -93,13 +102,14 @@ def _key(cand: Candidate, quantized: bool, seed: int) -> str:
     return json.dumps([cand.to_dict(), quantized, seed], sort_keys=True)
 
 
-def _read_cache(path: Any) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
+def _read_cache(path: Any) -> dict[str, dict[str, Any] | None]:
+    out: dict[str, dict[str, Any] | None] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
             try:
                 rec = json.loads(line)
-                out[rec["key"]] = rec["val_accuracy"]
-            except (json.JSONDecodeError, KeyError, TypeError):
+                key = rec.pop("key")
+                out[key] = rec if rec["val_accuracy"] is not None else None
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 continue
     return out

@@ -49,6 +49,7 @@ class Pipeline:
         self.weights: dict[str, list[np.ndarray]] | None = None
         self._resized: dict[tuple[str, int], np.ndarray] = {}
         self._command_runner: CommandRunner | None = None
+        self._evaluator: Any = None
 
     # --- set-up ------------------------------------------------------------------------
 
@@ -58,6 +59,7 @@ class Pipeline:
         """Load data and profile, then load the run's supernet or train it."""
         from codesign.nn.train import TrainSettings
 
+        self._evaluator = None
         self.space = get_space(space)
         self.data = load_dataset(data, seed)
         self.profile = load_profile(profile)
@@ -119,6 +121,17 @@ class Pipeline:
         blob = convert_float(keras.Model(inp, out))
         p = self.profile
         litert.time_latency(blob, np.zeros((1, 4, 4, 1), np.float32), p.threads, p.resolver, 5, 5)
+
+    def _masked(self) -> Any:
+        """The masked-supernet evaluator over the run's weights (made once)."""
+        if self._evaluator is None:
+            from codesign.nn.maskeval import MaskedEvaluator
+
+            assert self.weights is not None
+            net = self._new_supernet()
+            net.set_weights(self.weights)
+            self._evaluator = MaskedEvaluator(net)
+        return self._evaluator
 
     def _new_supernet(self) -> Any:
         from codesign.nn.supernet import Supernet
@@ -280,28 +293,33 @@ class Pipeline:
     ) -> list[dict[str, Any]]:
         """Validation accuracy of many candidates, for the accuracy predictor.
 
-        Float: the inherited sub-model after BN recalibration, in Keras (no
-        conversion). Quantized: the converted file with each layer's precision,
-        in the interpreter. ``calib_seed`` other than 0 recalibrates (and
+        Float: the sub-network after BN recalibration, through the masked
+        supernet (no model built, no conversion; it computes what the inherited
+        sub-model computes). Quantized: the converted file with each layer's precision,
+        in the interpreter. Each result also holds the accuracy on the even and
+        the odd validation images (``halves``): how well two halves agree tells
+        how much of a measured accuracy is the validation set's own sampling
+        noise. ``calib_seed`` other than 0 recalibrates (and
         calibrates quantization) on another draw of training images: the same
         candidates evaluated twice that way give the evaluation's own noise.
         """
-        from codesign.nn.finetune import keras_accuracy
-
         _, data, p, _ = self._ready()
         out = []
         for i, c in enumerate(candidates):
             cand = Candidate.from_dict(c)
             times: dict[str, float] = {}
             try:
-                model = self._inherited(cand, times, calib_seed)
                 x = self._images("val", cand.resolution)
                 if quantized:
+                    model = self._inherited(cand, times, calib_seed)
                     blob = self._tflite(model, cand, times, calib_seed)
-                    acc = litert.accuracy(blob, x, data.y_val, p.threads, p.resolver)
+                    logits = litert.predict(blob, x, p.threads, p.resolver)
+                    right = np.argmax(logits, axis=-1) == data.y_val
                 else:
-                    acc = keras_accuracy(model, x, data.y_val)
-                out.append({"val_accuracy": float(acc)})
+                    right = self._masked().correct(
+                        cand, self._calibration(cand.resolution, calib_seed), x, data.y_val)
+                out.append({"val_accuracy": float(np.mean(right)),
+                            "halves": [float(np.mean(right[0::2])), float(np.mean(right[1::2]))]})
             except (TrialFailure, ValueError, RuntimeError) as exc:
                 out.append({"error": str(exc)[:300]})
             self.progress({"stage": "predictor", "done": i + 1, "total": len(candidates)})
