@@ -27,16 +27,17 @@ demo: $(STAMP)
 device:
 	bash tools/setup_device.sh
 	bash tools/setup_browser.sh
+	bash tools/setup_postgres.sh
 
 test: $(STAMP) device
-	$(BIN)/ruff check codesign tests tools
+	$(BIN)/ruff check codesign tests tools examples
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check codesign tests tools
+	$(BIN)/ruff check codesign tests tools examples
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -74,8 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "finished as usual; with a large --trials, the clock decides)")
     s.add_argument("--inner-trials", type=int, default=3000,
                    help="trials of each predictor-driven inner study (default 3000)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="local worker processes sharing the study (default 1)")
+    s.add_argument("--storage", default=None,
+                   help="database server of the study, e.g. postgresql://user:pw@host/db, so "
+                        "`codesign worker` on other machines can join (default: the run dir)")
+    s.add_argument("--study", default="codesign", help="study name on --storage")
+    s.add_argument("--hypermodel", default=None, metavar="FILE.py:NAME",
+                   help="search your own keras-tuner HyperModel (or build(hp) function, "
+                        "FILE.py:NAME or module:NAME) instead of the built-in space")
+    s.add_argument("--candidate-epochs", type=int, default=10,
+                   help="with --hypermodel: most training epochs per candidate, early "
+                        "stopping on validation (default 10)")
     s.add_argument("--no-report", action="store_true",
                    help="do not write RUN/report/ at the end (see codesign report)")
+
+    w = sub.add_parser("worker", help="join a search's study and run its trials")
+    w.add_argument("--out", type=Path, required=True,
+                   help="the search's run directory (shared with it)")
+    w.add_argument("--storage", default=None,
+                   help="database server of the study (default: $CODESIGN_STORAGE, or the "
+                        "run's own journal)")
+    w.add_argument("--study", default="codesign", help="study name on --storage")
 
     rp = sub.add_parser("report", help="HTML page, PNG figures and Markdown summary of runs")
     rp.add_argument("runs", type=Path, nargs="+", metavar="RUN",
@@ -133,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except CodesignError as exc:
-        print(f"codesign: error: {exc}", file=sys.stderr)
+        from codesign.search.urls import mask_url
+
+        print(f"codesign: error: {mask_url(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("codesign: interrupted; rerun the same command to resume", file=sys.stderr)
@@ -143,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "search":
         return _search(args)
+    if args.command == "worker":
+        return _worker(args)
     if args.command == "profiles":
         return _profiles()
     if args.command == "profile":
@@ -159,6 +183,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    if args.hypermodel is not None:
+        from codesign.hyper.cli import search_hypermodel
+
+        search_hypermodel(args)
+        if not args.no_report:
+            _report_after_search(args.out)
+        return 0
     from codesign.config import DEFAULT_SAMPLER, SearchConfig
 
     cfg = SearchConfig(
@@ -184,6 +215,9 @@ def _search(args: argparse.Namespace) -> int:
         predictor_quant_samples=args.predictor_quant_samples,
         inner_trials=args.inner_trials,
         time_budget_min=args.time_budget_min,
+        workers=args.workers,
+        storage=args.storage,
+        study=args.study,
     ).validate()
     from codesign.search.loop import run_search
 
@@ -215,6 +249,25 @@ def _report_after_search(run: Path) -> None:
               file=sys.stderr)
         return
     print(f"report: {rep.index} in {rep.seconds:.1f} s")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from codesign.search.storage import check_study_name
+
+    check_study_name(args.study)
+    if not (args.out / "config.json").is_file():
+        raise CodesignError(f"{args.out} is not a started run; start it with codesign search")
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # the running trial is failed and queued again
+
+    signal.signal(signal.SIGTERM, stop)
+    from codesign.search.loop import run_worker
+
+    run_worker(args.out, args.storage, args.study)
+    return 0
 
 
 def _profiles() -> int:

@@ -56,6 +56,9 @@ class SearchConfig:
         inner_trials: Trials of each inner study.
         time_budget_min: Stop starting trials after this many minutes from the
             start of the command (None: run until ``trials``).
+        workers: Local worker processes sharing the study (1: this process alone).
+        storage: Database server URL of the study (None: in the run directory).
+        study: The study's name on the server.
     """
 
     out: Path
@@ -80,6 +83,9 @@ class SearchConfig:
     predictor_quant_samples: int = 100
     inner_trials: int = 3000
     time_budget_min: float | None = None
+    workers: int = 1
+    storage: str | None = None
+    study: str = "codesign"
     _profile: Profile | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
@@ -122,11 +128,20 @@ class SearchConfig:
         layer_choices(space, lookup_support(profile), profile.precisions)
         if self.time_budget_min is not None and not self.time_budget_min > 0:
             raise CodesignError(f"--time-budget-min must be positive, got {self.time_budget_min}")
+        self._check_workers()
         latency = self._latency_mode(profile)
         self._check_accuracy_mode(profile)
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
         return replace(self, data=data, latency=latency, _profile=profile)
+
+    def _check_workers(self) -> None:
+        from codesign.search.storage import check_server_url, check_study_name
+
+        _positive_int("--workers", self.workers, 1, 64)
+        if self.storage is not None:
+            check_server_url(self.storage)
+        check_study_name(self.study)
 
     def _check_accuracy_mode(self, profile: Profile) -> None:
         from codesign.latency.build import load_model

@@ -121,6 +121,9 @@ def checked(
             raise fail(f"x_{split} has dtype {x.dtype}; use uint8 or float images")
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise fail(f"x_{split} holds NaN or inf")
+        if x.dtype.kind in "iuf" and x.dtype.itemsize > 2 and np.abs(x).max(initial=0) > 1e30:
+            raise fail(f"x_{split} holds values beyond ±1e30; scale the images to [0, 1] or "
+                       "[0, 255]")
         if y.dtype.kind == "f":
             if not np.isfinite(y).all() or not np.equal(np.mod(y, 1), 0).all():
                 raise fail(f"y_{split} holds labels that are not integers")
@@ -130,6 +133,9 @@ def checked(
             raise fail(f"y_{split} holds negative labels; use 0..classes-1")
         xs.append(x)
     x_train, x_test = xs
+    if x_train.dtype != x_test.dtype:
+        raise fail(f"x_train is {x_train.dtype} but x_test {x_test.dtype}; give both splits the "
+                   "same dtype")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise fail(f"x_train images are {x_train.shape[1:]} but x_test images {x_test.shape[1:]}")
     y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
@@ -147,6 +153,6 @@ def checked(
         low = float(min(x_train.min(), 0.0))
         high = float(max(x_train.max(), 1.0))
         scale, offset = 1.0 / (high - low), -low / (high - low)
-    prep = [(x.astype(np.float32) * scale + offset).astype(np.float32) for x in (x_train, x_test)]
+    prep = [(x.astype(np.float64) * scale + offset).astype(np.float32) for x in (x_train, x_test)]
     labels = names if names is not None else tuple(str(i) for i in range(classes))
     return prep[0], y_train, prep[1], y_test, labels, scale, offset

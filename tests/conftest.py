@@ -105,3 +105,15 @@ def built() -> Path:
     assert "40 block and 10 whole networks" in proc.stdout
     assert len(first.read_text().splitlines()) == 50  # ... and the rerun measured the rest
     return first
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A throwaway PostgreSQL cluster on loopback with a password login (as a real server)."""
+    from codesign.scale.pgcluster import Cluster, find_bindir
+
+    if find_bindir() is None:
+        pytest.fail("PostgreSQL is missing: run tools/setup_postgres.sh (make test does)")
+    cluster = Cluster().init()
+    yield cluster
+    cluster.destroy()

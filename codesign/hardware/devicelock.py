@@ -5,11 +5,20 @@ converting, evaluating accuracy) takes it shared. Any number of codesign
 processes on one machine thus overlap their other work freely, but a timing
 waits for them to finish and blocks them while it runs. The lock is an
 advisory ``flock`` on a file named after the device, so it also covers
-processes of other runs and workers.
+processes of other runs and workers: ``flock`` locks belong to an open file,
+not to a process or thread, so every holder opens the file itself (two
+workers, or a search and its evaluation child, never share a descriptor) and
+the kernel drops a dead holder's lock with its descriptors.
+
+The host's CPU is the device ``local``: a search process holds it shared
+around the work its evaluation child does on the host (building, converting,
+measuring accuracy), so a local timing by another worker waits for that work
+and blocks new work while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -18,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_DIR_ENV = "CODESIGN_LOCK_DIR"
+HOST = "local"
 
 
 def lock_path(device: str) -> Path:
@@ -39,3 +49,8 @@ def device_lock(device: str, exclusive: bool) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def host_work() -> contextlib.AbstractContextManager[None]:
+    """Hold the host CPU's lock shared: work that must not overlap a local timing."""
+    return device_lock(HOST, exclusive=False)

@@ -2,36 +2,51 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from tqdm import tqdm
 
 from codesign.config import SearchConfig
 from codesign.data import load_dataset
 from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
+from codesign.hardware.devicelock import host_work
 from codesign.latency.build import load_model, speed_factor
 from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.report.table import pareto_table
+from codesign.search.coord import Coordinator, counts, wait_a_moment
 from codesign.search.device import retry_when_back, wait_for_device
 from codesign.search.predictor_stage import predictor_stage
 from codesign.search.proposer import Proposer
+from codesign.search.retry import retrying
 from codesign.search.rundir import RunDir
+from codesign.search.scoring import constraint_values, objective_values
 from codesign.search.screen import Screen
+from codesign.search.storage import STORAGE_ENV
 from codesign.search.study import (
     DIRECTIONS,
     complete_trials,
     make_sampler,
     open_study,
-    recover_interrupted,
+)
+from codesign.search.workers import (
+    LocalWorkers,
+    choose_storage,
+    join_locator,
+    joinable,
+    joined_config,
 )
 from codesign.space.candidate import Candidate
 from codesign.space.suggest import params_of, suggest_candidate
@@ -39,6 +54,7 @@ from codesign.worker import EvalWorker
 
 PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "optuna",
             "ai-edge-litert", "ai-edge-quantizer", "numpy", "codesign")
+JOIN_WAIT_S = 120.0  # a worker started before its search waits this long for the study
 MEASURED = ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "size_gzip_bytes",
             "layers", "io")
 
@@ -76,6 +92,8 @@ def run_search(cfg: SearchConfig, out: TextIO = sys.stdout) -> SearchResult:
     started = time.monotonic()
     run = RunDir(cfg.out)
     run.check_settings(cfg.identity(), cfg.trials)
+    if cfg.storage is not None:  # what reads the run in this process finds the password
+        os.environ[STORAGE_ENV] = cfg.storage
     run.acquire()  # a dead owner's RUNNING trials are recovered below
     try:
         return _run_locked(cfg, run, out, started)
@@ -85,50 +103,160 @@ def run_search(cfg: SearchConfig, out: TextIO = sys.stdout) -> SearchResult:
 
 def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO, started: float) -> SearchResult:
     profile = cfg.profile_spec
-    study = open_study(
-        run.storage_url, make_sampler(cfg.sampler, cfg.seed, cfg.trials), cfg.objectives
-    )
+    loc = choose_storage(run, cfg)
+    study = open_study(loc, make_sampler(cfg.sampler, cfg.seed, cfg.trials), cfg.objectives)
+    coord = Coordinator(run, loc, out)
     data = load_dataset(cfg.data, cfg.seed)
     data_info = {"name": data.name, "seed": cfg.seed, "labels": list(data.labels),
                  "preprocessing": data.preprocessing}
     study.set_user_attr("settings", cfg.identity())
     study.set_user_attr("data_info", data_info)
     study.set_user_attr("profile", profile.to_dict())
-    if not study.get_trials(deepcopy=False):
-        _enqueue_anchors(study, cfg)
-    recovered = recover_interrupted(study)
+    study.set_user_attr("config", joinable(cfg))
+    deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min
+    study.set_user_attr("deadline", None if deadline is None else
+                        time.time() + (deadline - time.monotonic()))
+    with coord.study_lock("ask"):
+        if not study.get_trials(deepcopy=False):
+            _enqueue_anchors(study, cfg)
+    recovered = coord.recover(study, all_dead=not loc.shared)
     if recovered:
         print(f"resuming: trials {recovered} were interrupted and are queued again", file=out)
-    log = str(run.root / "logs" / "worker.log")
+    helpers = LocalWorkers(run, loc)
+    try:
+        helpers.start(cfg.workers - 1, out)
+        log = str(run.root / "logs" / "worker.log")
+        with EvalWorker(timeout_s=cfg.timeout_s, log_path=log) as worker:
+            screen, proposer, references, quality = _prepare(worker, cfg, run, out, study,
+                                                             coord, data)
+            _trial_loop(study, worker, cfg, run, out, screen, proposer, deadline, coord)
+            helpers.wait(out)
+            return _publish(study, worker, cfg, run, out, loc, references, quality, data_info)
+    finally:
+        helpers.stop()
+
+
+def run_worker(run_dir: Path, storage: str | None = None, study_name: str = "codesign",
+               out: TextIO = sys.stdout) -> int:
+    """Join a running search's study and run its trials until it has the count asked.
+
+    The worker needs the study's storage and the run directory the search
+    uses (the supernet, references and every trial's model live there). It
+    trains nothing the run already has; the search that started the study
+    publishes the front.
+
+    Args:
+        run_dir: The shared run directory.
+        storage: Database server URL (None: the run's own journal, or
+            ``CODESIGN_STORAGE``).
+        study_name: The study on the server.
+        out: Where progress goes.
+
+    Returns:
+        The number of trials this worker completed.
+
+    Raises:
+        CodesignError: If there is no study to join or its settings do not hold here.
+    """
+    run = RunDir(run_dir)
+    loc = join_locator(run, storage, study_name)
+    study = _join(loc, out)
+    cfg = joined_config(study.user_attrs.get("config"), run.root, loc)
+    run.check_settings(cfg.identity(), cfg.trials)
+    seed = cfg.seed + os.getpid()  # each worker samples its own candidates
+    study.sampler = make_sampler(cfg.sampler, seed, cfg.trials)
+    coord = Coordinator(run, loc, out)
+    me = f"{coord.me['host']}:{coord.me['pid']}"
+    print(f"worker {me} joins {loc.masked()}: {cfg.trials} trials asked", file=out, flush=True)
+    data = load_dataset(cfg.data, cfg.seed)
+    log = str(run.root / "logs" / f"worker-{coord.me['host']}-{coord.me['pid']}.log")
     with EvalWorker(timeout_s=cfg.timeout_s, log_path=log) as worker:
+        screen, proposer, _, _ = _prepare(worker, cfg, run, out, study, coord, data)
+        mine = _trial_loop(study, worker, cfg, run, out, screen, proposer, None, coord)
+    c = counts(study)
+    print(f"worker {me}: completed {mine} trials; the study has {c.complete} of "
+          f"{_target(study, cfg, coord)} ({c.failed} failed)", file=out, flush=True)
+    return mine
+
+
+def _join(loc: Any, out: TextIO) -> optuna.Study:
+    """The study to join, once the search that starts it has saved its settings."""
+    deadline = time.monotonic() + JOIN_WAIT_S
+    said = False
+    while True:
+        try:
+            study = open_study(loc, optuna.samplers.RandomSampler(), create=False)
+            if study.user_attrs.get("config") is not None:
+                return study
+        except CodesignError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise CodesignError(f"{loc.masked()} holds no codesign settings; start the study "
+                                "with codesign search first")
+        if not said:
+            print(f"waiting for codesign search to start {loc.masked()}", file=out, flush=True)
+            said = True
+        time.sleep(1.0)
+
+
+def _prepare(
+    worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO, study: optuna.Study,
+    coord: Coordinator, data: Any,
+) -> tuple[Screen | None, Proposer | None, list[dict[str, Any]], dict[str, Any]]:
+    """What every worker needs before the trials; the first one makes it, the others load it."""
+    wait = "waiting for another worker to {}"
+    with coord.file_lock("supernet", wait.format("train the supernet")), _host(cfg):
         _setup(worker, cfg, run, out)
+    with coord.file_lock("quality", wait.format("finish the quality report")):
         quality = _quality(worker, cfg, run, out)
+    with coord.file_lock("references", wait.format("measure the references")):
         references = _references(worker, cfg, run, out)
         _noise_floor(worker, run, references, cfg.profile_spec, out)
-        screen = _screen(cfg, data, worker, out)
+    screen = _screen(cfg, data, worker, out)
+    with coord.file_lock("predictor", wait.format("train the accuracy predictor")):
         predictor = predictor_stage(worker, cfg, run, out)
-        proposer = None
-        if predictor is not None and screen is not None:
-            proposer = Proposer(predictor, screen, cfg, study, out)
-        deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min
-        _trial_loop(study, worker, cfg, run, out, screen, proposer, deadline)
-        trials = complete_trials(study)
-        failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-        if not trials:
-            raise CodesignError(
-                f"no candidate could be evaluated ({failed} failed); see the fail_reason of "
-                f"the trials in {run.study_db}"
-            )
-        directions = [DIRECTIONS[o] for o in cfg.objectives]
-        searched = front_trials(trials, directions)
-        if not searched:
-            _no_feasible(trials, cfg, run, out)
+    proposer = None
+    if predictor is not None and screen is not None:
+        proposer = Proposer(predictor, screen, cfg, study, out)
+    return screen, proposer, references, quality
+
+
+def _host(cfg: SearchConfig) -> AbstractContextManager[Any]:
+    """The host's shared lock while the child works on a local profile's CPU (not timing)."""
+    return nullcontext() if cfg.profile_spec.remote else host_work()
+
+
+def _publish(
+    study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+    loc: Any, references: list[dict[str, Any]], quality: dict[str, Any],
+    data_info: dict[str, Any],
+) -> SearchResult:
+    """Fine-tune the front, write it out and print the table."""
+    profile = cfg.profile_spec
+    trials = complete_trials(study)
+    failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    if not trials:
+        raise CodesignError(
+            f"no candidate could be evaluated ({failed} failed); see the fail_reason of "
+            f"the trials in {loc.masked()}"
+        )
+    directions = [DIRECTIONS[o] for o in cfg.objectives]
+    searched = front_trials(trials, directions)
+    if not searched:
+        _no_feasible(trials, cfg, run, out)
+    try:  # a full disk here loses nothing: the study is intact and a rerun writes it again
         front = _finalize_front(worker, cfg, run, searched, out)
-        front = [f for f in front if all(v <= 0 for v in _constraints(f[1], cfg).values())]
-        keep = pareto_indices([_objectives(a, cfg.objectives) for _, a, _ in front], directions)
-        front = [front[i] for i in keep]  # fine-tuning can reorder; publish what is not dominated
+        budgets = cfg.budgets()
+        front = [f for f in front
+                 if all(v <= 0 for v in constraint_values(f[1], budgets).values())]
+        keep = pareto_indices([objective_values(a, cfg.objectives) for _, a, _ in front],
+                              directions)
+        front = [front[i] for i in keep]  # fine-tuning can reorder; publish the undominated
         doc = write_front(run.root, front, references, _run_info(cfg, len(trials)), data_info,
                           profile.to_dict())
+    except OSError as exc:
+        raise _write_error(exc, run, loc) from None
     print(pareto_table(doc), file=out)
     print(
         f"{len(doc['points'])} Pareto points of {len(trials)} trials ({failed} failed); "
@@ -136,6 +264,17 @@ def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO, started: float) -> 
         file=out,
     )
     return SearchResult(pareto=doc, completed=len(trials), failed=failed, quality=quality)
+
+
+def _write_error(exc: OSError, run: RunDir, loc: Any) -> CodesignError:
+    """A one-line error for a front that could not be written (the study is intact)."""
+    what = "no space left on the device" if exc.errno == errno.ENOSPC else (
+        exc.strerror or str(exc))
+    where = exc.filename or run.root
+    return CodesignError(
+        f"cannot write the front to {where}: {what}; every trial is kept in {loc.masked()}: "
+        "free space and rerun the same command (it only writes the front again)"
+    )
 
 
 class _Bar:
@@ -285,64 +424,127 @@ def _screen(cfg: SearchConfig, data: Any, worker: EvalWorker, out: TextIO) -> Sc
                   speed)
 
 
+def _target(study: optuna.Study, cfg: SearchConfig, coord: Coordinator) -> int:
+    """Trials wanted: the search's latest ``--trials`` (it can grow while workers run)."""
+    if not coord.loc.shared:
+        return cfg.trials
+    saved = study.user_attrs.get("config") or {}
+    return int(saved.get("trials", cfg.trials))
+
+
+def _deadline(study: optuna.Study, deadline: float | None, coord: Coordinator) -> float | None:
+    """This worker's deadline (monotonic): its own, or the search's wall-clock one."""
+    if deadline is not None or not coord.loc.shared:
+        return deadline
+    wall = study.user_attrs.get("deadline")
+    return None if wall is None else time.monotonic() + (float(wall) - time.time())
+
+
 def _trial_loop(
     study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
-    screen: Screen | None, proposer: Proposer | None = None, deadline: float | None = None,
-) -> None:
-    done = len(complete_trials(study))
-    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    attempts = len(study.get_trials(deepcopy=False)) - len(queued)  # queued ones are not tries
-    limit = 2 * cfg.trials
-    if done >= cfg.trials:
-        return
+    screen: Screen | None, proposer: Proposer | None, deadline: float | None,
+    coord: Coordinator,
+) -> int:
+    """Run trials until the study has the count asked; return how many this worker completed.
+
+    Under the ask lock a worker counts COMPLETE and RUNNING trials and asks
+    only while they are fewer than the trials wanted, so the study ends with
+    exactly that many (see :mod:`codesign.search.coord`).
+    """
+    where = coord.loc.masked()
+    deadline = _deadline(study, deadline, coord)
+    target = _target(study, cfg, coord)
+    c = retrying(lambda: counts(study), where)
+    if c.complete >= target:
+        return 0
     choices = cfg.layer_choices()
     space = cfg.space_spec
     directions = [DIRECTIONS[o] for o in cfg.objectives]
-    bar = tqdm(total=cfg.trials, initial=done, desc="trials", unit="trial", file=out)
+    bar = tqdm(total=target, initial=c.complete, desc="trials", unit="trial", file=out)
+    mine = 0
     try:
-        while done < cfg.trials:
-            if deadline is not None and time.monotonic() > deadline:
-                print(f"\ntime budget of {cfg.time_budget_min:g} min reached after {done} "
-                      "trials", file=out)
-                break
-            if attempts >= limit:
-                failed = attempts - done
-                raise CodesignError(
-                    f"{failed} of {attempts} candidates failed, more than --trials allows; "
-                    f"the completed ones are kept in {run.study_db}; see their fail_reason"
-                )
-            if proposer is not None:
-                proposer.refill(cfg.trials - done)
-            trial = study.ask()
-            attempts += 1
+        while True:
+            if coord.loc.shared:
+                coord.recover(study)
+            with coord.study_lock("ask"):
+                target = _target(study, cfg, coord)
+                c = counts(study)
+                if c.complete >= target:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    print(f"\ntime budget of {cfg.time_budget_min:g} min reached after "
+                          f"{c.complete} trials", file=out)
+                    break
+                if c.complete + c.failed >= 2 * target:
+                    raise CodesignError(
+                        f"{c.failed} of {c.complete + c.failed} candidates failed, more than "
+                        f"--trials allows; the completed ones are kept in {where}; see their "
+                        "fail_reason"
+                    )
+                trial = None
+                if c.complete + c.running < target:
+                    if proposer is not None:
+                        proposer.refill(target - c.complete)
+                    trial = study.ask()
+                    coord.claim(study, trial)
+            if trial is None:  # the last trials run elsewhere; one may fail and need a successor
+                wait_a_moment()
+                continue
             try:
-                values = _run_trial(trial, worker, run, space, choices, cfg, screen, study,
-                                    proposer)
-            except DeviceUnavailable as exc:
-                # fail this trial with the reason, queue it again, wait for the device
-                trial.set_user_attr("fail_reason", f"device unavailable: {exc}"[:2000])
-                study.tell(trial, state=TrialState.FAIL)
-                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
-                attempts -= 1  # a dropped device is no fault of the candidate
-                wait_for_device(cfg.profile_spec, str(exc), out)
-                continue
-            except KeyboardInterrupt:
-                trial.set_user_attr("fail_reason", "interrupted")
-                study.tell(trial, state=TrialState.FAIL)
-                if trial.params:
-                    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
-                raise
-            if values is None:
-                study.tell(trial, state=TrialState.FAIL)
-                continue
-            study.tell(trial, values)
-            if proposer is not None:
-                proposer.learn(trial)
-            done += 1
-            bar.update(1)
-            bar.set_postfix_str(_progress_note(complete_trials(study), directions))
+                done = _attempt(study, trial, worker, run, space, choices, cfg, screen, proposer,
+                                out)
+            finally:
+                coord.release()
+            if done:
+                mine += 1
+                bar.total = target
+                bar.update(max(0, len(complete_trials(study)) - bar.n))
+                bar.set_postfix_str(_progress_note(complete_trials(study), directions))
     finally:
         bar.close()
+    return mine
+
+
+def _attempt(
+    study: optuna.Study, trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
+    choices: dict[str, tuple[str, ...]], cfg: SearchConfig, screen: Screen | None,
+    proposer: Proposer | None, out: TextIO,
+) -> bool:
+    """Evaluate one asked trial and tell the study; True if it completed."""
+    try:
+        values = _run_trial(trial, worker, run, space, choices, cfg, screen, study, proposer)
+    except DeviceUnavailable as exc:
+        # fail this trial with the reason, queue it again, wait for the device
+        trial.set_user_attr("fail_reason", f"device unavailable: {exc}"[:2000])
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+        wait_for_device(cfg.profile_spec, str(exc), out)
+        return False
+    except KeyboardInterrupt:
+        try:
+            trial.set_user_attr("fail_reason", "interrupted")
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if trial.params:
+                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+        except UpdateFinishedTrialError:
+            pass  # another worker failed and queued it already
+        raise
+    except UpdateFinishedTrialError:
+        print(f"\ntrial {trial.number} was given up while it ran (no heartbeat reached "
+              "the database); its retry runs it again", file=out)
+        return False
+    if values is None:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        return False
+    study.tell(trial, values, skip_if_finished=True)
+    state = study._storage.get_trial(trial._trial_id).state  # noqa: SLF001
+    if state != TrialState.COMPLETE:
+        print(f"\ntrial {trial.number} was given up while it ran (no heartbeat reached the "
+              "database); its retry runs it again", file=out)
+        return False
+    if proposer is not None:
+        proposer.learn(trial)
+    return True
 
 
 def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
@@ -393,30 +595,6 @@ def _progress_note(trials: list[Any], directions: list[str]) -> str:
     return f"front {len(front)}, best acc within budget {best_text}"
 
 
-def _objectives(attrs: dict[str, Any], objectives: tuple[str, ...]) -> tuple[float, ...]:
-    """Objective values of a measurement record, in the study's order."""
-    values = {
-        "accuracy": attrs["val_accuracy"],
-        "latency": attrs["latency_ms"]["median"],
-        "size": attrs["size_bytes"] / 1024,
-    }
-    return tuple(values[o] for o in objectives)
-
-
-def _constraints(attrs: dict[str, Any], cfg: SearchConfig) -> dict[str, float]:
-    """Budget constraints (feasible when every value is zero or less)."""
-    b = cfg.budgets()
-    out = {}
-    if "max_latency_ms" in b:
-        out["latency"] = attrs["latency_ms"]["median"] - b["max_latency_ms"]
-    if "max_size_kb" in b:
-        out["size"] = attrs["size_bytes"] / 1024 - b["max_size_kb"]
-    if "max_memory_mb" in b:
-        mem = attrs["latency_ms"].get("peak_memory_mb")
-        out["memory"] = (mem if mem is not None else float("inf")) - b["max_memory_mb"]
-    if "min_accuracy" in b:
-        out["accuracy"] = b["min_accuracy"] - attrs["val_accuracy"]
-    return out
 
 
 def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO) -> None:
@@ -431,8 +609,8 @@ def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO)
     print(f"no trial of {len(trials)} meets the budgets {cfg.budgets()}; closest:", file=out)
     print("\n".join(lines), file=out)
     raise CodesignError(
-        f"no trial meets the budgets; the closest are listed above and kept in {run.study_db}; "
-        "relax a budget or add --trials"
+        "no trial meets the budgets; the closest are listed above and kept in "
+        f"{run.locator().masked()}; relax a budget or add --trials"
     )
 
 
@@ -448,7 +626,14 @@ def _run_trial(
         cand = suggest_candidate(trial, space, choices)
         trial.set_user_attr("candidate", cand.to_dict())
         timing = screen is None or cfg.latency == "measured"
-        res = worker.call("evaluate", candidate=cand.to_dict(), model_path=path, timing=timing)
+        local = not cfg.profile_spec.remote
+        with _host(cfg):  # accuracy work keeps off the cores while another worker times
+            res = worker.call("evaluate", candidate=cand.to_dict(), model_path=path,
+                              timing=timing and not local)
+        if timing and local:  # timed alone: the child takes the device's lock exclusively
+            t1 = time.perf_counter()
+            res["latency_ms"] = worker.call("time", model_path=path)
+            res["times"]["latency"] = round(time.perf_counter() - t1, 4)
         if proposer is not None:
             trial.set_user_attr("accuracy_predicted", proposer.predictor.predict(cand))
         if screen is not None:
@@ -467,9 +652,9 @@ def _run_trial(
     times = dict(res["times"])
     times["total"] = round(time.perf_counter() - t0, 4)
     trial.set_user_attr("times", times)
-    for key, value in _constraints(res, cfg).items():
+    for key, value in constraint_values(res, cfg.budgets()).items():
         trial.set_constraint(key, value)
-    return _objectives(res, cfg.objectives)
+    return objective_values(res, cfg.objectives)
 
 
 def _latency_by_prediction(

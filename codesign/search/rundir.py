@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError
+from codesign.search.storage import Locator, with_password, without_password
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,51 @@ class RunDir:
     root: Path
 
     @property
-    def study_db(self) -> Path:
-        """The SQLite study."""
+    def sqlite_file(self) -> Path:
+        """The SQLite study of a one-worker run."""
         return self.root / "study.db"
 
     @property
+    def journal_file(self) -> Path:
+        """The journal of a run that several local workers share."""
+        return self.root / "study.journal"
+
+    @property
+    def storage_file(self) -> Path:
+        """Names the database server of a run whose study lives there (no password)."""
+        return self.root / "storage.json"
+
+    @property
+    def study_db(self) -> Path:
+        """The file that holds the study, or names the server that does."""
+        for path in (self.journal_file, self.storage_file):
+            if path.is_file():
+                return path
+        return self.sqlite_file
+
+    def locator(self) -> Locator:
+        """Where the run's study lives (see :mod:`codesign.search.storage`)."""
+        if self.storage_file.is_file():
+            try:
+                rec = json.loads(self.storage_file.read_text())
+                return Locator("server", with_password(rec["url"]), rec["study"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise CodesignError(f"{self.storage_file} is unreadable; restore it") from None
+        if self.journal_file.is_file():
+            return Locator("journal", str(self.journal_file.resolve()))
+        return Locator("sqlite", f"sqlite:///{self.sqlite_file.resolve()}")
+
+    def record_server(self, url: str, study: str) -> None:
+        """Note (without the password) that the run's study lives on a server."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.storage_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": without_password(url), "study": study}, indent=1))
+        tmp.replace(self.storage_file)
+
+    @property
     def storage_url(self) -> str:
-        """SQLAlchemy URL of the study."""
-        return f"sqlite:///{self.study_db.resolve()}"
+        """The study's locator string (the SQLAlchemy URL of a one-worker run)."""
+        return self.locator().text()
 
     @property
     def config_file(self) -> Path:

@@ -1,4 +1,4 @@
-"""Opening the study and repairing it after an interrupted run."""
+"""Opening the study: sampler, storage, objectives."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.errors import CodesignError
+from codesign.search.retry import retrying
+from codesign.search.storage import STUDY_NAME, Locator, build_storage, parse_locator
 
-STUDY_NAME = "codesign"
+__all__ = ["STUDY_NAME", "DIRECTIONS", "open_study", "load_study", "complete_trials",
+           "make_sampler", "population_size"]
+
 DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "size": "minimize"}
-INTERRUPTED = "interrupted"
 
 
 def population_size(trials: int) -> int:
@@ -40,24 +43,48 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
 
 
 def open_study(
-    storage_url: str,
+    loc: Locator,
     sampler: optuna.samplers.BaseSampler,
     objectives: tuple[str, ...] = ("accuracy", "latency"),
+    create: bool = True,
 ) -> optuna.Study:
     """Create or load the run's study.
 
     Objectives: validation accuracy (up), latency median in ms (down) and,
-    optionally, file size in KB (down).
+    optionally, file size in KB (down). A server study records heartbeats of
+    running trials (see :mod:`codesign.search.coord`).
+
+    Args:
+        loc: Where the study lives.
+        sampler: The sampler of this process.
+        objectives: The run's objectives.
+        create: Create the study if it does not exist (else it must).
+
+    Raises:
+        CodesignError: If ``create`` is False and there is no such study.
     """
     optuna.logging.set_verbosity(logging.WARNING)
-    storage = optuna.storages.RDBStorage(storage_url)
-    study = optuna.create_study(
+    storage = build_storage(loc, heartbeat=loc.kind == "server")
+    where = loc.masked()
+    if not create:
+        try:
+            return retrying(lambda: optuna.load_study(study_name=loc.study, storage=storage,
+                                                      sampler=sampler), where)
+        except KeyError:
+            raise CodesignError(
+                f"no study {loc.study} in {where}; start it with codesign search first"
+            ) from None
+    study = retrying(lambda: optuna.create_study(
         storage=storage,
         sampler=sampler,
-        study_name=STUDY_NAME,
+        study_name=loc.study,
         directions=[DIRECTIONS[o] for o in objectives],
         load_if_exists=True,
-    )
+    ), where)
+    if list(study.directions) != [_DIRECTION_ENUM[DIRECTIONS[o]] for o in objectives]:
+        raise CodesignError(
+            f"study {loc.study} in {where} has other objectives; use another --study"
+        )
     with warnings.catch_warnings():  # experimental in Optuna, but stable since 3.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([_METRIC_NAMES[o] for o in objectives])
@@ -65,38 +92,26 @@ def open_study(
 
 
 _METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb"}
+_DIRECTION_ENUM = {"maximize": optuna.study.StudyDirection.MAXIMIZE,
+                   "minimize": optuna.study.StudyDirection.MINIMIZE}
 
 
 def load_study(storage_url: str) -> optuna.Study:
     """Load an existing study read-only (for export and reports).
 
+    Args:
+        storage_url: A locator (``RunDir.storage_url``; a plain SQLAlchemy URL works).
+
     Raises:
         CodesignError: If there is no study there.
     """
     optuna.logging.set_verbosity(logging.WARNING)
+    loc = parse_locator(storage_url)
     try:
-        return optuna.load_study(study_name=STUDY_NAME, storage=storage_url)
+        return retrying(lambda: optuna.load_study(study_name=loc.study,
+                                                  storage=build_storage(loc)), loc.masked())
     except KeyError:
-        raise CodesignError(f"no codesign study in {storage_url}") from None
-
-
-def recover_interrupted(study: optuna.Study) -> list[int]:
-    """Fail trials a dead process left RUNNING and queue their parameters again.
-
-    Only call this while holding the run's lock (no live process owns them).
-
-    Returns:
-        Numbers of the trials that were failed.
-    """
-    storage = study._storage  # noqa: SLF001  (the public Study has no state setter)
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)  # noqa: SLF001
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
-        if t.params:
-            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
-        failed.append(t.number)
-    return failed
+        raise CodesignError(f"no codesign study in {loc.masked()}") from None
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:

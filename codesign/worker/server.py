@@ -31,6 +31,9 @@ def serve(conn: Any, log_path: str | None = None) -> None:
     from codesign.worker.pipeline import Pipeline
 
     pipeline = Pipeline(progress=lambda info: conn.send(("progress", info)))
+    from codesign.hyper.evaluate import HyperHandlers  # hypermodel requests (codesign.hyper)
+
+    extra = HyperHandlers(progress=pipeline.progress)
     while True:
         try:
             method, kwargs = conn.recv()
@@ -42,7 +45,8 @@ def serve(conn: Any, log_path: str | None = None) -> None:
             if method.startswith("test_"):
                 result = _test_hook(method, kwargs)
             else:
-                handler = getattr(pipeline, f"do_{method}", None)
+                handler = getattr(pipeline, f"do_{method}", None) or getattr(
+                    extra, f"do_{method}", None)
                 if handler is None:
                     raise TrialFailure(f"unknown request {method!r}")
                 result = handler(**kwargs)

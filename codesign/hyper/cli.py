@@ -1,0 +1,58 @@
+"""``codesign search --hypermodel``: from parsed arguments to a hypermodel search."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from codesign.errors import CodesignError
+
+if TYPE_CHECKING:
+    from codesign.hyper.settings import HyperConfig
+
+INCOMPATIBLE = (  # flag, attribute, value that means "not given"
+    ("--workers", "workers", 1),
+    ("--storage", "storage", None),
+    ("--accuracy", "accuracy", "measured"),
+    ("--space", "space", "default"),
+)
+
+
+def hyper_config(args: argparse.Namespace) -> HyperConfig:
+    """The validated :class:`codesign.hyper.settings.HyperConfig` of ``codesign search``.
+
+    Raises:
+        CodesignError: On a flag a hypermodel search does not take, or a bad setting.
+    """
+    from codesign.config import DEFAULT_SAMPLER, SearchConfig
+    from codesign.hyper.load import parse_spec
+    from codesign.hyper.settings import HyperConfig, HyperSettings
+
+    for flag, attr, default in INCOMPATIBLE:
+        if getattr(args, attr, default) != default:
+            raise CodesignError(f"{flag} does not apply to --hypermodel searches (one worker, "
+                                "measured accuracy, the HyperModel's own space); drop it")
+    if args.latency not in (None, "measured"):
+        raise CodesignError("--hypermodel searches time every candidate: drop --latency "
+                            f"{args.latency}")
+    spec = parse_spec(args.hypermodel, Path.cwd())
+    search = SearchConfig(
+        out=args.out, data=args.data, trials=args.trials, seed=args.seed, profile=args.profile,
+        sampler=args.sampler or DEFAULT_SAMPLER, timeout_s=args.timeout, quality_samples=0,
+        finetune_epochs=args.finetune_epochs,
+        objectives=tuple(o.strip() for o in args.objectives.split(",")),
+        max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb,
+        max_memory_mb=args.max_memory_mb, min_accuracy=args.min_accuracy, latency="measured",
+        accuracy="measured", time_budget_min=args.time_budget_min,
+    ).validate()
+    settings = HyperSettings(epochs=args.candidate_epochs,
+                             finetune_epochs=min(args.finetune_epochs, 1000)).validate()
+    return HyperConfig(hypermodel=spec, search=search, settings=settings)
+
+
+def search_hypermodel(args: argparse.Namespace) -> None:
+    """Run ``codesign search --hypermodel`` (the caller writes the report)."""
+    from codesign.hyper.search import run_hyper_search
+
+    run_hyper_search(hyper_config(args))

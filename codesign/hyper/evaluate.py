@@ -1,0 +1,271 @@
+"""The evaluation child's hypermodel requests (``hyper_build``, ``hyper_evaluate``, ``hyper_time``).
+
+Registered with the child's loop in :mod:`codesign.worker.server`. Every
+request carries its context (HyperModel, data, seed, profile, training
+settings) and the child loads what it does not hold yet, so a child restarted
+after a crash needs no separate set-up.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.data import Dataset, load_dataset, resize_bilinear
+from codesign.errors import CodesignError, TrialFailure
+from codesign.hardware import litert
+from codesign.hardware.devicelock import device_lock
+from codesign.hardware.profile import Profile, load_profile
+from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
+
+CALIBRATION_IMAGES = 128
+TRAINED_CACHE = 4  # architectures whose trained weights are kept (prune / precision variants)
+HOST = "local"
+
+
+class HyperHandlers:
+    """Request handlers of the hypermodel search (methods ``do_<request>``).
+
+    Args:
+        progress: Sends a progress record to the search process.
+    """
+
+    def __init__(self, progress: Callable[[dict[str, Any]], None]) -> None:
+        self.progress = progress
+        self._ctx: dict[str, Any] | None = None
+        self._data: Dataset | None = None
+        self._profile: Profile | None = None
+        self._build_fn: Any = None
+        self._last: tuple[str, Any, Any] | None = None
+        self._trained: OrderedDict[str, tuple[list[np.ndarray], dict[str, Any]]] = OrderedDict()
+        self._runner: CommandRunner | None = None
+
+    # --- context -----------------------------------------------------------------------
+
+    def _prepare(self, ctx: dict[str, Any]) -> tuple[Dataset, Profile]:
+        if ctx != self._ctx:
+            import codesign  # noqa: F401  (tf_keras before keras_tuner imports TensorFlow)
+            from codesign.hyper.load import load_build
+
+            self._data = load_dataset(ctx["data"], ctx["seed"])
+            self._profile = load_profile(ctx["profile"])
+            self._build_fn = load_build(ctx["spec"], self._data.num_classes, self._data.channels)
+            self._last = None
+            self._trained.clear()
+            self._ctx = ctx
+        assert self._data is not None and self._profile is not None
+        return self._data, self._profile
+
+    def _seed(self, key: str) -> int:
+        assert self._ctx is not None
+        return (int(self._ctx["seed"]) * 1_000_003 + zlib.crc32(key.encode())) % (2**31 - 1)
+
+    # --- requests ----------------------------------------------------------------------
+
+    def do_hyper_build(self, ctx: dict[str, Any], answers: dict[str, Any]) -> dict[str, Any]:
+        """Build with the values given; ask for the first missing one, else describe the model.
+
+        Returns:
+            ``{"need": spec}``, or ``{"graph", "hp", "input_shape", "params"}``.
+        """
+        from codesign.hyper.graph import channel_graph
+        from codesign.hyper.hp import NeedValue
+
+        self._prepare(ctx)
+        try:
+            model, hp = self._build(answers)
+        except NeedValue as need:
+            return {"need": need.spec}
+        graph = channel_graph(model)
+        self._last = (_key(answers), model, graph)
+        return {"graph": graph.describe(), "hp": _plain(hp.values),
+                "input_shape": [int(d) for d in model.input_shape[1:]],
+                "params": int(model.count_params())}
+
+    def _build(self, answers: dict[str, Any]) -> tuple[Any, Any]:
+        import tf_keras as keras
+
+        from codesign.hyper.hp import TrialHyperParameters
+        from codesign.hyper.load import user_message
+
+        assert self._ctx is not None
+        keras.backend.clear_session()  # layer names restart, so genes are named alike per trial
+        keras.utils.set_random_seed(self._seed(_key(answers)))
+        hp = TrialHyperParameters(answers)
+        try:
+            model = self._build_fn(hp)
+        except (CodesignError, TrialFailure):
+            raise
+        except Exception as exc:
+            raise TrialFailure(f"build failed: {user_message(exc, self._ctx['spec']['file'])}"
+                               ) from None
+        self._check(model)
+        return model, hp
+
+    def _check(self, model: Any) -> None:
+        import tf_keras as keras
+
+        assert self._ctx is not None and self._data is not None
+        spec = self._ctx["spec"]
+        if not isinstance(model, keras.Model):
+            kind = f"{type(model).__module__}.{type(model).__name__}"
+            if type(model).__module__.split(".")[0] == "keras":
+                raise CodesignError(
+                    f"{spec['text']} returned a Keras 3 model ({type(model).__name__}); codesign "
+                    f"needs tf_keras: write `import tf_keras as keras` instead of `import keras` "
+                    f"in {Path(spec['file']).name}")
+            raise CodesignError(f"{spec['text']} returned {kind}, not a tf_keras model; return "
+                                "keras.Model(inputs, outputs), with `import tf_keras as keras`")
+        c, k = self._data.channels, self._data.num_classes
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise TrialFailure("the model must have one input and one output")
+        shape = tuple(model.input_shape[1:])
+        if len(shape) != 3 or shape[0] != shape[1] or shape[0] is None or shape[2] != c:
+            raise TrialFailure(f"the model's input is {shape}; codesign feeds square images with "
+                               f"{c} channel(s): use keras.Input((S, S, {c}))")
+        if tuple(model.output_shape[1:]) != (k,):
+            raise TrialFailure(f"the model's output is {tuple(model.output_shape[1:])}; the data "
+                               f"has {k} classes: end with keras.layers.Dense({k})")
+
+    def do_hyper_evaluate(
+        self, ctx: dict[str, Any], answers: dict[str, Any], prune: dict[str, float],
+        precision: dict[str, str], model_path: str,
+    ) -> dict[str, Any]:
+        """Train (or reuse the trained weights), prune, fine-tune, convert and measure accuracy.
+
+        The ``.tflite`` goes to ``model_path``; latency is timed by ``hyper_time``.
+        """
+        from codesign.hyper.prune import prune_model
+        from codesign.hyper.train import fresh_optimizer, train
+        from codesign.tflite.convert import convert
+        from codesign.tflite.inspect import mismatches
+
+        data, profile = self._prepare(ctx)
+        settings = ctx["train"]
+        key = _key(answers)
+        times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if self._last is None or self._last[0] != key:
+            model, _ = self._build(answers)
+            from codesign.hyper.graph import channel_graph
+
+            self._last = (key, model, channel_graph(model))
+        _, model, graph = self._last
+        res = model.input_shape[1]
+        train_xy = (resize_bilinear(data.x_train, res), data.y_train)
+        val_xy = (resize_bilinear(data.x_val, res), data.y_val)
+        cached = self._trained.get(key)
+        if cached is None:
+            info = train(model, train_xy, val_xy, settings["epochs"], settings["patience"],
+                         settings["batch_size"], self._seed(key),
+                         fresh_optimizer(model, 1e-3), self._epoch_progress("train"))
+            self._trained[key] = ([w.copy() for w in model.get_weights()], info)
+            while len(self._trained) > TRAINED_CACHE:
+                self._trained.popitem(last=False)
+        else:
+            model.set_weights(cached[0])
+            info = {**cached[1], "reused": True}
+            self._trained.move_to_end(key)
+        times["train"] = round(time.perf_counter() - t0, 4)
+        t1 = time.perf_counter()
+        narrow, counts = prune_model(model, graph, prune)
+        tuned = None
+        if narrow is not model and settings["finetune_epochs"] > 0:
+            tuned = train(narrow, train_xy, val_xy, settings["finetune_epochs"],
+                          settings["patience"], settings["batch_size"], self._seed(key) + 1,
+                          fresh_optimizer(model, 5e-4), self._epoch_progress("finetune"))
+        elif narrow is not model:
+            from codesign.hyper.train import BN_IMAGES
+            from codesign.nn.bn import recalibrate_bn
+
+            recalibrate_bn(narrow, train_xy[0][:BN_IMAGES])
+        times["prune"] = round(time.perf_counter() - t1, 4)
+        refused = sorted({p for p in precision.values() if p not in profile.precisions})
+        if refused:
+            raise TrialFailure(f"profile {profile.name} cannot run {refused}")
+        t2 = time.perf_counter()
+        with device_lock(HOST, exclusive=False):
+            blob = convert(narrow, precision, train_xy[0][:CALIBRATION_IMAGES])
+            problems = mismatches(blob, precision)
+            if problems:
+                raise TrialFailure("the file does not hold the intended precisions: "
+                                   + problems[0])
+            times["conversion"] = round(time.perf_counter() - t2, 4)
+            t3 = time.perf_counter()
+            val_acc = litert.accuracy(blob, val_xy[0], data.y_val, profile.threads,
+                                      profile.resolver)
+            test_acc = litert.accuracy(blob, resize_bilinear(data.x_test, res), data.y_test,
+                                       profile.threads, profile.resolver)
+            times["accuracy"] = round(time.perf_counter() - t3, 4)
+        _write(Path(model_path), blob)
+        layers = [
+            {"name": name, "kind": kind, "channels": int(narrow.get_layer(name).output_shape[-1]),
+             "precision": precision[name]}
+            for name, kind in graph.precision_layers
+        ]
+        return {
+            "val_accuracy": val_acc,
+            "test_accuracy": test_acc,
+            "latency_ms": None,
+            "size_bytes": len(blob),
+            "size_gzip_bytes": len(gzip.compress(blob, compresslevel=9)),
+            "layers": layers,
+            "io": litert.io_details(blob),
+            "params": int(narrow.count_params()),
+            "channels": {g: counts[g] for g, grp in graph.groups.items() if grp.prunable},
+            "training": {"train": info, "finetune": tuned},
+            "times": times,
+        }
+
+    def do_hyper_time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
+        """Latency figures of a written candidate on the profile's device (exclusive)."""
+        data, p = self._prepare(ctx)
+        blob = Path(model_path).read_bytes()
+        res = litert.io_details(blob)["input"]["shape"][1]
+        sample = resize_bilinear(data.x_val[:1], res)
+        with device_lock(p.device, exclusive=True):
+            if p.remote:
+                if self._runner is None or self._runner.spec != p.runner:
+                    self._runner = CommandRunner(
+                        p.runner, BenchSettings(p.threads, p.resolver, p.warmup_runs, p.runs))
+                facts, entries = self._runner.measure([Path(model_path)])
+                rt = facts["runtime"]
+                return {**stats_of(entries[0]), "device": p.device,
+                        "runtime": f"{rt.get('name')} {rt.get('version')}"}
+            stats = litert.time_latency(blob, sample, p.threads, p.resolver, p.warmup_runs,
+                                        p.runs)
+        return {**stats.to_dict(), "device": p.device,
+                "runtime": f"{p.runtime} {p.runtime_version}"}
+
+    def _epoch_progress(self, stage: str) -> Callable[[int, int, float], None]:
+        def report(epoch: int, epochs: int, val_accuracy: float) -> None:
+            self.progress({"stage": stage, "epoch": epoch, "epochs": epochs,
+                           "val_accuracy": val_accuracy})
+        return report
+
+
+def _key(answers: dict[str, Any]) -> str:
+    return json.dumps(answers, sort_keys=True, default=str)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameter values as JSON-friendly Python scalars."""
+    out = {}
+    for k, v in values.items():
+        out[k] = v.item() if isinstance(v, np.generic) else v
+    return out
+
+
+def _write(path: Path, blob: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(path)

@@ -1,0 +1,104 @@
+"""Brief training of a built (or pruned) candidate, with early stopping on validation.
+
+Runs in the evaluation child. There is no supernet to inherit weights from, so
+each architecture trains from its (seeded) initial weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tf_keras as keras
+
+from codesign.nn.bn import recalibrate_bn
+
+BN_IMAGES = 512  # training images whose statistics replace batch norm's before validation
+
+
+class RecalibrateBN(keras.callbacks.Callback):
+    """Before each validation, set batch-norm statistics from training images.
+
+    Brief training is too short for batch norm's moving averages to settle
+    (they would score a good network at chance), so validation, early
+    stopping and the kept best weights all see recalibrated statistics.
+    """
+
+    def __init__(self, images: np.ndarray) -> None:
+        super().__init__()
+        self.images = images
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Recalibrate (called by ``fit`` before it validates)."""
+        recalibrate_bn(self.model, self.images)
+
+
+def outputs_probabilities(model: keras.Model) -> bool:
+    """Whether the model ends in a softmax (else its outputs are taken as logits)."""
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    return act is keras.activations.softmax or getattr(act, "__name__", "") == "softmax"
+
+
+def fresh_optimizer(model: keras.Model, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A new copy of the optimizer ``build`` compiled the model with, else Adam."""
+    opt = getattr(model, "optimizer", None)
+    if opt is not None:
+        try:
+            return keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+        except (ValueError, TypeError, KeyError):
+            pass
+    return keras.optimizers.Adam(learning_rate)
+
+
+def train(
+    model: keras.Model,
+    train_xy: tuple[np.ndarray, np.ndarray],
+    val_xy: tuple[np.ndarray, np.ndarray],
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    seed: int,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    on_epoch: Callable[[int, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` in place; stop when validation loss stops improving, keep the best.
+
+    Args:
+        model: A functional tf_keras classifier.
+        train_xy: Training images at the model's resolution and integer labels.
+        val_xy: Validation images and labels (early stopping watches their loss).
+        epochs: Most passes over the training images.
+        patience: Epochs without improvement before stopping.
+        batch_size: Images per step.
+        seed: Seed of the shuffling.
+        optimizer: The optimizer (default: Adam, 1e-3).
+        on_epoch: Called with ``(epoch, epochs, validation accuracy)`` after each epoch.
+
+    Returns:
+        ``{"epochs": run, "val_accuracy": best Keras-side validation accuracy}``.
+    """
+    if epochs <= 0:
+        return {"epochs": 0, "val_accuracy": None}
+    keras.utils.set_random_seed(seed)
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=not outputs_probabilities(model)),
+        metrics=["accuracy"],
+    )
+    callbacks: list[keras.callbacks.Callback] = [
+        RecalibrateBN(train_xy[0][:BN_IMAGES]),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                      restore_best_weights=True),
+    ]
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda e, logs: on_epoch(e + 1, epochs, float(logs["val_accuracy"]))))
+    history = model.fit(*train_xy, validation_data=val_xy, epochs=epochs, batch_size=batch_size,
+                        shuffle=True, verbose=0, callbacks=callbacks)
+    return {"epochs": len(history.history["loss"]),
+            "val_accuracy": round(float(max(history.history["val_accuracy"])), 4)}

@@ -1,0 +1,1 @@
+"""Scaling out: helpers around many workers on one study (a throwaway PostgreSQL)."""
