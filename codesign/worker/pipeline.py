@@ -310,14 +310,15 @@ class Pipeline:
             times: dict[str, float] = {}
             try:
                 x = self._images("val", cand.resolution)
-                if quantized:
-                    model = self._inherited(cand, times, calib_seed)
-                    blob = self._tflite(model, cand, times, calib_seed)
-                    logits = litert.predict(blob, x, p.threads, p.resolver)
-                    right = np.argmax(logits, axis=-1) == data.y_val
-                else:
-                    right = self._masked().correct(
-                        cand, self._calibration(cand.resolution, calib_seed), x, data.y_val)
+                with device_lock(HOST, exclusive=False):  # off the cores while a local timing runs
+                    if quantized:
+                        model = self._inherited(cand, times, calib_seed)
+                        blob = self._tflite(model, cand, times, calib_seed)
+                        logits = litert.predict(blob, x, p.threads, p.resolver)
+                        right = np.argmax(logits, axis=-1) == data.y_val
+                    else:
+                        right = self._masked().correct(
+                            cand, self._calibration(cand.resolution, calib_seed), x, data.y_val)
                 out.append({"val_accuracy": float(np.mean(right)),
                             "halves": [float(np.mean(right[0::2])), float(np.mean(right[1::2]))]})
             except (TrialFailure, ValueError, RuntimeError) as exc:
@@ -347,12 +348,14 @@ class Pipeline:
         cand = Candidate.from_dict(candidate)
         x_train = resize_bilinear(data.x_train, cand.resolution)
         times: dict[str, float] = {}
-        model = self._inherited(cand, times)
-        t0 = time.perf_counter()
-        fine_tune(model, x_train, data.y_train, epochs, seed=seed)
-        times["fine_tune"] = round(time.perf_counter() - t0, 4)
+        with device_lock(HOST, exclusive=False):  # training keeps off a local timing's cores
+            model = self._inherited(cand, times)
+            t0 = time.perf_counter()
+            fine_tune(model, x_train, data.y_train, epochs, seed=seed)
+            times["fine_tune"] = round(time.perf_counter() - t0, 4)
+            blob = self._tflite(model, cand, times)
         ptq_path = str(Path(model_path).with_suffix(".ptq.tflite"))
-        ptq = self._measure(self._tflite(model, cand, times), cand, ptq_path, times)
+        ptq = self._measure(blob, cand, ptq_path, times)
         summary = {"float_then_quantize": brief(ptq), "qat": None}
         best, best_path = ptq, ptq_path
         used = set(self._ready()[0].subnet(cand).precision.values())
@@ -380,14 +383,15 @@ class Pipeline:
 
         space, data, _, _ = self._ready()
         times: dict[str, float] = {}
-        model = self._inherited(cand, times)
-        t0 = time.perf_counter()
-        wrapped = qat_model(model)
-        x_train = resize_bilinear(data.x_train, cand.resolution)
-        fine_tune(wrapped, x_train, data.y_train, epochs, seed=seed)
-        times["fine_tune"] = round(time.perf_counter() - t0, 4)
-        t1 = time.perf_counter()
-        blob = convert_qat(wrapped)
+        with device_lock(HOST, exclusive=False):  # training keeps off a local timing's cores
+            model = self._inherited(cand, times)
+            t0 = time.perf_counter()
+            wrapped = qat_model(model)
+            x_train = resize_bilinear(data.x_train, cand.resolution)
+            fine_tune(wrapped, x_train, data.y_train, epochs, seed=seed)
+            times["fine_tune"] = round(time.perf_counter() - t0, 4)
+            t1 = time.perf_counter()
+            blob = convert_qat(wrapped)
         from codesign.tflite.inspect import mismatches
 
         problems = mismatches(blob, space.subnet(cand).precision)
@@ -415,10 +419,11 @@ class Pipeline:
             saved = json.loads(path.read_text())
             if saved.get("samples") == samples and saved.get("finetune_epochs") == epochs:
                 return saved
-        report = supernet_quality(
-            space, data, weights, samples, epochs, seed,
-            progress=lambda i, n: self.progress({"stage": "quality", "done": i, "total": n}),
-        )
+        with device_lock(HOST, exclusive=False):  # training keeps off a local timing's cores
+            report = supernet_quality(
+                space, data, weights, samples, epochs, seed,
+                progress=lambda i, n: self.progress({"stage": "quality", "done": i, "total": n}),
+            )
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(report, indent=1))
         tmp.replace(path)
