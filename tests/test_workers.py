@@ -277,3 +277,29 @@ def test_every_call_of_optunas_cache_on_the_database_is_retried() -> None:
     missed = {m for m in called
               if getattr(RetryingRDBStorage, m, None) is getattr(plain, m, None)}
     assert not missed, f"not retried: {sorted(missed)}"
+
+
+def test_a_candidate_already_run_or_running_is_not_evaluated_again() -> None:
+    """Two samplers (or workers) proposing the same candidate: the later trial gives way."""
+    import numpy as np
+
+    from codesign.search.loop import _duplicate_of
+    from codesign.space import get_space
+    from codesign.space.candidate import PRECISIONS
+    from codesign.space.suggest import params_of
+
+    space = get_space("tiny")
+    choices = {n: PRECISIONS[:3] for n in space.layer_names()}
+    rng = np.random.default_rng(0)
+    first, other = (space.random_candidate(rng, choices) for _ in range(2))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for cand in (first, first, other):
+        study.enqueue_trial(params_of(cand))
+    running = study.ask()  # still running when the next one is asked
+    assert _duplicate_of(study, running, space, choices) is None
+    again = study.ask()
+    assert _duplicate_of(study, again, space, choices) == running.number
+    study.tell(again, state=TrialState.PRUNED)
+    study.tell(running, [0.9, 1.0])
+    fresh = study.ask()
+    assert _duplicate_of(study, fresh, space, choices) is None

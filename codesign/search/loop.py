@@ -52,6 +52,7 @@ from codesign.space.candidate import Candidate
 from codesign.space.suggest import params_of, suggest_candidate
 from codesign.worker import EvalWorker
 
+MAX_DUPLICATES = 20  # proposals in a row that repeat a candidate before one is run anyway
 PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "optuna",
             "ai-edge-litert", "ai-edge-quantizer", "numpy", "codesign")
 JOIN_WAIT_S = 120.0  # a worker started before its search waits this long for the study
@@ -461,7 +462,7 @@ def _trial_loop(
     space = cfg.space_spec
     directions = [DIRECTIONS[o] for o in cfg.objectives]
     bar = tqdm(total=target, initial=c.complete, desc="trials", unit="trial", file=out)
-    mine = 0
+    mine = repeats = 0
     try:
         while True:
             if coord.loc.shared:
@@ -487,6 +488,14 @@ def _trial_loop(
                         proposer.refill(target - c.complete)
                     trial = study.ask()
                     coord.claim(study, trial)
+                    duplicate = _duplicate_of(study, trial, space, choices)
+                    if duplicate is not None and repeats < MAX_DUPLICATES:
+                        repeats += 1
+                        trial.set_user_attr("duplicate_of", duplicate)
+                        study.tell(trial, state=TrialState.PRUNED)
+                        coord.release()
+                        continue
+                    repeats = 0
             if trial is None:  # the last trials run elsewhere; one may fail and need a successor
                 wait_a_moment()
                 continue
@@ -503,6 +512,26 @@ def _trial_loop(
     finally:
         bar.close()
     return mine
+
+
+def _duplicate_of(study: optuna.Study, trial: optuna.Trial, space: Any,
+                  choices: dict[str, tuple[str, ...]]) -> int | None:
+    """The number of a finished or running trial with this trial's candidate, if any.
+
+    The candidate is suggested here, under the ask lock, so two workers whose
+    samplers propose the same candidate never both evaluate it: the later one
+    gives its trial up (PRUNED, ``duplicate_of``) and asks again.
+    """
+    try:
+        suggest_candidate(trial, space, choices)
+    except (TrialFailure, CodesignError):
+        return None  # the trial fails with its reason when it runs
+    params = trial.params
+    for other in study.get_trials(deepcopy=False,
+                                  states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if other.number != trial.number and other.params == params:
+            return other.number
+    return None
 
 
 def _attempt(
