@@ -51,6 +51,11 @@ def device_lock(device: str, exclusive: bool) -> Iterator[None]:
         os.close(fd)
 
 
-def host_work() -> contextlib.AbstractContextManager[None]:
-    """Hold the host CPU's lock shared: work that must not overlap a local timing."""
-    return device_lock(HOST, exclusive=False)
+def host_work(remote: bool = False) -> contextlib.AbstractContextManager[None]:
+    """Hold the host CPU's lock shared: work that must not overlap a local timing.
+
+    Args:
+        remote: The profile times on another device, so host work never waits
+            for a timing here (nothing is held).
+    """
+    return contextlib.nullcontext() if remote else device_lock(HOST, exclusive=False)

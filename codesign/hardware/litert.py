@@ -5,8 +5,10 @@ Only numpy and ``ai_edge_litert`` are imported here: no TensorFlow.
 
 from __future__ import annotations
 
+import gzip
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -200,6 +202,13 @@ def _reset_peak_rss() -> float | None:
 
 def _peak_rss() -> float | None:
     return _status_kb("VmHWM")
+
+
+def file_facts(model: bytes) -> dict[str, Any]:
+    """What a measurement record says of the file: its size, gzipped size and I/O."""
+    return {"size_bytes": len(model),
+            "size_gzip_bytes": len(gzip.compress(model, compresslevel=9)),
+            "io": io_details(model)}
 
 
 def io_details(model: bytes) -> dict[str, dict]:

@@ -8,7 +8,6 @@ after a crash needs no separate set-up.
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 import zlib
@@ -22,13 +21,12 @@ import numpy as np
 from codesign.data import Dataset, load_dataset, resize_bilinear
 from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware import litert
-from codesign.hardware.devicelock import device_lock
+from codesign.hardware.devicelock import device_lock, host_work
 from codesign.hardware.profile import Profile, load_profile
 from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 
 CALIBRATION_IMAGES = 128
 TRAINED_CACHE = 4  # architectures whose trained weights are kept (prune / precision variants)
-HOST = "local"
 
 
 class HyperHandlers:
@@ -192,7 +190,7 @@ class HyperHandlers:
         if refused:
             raise TrialFailure(f"profile {profile.name} cannot run {refused}")
         t2 = time.perf_counter()
-        with device_lock(HOST, exclusive=False):
+        with host_work():
             blob = convert(narrow, precision, train_xy[0][:CALIBRATION_IMAGES])
             problems = mismatches(blob, precision)
             if problems:
@@ -215,10 +213,8 @@ class HyperHandlers:
             "val_accuracy": val_acc,
             "test_accuracy": test_acc,
             "latency_ms": None,
-            "size_bytes": len(blob),
-            "size_gzip_bytes": len(gzip.compress(blob, compresslevel=9)),
+            **litert.file_facts(blob),
             "layers": layers,
-            "io": litert.io_details(blob),
             "params": int(narrow.count_params()),
             "channels": {g: counts[g] for g, grp in graph.groups.items() if grp.prunable},
             "training": {"train": info, "finetune": tuned},

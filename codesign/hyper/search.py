@@ -16,9 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,6 +37,7 @@ from codesign.report.pareto import front_trials, violation, write_front
 from codesign.report.table import format_table, precision_mix
 from codesign.search.device import wait_for_device
 from codesign.search.rundir import RunDir
+from codesign.search.runinfo import package_versions, profile_summary
 from codesign.search.scoring import constraint_values, objective_values
 from codesign.search.study import DIRECTIONS, complete_trials, make_sampler, open_study
 from codesign.space.candidate import PRECISIONS
@@ -215,7 +214,7 @@ def _run_trial(trial: optuna.Trial, worker: EvalWorker, cfg: HyperConfig, run: R
             bar.set_postfix_str(f"trial {trial.number} {info['stage']} {info['epoch']}/"
                                 f"{info['epochs']} val {info['val_accuracy']:.3f}")
 
-    with _host(local):  # accuracy work keeps off the cores while a timing runs
+    with host_work(not local):  # accuracy work keeps off the cores while a timing runs
         res = worker.call("hyper_evaluate", progress=progress, ctx=ctx, answers=answers,
                           prune=prune, precision=precision, model_path=path)
     t2 = time.perf_counter()
@@ -229,10 +228,6 @@ def _run_trial(trial: optuna.Trial, worker: EvalWorker, cfg: HyperConfig, run: R
         trial.set_constraint(key, value)
     _record(run, trial.number, candidate, res)
     return objective_values(res, cfg.search.objectives)
-
-
-def _host(local: bool) -> AbstractContextManager[Any]:
-    return host_work() if local else nullcontext()
 
 
 
@@ -317,18 +312,10 @@ def _short(v: Any) -> str:
 
 
 def _run_info(cfg: HyperConfig, completed: int) -> dict[str, Any]:
-    s, prof = cfg.search, cfg.search.profile_spec
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    s = cfg.search
     return {
         "data": s.data,
-        "profile": {"name": prof.name, "runtime": prof.runtime,
-                    "runtime_version": prof.runtime_version, "resolver": prof.resolver,
-                    "threads": prof.threads},
+        "profile": profile_summary(s.profile_spec),
         "space": f"hypermodel {cfg.hypermodel.text}",
         "hypermodel": {"spec": cfg.hypermodel.text, "file": str(Path(cfg.hypermodel.file)),
                        "sha256": cfg.hypermodel.digest()},
@@ -339,5 +326,5 @@ def _run_info(cfg: HyperConfig, completed: int) -> dict[str, Any]:
         "finetune_epochs": cfg.settings.finetune_epochs,
         "latency": "measured",
         "accuracy": "measured",
-        "package_versions": versions,
+        "package_versions": package_versions(PACKAGES),
     }

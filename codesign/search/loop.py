@@ -7,9 +7,7 @@ import json
 import os
 import sys
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,6 +30,7 @@ from codesign.search.predictor_stage import predictor_stage
 from codesign.search.proposer import Proposer
 from codesign.search.retry import retrying
 from codesign.search.rundir import RunDir
+from codesign.search.runinfo import package_versions, profile_summary
 from codesign.search.scoring import constraint_values, objective_values
 from codesign.search.screen import Screen
 from codesign.search.storage import STORAGE_ENV
@@ -207,7 +206,8 @@ def _prepare(
 ) -> tuple[Screen | None, Proposer | None, list[dict[str, Any]], dict[str, Any]]:
     """What every worker needs before the trials; the first one makes it, the others load it."""
     wait = "waiting for another worker to {}"
-    with coord.file_lock("supernet", wait.format("train the supernet")), _host(cfg):
+    with coord.file_lock("supernet", wait.format("train the supernet")), \
+            host_work(cfg.profile_spec.remote):
         _setup(worker, cfg, run, out)
     with coord.file_lock("quality", wait.format("finish the quality report")):
         quality = _quality(worker, cfg, run, out)
@@ -221,11 +221,6 @@ def _prepare(
     if predictor is not None and screen is not None:
         proposer = Proposer(predictor, screen, cfg, study, out)
     return screen, proposer, references, quality
-
-
-def _host(cfg: SearchConfig) -> AbstractContextManager[Any]:
-    """The host's shared lock while the child works on a local profile's CPU (not timing)."""
-    return nullcontext() if cfg.profile_spec.remote else host_work()
 
 
 def _publish(
@@ -656,7 +651,8 @@ def _run_trial(
         trial.set_user_attr("candidate", cand.to_dict())
         timing = screen is None or cfg.latency == "measured"
         local = not cfg.profile_spec.remote
-        with _host(cfg):  # accuracy work keeps off the cores while another worker times
+        # accuracy work keeps off the cores while another worker times
+        with host_work(cfg.profile_spec.remote):
             res = worker.call("evaluate", candidate=cand.to_dict(), model_path=path,
                               timing=timing and not local)
         if timing and local:  # timed alone: the child takes the device's lock exclusively
@@ -769,18 +765,9 @@ def _cached_finetune(
 
 
 def _run_info(cfg: SearchConfig, completed: int) -> dict[str, Any]:
-    prof = cfg.profile_spec
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
     return {
         "data": cfg.data,
-        "profile": {"name": prof.name, "runtime": prof.runtime,
-                    "runtime_version": prof.runtime_version, "resolver": prof.resolver,
-                    "threads": prof.threads},
+        "profile": profile_summary(cfg.profile_spec),
         "space": cfg.space,
         "sampler": cfg.sampler,
         "seed": cfg.seed,
@@ -789,5 +776,5 @@ def _run_info(cfg: SearchConfig, completed: int) -> dict[str, Any]:
         "finetune_epochs": cfg.finetune_epochs,
         "latency": cfg.latency,
         "accuracy": cfg.accuracy,
-        "package_versions": versions,
+        "package_versions": package_versions(PACKAGES),
     }

@@ -5,7 +5,6 @@ Runs only inside the child process (see :mod:`codesign.worker`).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -20,7 +19,7 @@ import numpy as np
 from codesign.data import Dataset, load_dataset, resize_bilinear
 from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware import litert
-from codesign.hardware.devicelock import device_lock
+from codesign.hardware.devicelock import device_lock, host_work
 from codesign.hardware.profile import Profile, load_profile
 from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 from codesign.report.manifest import brief
@@ -31,7 +30,6 @@ BN_CALIBRATION_IMAGES = 512
 SUPERNET_FILE = "supernet.npz"
 SUPERNET_META = "supernet.json"
 QUALITY_FILE = "supernet_quality.json"
-HOST = "local"  # the host's CPU: local profiles time on it; conversion and accuracy run on it
 
 
 class Pipeline:
@@ -243,10 +241,8 @@ class Pipeline:
             "val_accuracy": val_acc,
             "test_accuracy": test_acc,
             "latency_ms": latency,
-            "size_bytes": len(blob),
-            "size_gzip_bytes": len(gzip.compress(blob, compresslevel=9)),
+            **litert.file_facts(blob),
             "layers": layers,
-            "io": litert.io_details(blob),
             "times": times,
         }
 
@@ -281,7 +277,7 @@ class Pipeline:
         _crash_hook(model_path)
         cand = Candidate.from_dict(candidate)
         times: dict[str, float] = {}
-        with device_lock(HOST, exclusive=False):
+        with host_work():
             model = self._inherited(cand, times)
             blob = self._tflite(model, cand, times)
         result = self._measure(blob, cand, model_path, times, timing)
@@ -310,7 +306,7 @@ class Pipeline:
             times: dict[str, float] = {}
             try:
                 x = self._images("val", cand.resolution)
-                with device_lock(HOST, exclusive=False):  # off the cores while a local timing runs
+                with host_work():  # off the cores while a local timing runs
                     if quantized:
                         model = self._inherited(cand, times, calib_seed)
                         blob = self._tflite(model, cand, times, calib_seed)
@@ -348,7 +344,7 @@ class Pipeline:
         cand = Candidate.from_dict(candidate)
         x_train = resize_bilinear(data.x_train, cand.resolution)
         times: dict[str, float] = {}
-        with device_lock(HOST, exclusive=False):  # training keeps off a local timing's cores
+        with host_work():  # training keeps off a local timing's cores
             model = self._inherited(cand, times)
             t0 = time.perf_counter()
             fine_tune(model, x_train, data.y_train, epochs, seed=seed)
@@ -383,7 +379,7 @@ class Pipeline:
 
         space, data, _, _ = self._ready()
         times: dict[str, float] = {}
-        with device_lock(HOST, exclusive=False):  # training keeps off a local timing's cores
+        with host_work():  # training keeps off a local timing's cores
             model = self._inherited(cand, times)
             t0 = time.perf_counter()
             wrapped = qat_model(model)
@@ -419,7 +415,7 @@ class Pipeline:
             saved = json.loads(path.read_text())
             if saved.get("samples") == samples and saved.get("finetune_epochs") == epochs:
                 return saved
-        with device_lock(HOST, exclusive=False):  # training keeps off a local timing's cores
+        with host_work():  # training keeps off a local timing's cores
             report = supernet_quality(
                 space, data, weights, samples, epochs, seed,
                 progress=lambda i, n: self.progress({"stage": "quality", "done": i, "total": n}),
