@@ -34,9 +34,11 @@ class SearchConfig:
         profile: Hardware profile name or path.
         space: Search-space preset.
         sampler: Optuna sampler.
-        epochs: Supernet training epochs.
+        epochs: Supernet training epochs (None: sized to the data, see
+            :func:`codesign.search.estimates.auto_epochs`).
         timeout_s: Longest one candidate's evaluation may take.
-        quality_samples: Sub-networks in the supernet quality report (0: none).
+        quality_samples: Sub-networks in the supernet quality report (0: none;
+            None: sized to the supernet's training time and the trials asked).
         finetune_epochs: Epochs of fine-tuning for the front and the quality report.
         objectives: ``("accuracy", "latency")`` or with ``"size"`` as a third.
         max_latency_ms: Budget on the latency median (None: no budget).
@@ -68,9 +70,9 @@ class SearchConfig:
     profile: str = DEFAULT_PROFILE
     space: str = "default"
     sampler: str = DEFAULT_SAMPLER
-    epochs: int = 40
+    epochs: int | None = None
     timeout_s: float = 600.0
-    quality_samples: int = 20
+    quality_samples: int | None = None
     finetune_epochs: int = 3
     objectives: tuple[str, ...] = ("accuracy", "latency")
     max_latency_ms: float | None = None
@@ -96,7 +98,8 @@ class SearchConfig:
         """
         _positive_int("--trials", self.trials, 1, 100_000)
         _positive_int("--seed", self.seed, 0, 2**31 - 1)
-        _positive_int("--epochs", self.epochs, 1, 10_000)
+        if self.epochs is not None:
+            _positive_int("--epochs", self.epochs, 1, 10_000)
         if not self.timeout_s > 0:
             raise CodesignError(f"--timeout must be positive, got {self.timeout_s}")
         if self.sampler not in SAMPLERS:
@@ -119,8 +122,9 @@ class SearchConfig:
         data = self.data
         if Path(data).exists() and data not in ("digits",):
             data = str(Path(data).resolve())
-        load_dataset(data, self.seed)  # bad data is refused here, before anything is written
-        _positive_int("--quality-samples", self.quality_samples, 0, 1000)
+        loaded = load_dataset(data, self.seed)  # bad data is refused here, before any work
+        if self.quality_samples is not None:
+            _positive_int("--quality-samples", self.quality_samples, 0, 1000)
         _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
         space = get_space(self.space)
         profile = load_profile(self.profile)
@@ -133,7 +137,13 @@ class SearchConfig:
         self._check_accuracy_mode(profile)
         if self.out.exists() and not self.out.is_dir():
             raise CodesignError(f"--out {self.out} is a file; give a directory")
-        return replace(self, data=data, latency=latency, _profile=profile)
+        epochs = self.epochs
+        if epochs is None:
+            from codesign.search.estimates import DataShape, auto_epochs
+
+            shape = DataShape(len(loaded.y_train), loaded.channels, loaded.num_classes)
+            epochs = auto_epochs(space, shape)
+        return replace(self, data=data, epochs=epochs, latency=latency, _profile=profile)
 
     def _check_workers(self) -> None:
         from codesign.search.storage import check_server_url, check_study_name

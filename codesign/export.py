@@ -93,8 +93,11 @@ def export_trial(
     tuned_record = tuned.with_suffix(".json")
     if tuned.is_file() and tuned_record.is_file():  # a front model: take the fine-tuned one
         final = json.loads(tuned_record.read_text())
-        attrs.update({k: final[k] for k in final if k != "times"})
-        src = tuned
+        if final.get("finetune", {}).get("kept", True):  # unless it lost to the search's
+            attrs.update({k: final[k] for k in final if k != "times"})
+            src = tuned
+        else:
+            attrs["finetune"] = final.get("finetune")
     if not src.is_file():
         raise CodesignError(
             f"the model of trial {trial} is missing from {run.cache}; rerun the search to "

@@ -53,4 +53,5 @@ def test_latency_stats_are_consistent(model_and_data) -> None:
     model, x = model_and_data
     stats = litert.time_latency(convert_float(model), x[:1], warmup=3, runs=20)
     assert 0 < stats.min <= stats.median <= stats.p90
-    assert stats.runs == 20 and stats.std >= 0
+    # the runs are split into rounds; the figures come from the rounds that agree (two or more)
+    assert stats.runs >= 20 and stats.std >= 0 and 2 <= stats.quiet_rounds <= stats.rounds

@@ -106,7 +106,7 @@ def test_keras_dataset_offline_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and not out.exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_search_runs_end_to_end_on_a_uint8_rgb_npz_with_four_classes(tmp_path: Path) -> None:
     import json
 

@@ -1,4 +1,4 @@
-"""tools/device_bench.py under ai-edge-litert (here) and tflite-runtime 2.14 with numpy < 2."""
+"""The device script (codesign/hardware/device_bench.py) under ai-edge-litert and tflite-runtime."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.device import DEVICE_PYTHON, ROOT, require_device, tiny_models
 
-BENCH = ROOT / "tools" / "device_bench.py"
+BENCH = ROOT / "codesign" / "hardware" / "device_bench.py"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from codesign.errors import CodesignError
 from codesign.latency.features import features, kernels
-from codesign.latency.model import LatencyModel, errors, fit
+from codesign.latency.model import SCHEMA, LatencyModel, errors, fit
 from codesign.latency.sampling import block_networks, space_from_dict, whole_networks
 from codesign.space import get_space
 from codesign.space.candidate import Candidate
@@ -80,7 +80,7 @@ def test_a_model_file_is_data(tmp_path: Path) -> None:
     model = LatencyModel({"name": "x"}, {"const": 0.01}, {"holdout": {}})
     model.save(tmp_path / "m.json")
     assert LatencyModel.load(tmp_path / "m.json").coef == {"const": 0.01}
-    (tmp_path / "bad.json").write_text(json.dumps({"schema": 1, "coef": {"a": "os.system"}}))
+    (tmp_path / "bad.json").write_text(json.dumps({"schema": SCHEMA, "coef": {"a": "os.system"}}))
     with pytest.raises(CodesignError, match="no valid coefficients"):
         LatencyModel.load(tmp_path / "bad.json")
     (tmp_path / "old.json").write_text("{\"schema\": 99}")
@@ -113,7 +113,7 @@ def test_modes_need_a_model() -> None:
     assert proc.returncode == 2 and "no latency model" in proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_hybrid_search_times_only_what_could_enter_the_front(built: Path,
                                                              seeded_run: Path) -> None:
     args = [a for a in TINY if a not in ("--latency", "measured")]
@@ -135,7 +135,7 @@ def test_hybrid_search_times_only_what_could_enter_the_front(built: Path,
         assert p["latency_ms"]["predicted"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_build_through_the_board(board: LoopbackBoard) -> None:
     """A remote profile's model is measured in batches over ssh, on tflite-runtime 2.14."""
     profile = board.profile("board-build")

@@ -149,7 +149,7 @@ def test_proposals_come_off_the_predicted_front() -> None:
     assert all(p[1] <= budget for p in capped.predicted)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_predictor_driven_search(built: Path, seeded_run: Path) -> None:
     args = ["search", "--data", "digits", *TINY, "--finetune-epochs", "0", "--trials", "8",
             "--accuracy", "hybrid", "--predictor-float-samples", "30",

@@ -87,7 +87,7 @@ def _states(db: Path) -> list[tuple[str, str | None]]:
         return []
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_search_over_ssh_survives_a_dropout(board: LoopbackBoard, seeded_run: Path) -> None:
     """A search measures on the board; sshd stops mid-search and comes back; nothing is lost."""
     profile = board.profile("dropout")

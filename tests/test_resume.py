@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import CODESIGN, ROOT, TINY, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def _complete(run: Path) -> int:
@@ -127,19 +127,9 @@ def test_budgets_constrain_the_front_and_an_impossible_one_is_reported(
     assert (other / "study.db").is_file()  # nothing measured is lost
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_single_trial_is_enough(seeded_run: Path) -> None:
     """Queued first-generation candidates are not counted as failed attempts."""
     proc = run_cli("search", *TINY, "--trials", "1", "--out", str(seeded_run))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "of 1 trials (0 failed)" in proc.stdout
-
-
-@pytest.mark.slow
-def test_a_time_budget_ends_the_trials_and_keeps_the_front(seeded_run: Path) -> None:
-    proc = run_cli("search", *TINY, "--trials", "5000", "--time-budget-min", "0.6",
-                   "--out", str(seeded_run))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "time budget of 0.6 min reached after" in proc.stdout
-    doc = json.loads((seeded_run / "pareto.json").read_text())
-    assert 0 < doc["run"]["trials"] < 5000 and doc["points"]

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from codesign.hardware import litert
 from tests.conftest import BASE_ARGS, BASE_TRIALS, ROOT, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 STAGES = {"build", "bn_recalibration", "conversion", "accuracy", "latency"}
 
 
@@ -81,7 +81,7 @@ def test_every_model_loads_and_its_manifest_is_true(base_run: Path) -> None:
 
 
 def test_independent_script_agrees_on_latency(base_run: Path) -> None:
-    # tools/verify_run.py re-times every model with tools/device_bench.py (no codesign code).
+    # tools/verify_run.py re-times every model with the standalone device_bench.py script.
     # Tiny models run in a few microseconds, so the tolerance here is wider than the 25 %
     # the acceptance run on the default space is held to.
     proc = subprocess.run(

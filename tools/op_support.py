@@ -3,7 +3,7 @@
 
 Builds one model per layer kind and precision (that layer quantized alone among
 float32 neighbours, as codesign converts it), runs every model with
-``tools/device_bench.py`` under the given Python (any runtime device_bench
+``codesign/hardware/device_bench.py`` under the given Python (any runtime device_bench
 supports: the host's ai-edge-litert, or a board's tflite-runtime) and prints
 TOML ``[[entry]]`` tables for ``codesign/tflite/op_support.toml``.
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python", default=sys.executable, help="Python with the runtime to check")
     args = ap.parse_args(argv)
-    bench = ROOT / "tools" / "device_bench.py"
+    bench = ROOT / "codesign" / "hardware" / "device_bench.py"
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_probes(Path(tmp))
         for resolver in RESOLVERS:

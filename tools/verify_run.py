@@ -2,9 +2,11 @@
 """Check a finished run from the outside: every front model loads, latency agrees.
 
 Re-measures every model of RUN/pareto.json (points and references) with
-tools/device_bench.py in a separate process, and prints each model's reported
-and re-measured median and their ratio. Exits 1 if a model fails to load or a
-ratio is off by more than --tolerance.
+codesign/hardware/device_bench.py in a separate process (five repeats in turns,
+the quietest counts), and prints each model's reported and re-measured median,
+their ratio, and how far the repeats spread (a wide spread says the machine was
+disturbed). Exits 1 if a model fails to load or a ratio is off by more than
+--tolerance.
 
     .venv/bin/python tools/verify_run.py runs/check --tolerance 0.25
 """
@@ -17,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).with_name("device_bench.py")
+DISTURBED = 0.10  # repeats of one model further apart than this: the machine was busy
+BENCH = Path(__file__).resolve().parents[1] / "codesign" / "hardware" / "device_bench.py"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path)
     ap.add_argument("--tolerance", type=float, default=0.25, help="allowed relative difference")
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="re-measure each model this many times, in turns (the quietest counts)")
     args = ap.parse_args(argv)
     doc = json.loads((args.run / "pareto.json").read_text())
     entries = [(f"trial {p['trial']}", p) for p in doc["points"]]
@@ -34,15 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     resolver = doc["run"]["profile"]["resolver"]
     proc = subprocess.run(
         [sys.executable, str(BENCH), *paths, "--runs", str(args.runs),
-         "--threads", str(threads), "--resolver", resolver],
+         "--threads", str(threads), "--resolver", resolver, "--repeats", str(args.repeats)],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)
         return 1
     measured = {m["model"]: m for m in json.loads(proc.stdout)["models"]}
-    bad = 0
-    print(f"{'model':<14} {'reported us':>12} {'re-measured us':>15} {'ratio':>6}")
+    bad = disturbed = 0
+    print(f"{'model':<14} {'reported us':>12} {'re-measured us':>15} {'ratio':>6} "
+          f"{'repeats spread':>15}")
     for (label, entry), path in zip(entries, paths, strict=True):
         m = measured[path]
         if "error" in m:
@@ -51,11 +57,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rep = entry["latency_ms"]["median"]
         ratio = m["median_ms"] / rep
+        meds = m.get("medians_ms") or [m["median_ms"]]
+        spread = max(meds) / min(meds) - 1
+        disturbed += spread > DISTURBED
         flag = "" if abs(ratio - 1) <= args.tolerance else "  <-- off"
         bad += bool(flag)
-        print(f"{label:<14} {rep * 1000:>12.2f} {m['median_ms'] * 1000:>15.2f} {ratio:>6.3f}{flag}")
+        print(f"{label:<14} {rep * 1000:>12.2f} {m['median_ms'] * 1000:>15.2f} {ratio:>6.3f} "
+              f"{spread:>14.0%}{flag}")
     print(f"{len(entries)} models, {len(doc['points'])} points, "
           f"{len(doc['references'])} references, {bad} off by more than {args.tolerance:.0%}")
+    if disturbed:
+        print(f"the machine was disturbed while re-measuring: the repeats of {disturbed} models "
+              f"differ by more than {DISTURBED:.0%} (the quietest repeat is compared)")
     return 1 if bad else 0
 
 

@@ -32,6 +32,9 @@ class LatencyStats:
         peak_memory_mb: Growth of the process's peak resident memory while the
             interpreter was created, allocated and invoked (None where the
             system cannot tell).
+        rounds: Rounds the runs were split into (see :mod:`codesign.hardware.timing`).
+        quiet_rounds: Rounds kept (not preempted, agreeing with the fastest).
+        spread: Largest kept round median over the smallest, less one.
     """
 
     median: float
@@ -42,6 +45,9 @@ class LatencyStats:
     runs: int
     warmup: int
     peak_memory_mb: float | None = None
+    rounds: int = 1
+    quiet_rounds: int = 1
+    spread: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         """Return the figures as a dict."""
@@ -84,7 +90,7 @@ def predict(model: bytes, x: np.ndarray, threads: int = 1, resolver: str = "auto
     interp = make_interpreter(model, threads, resolver)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
-    x = _to_input_dtype(x, inp)
+    x = to_input_dtype(x, inp)
     try:
         interp.resize_tensor_input(inp["index"], list(x.shape))
         interp.allocate_tensors()
@@ -122,7 +128,10 @@ def time_latency(
     warmup: int = 10,
     runs: int = 50,
 ) -> LatencyStats:
-    """Time batch-1 inference: ``warmup`` untimed runs, then ``runs`` timed ones.
+    """Time batch-1 inference: warm-up runs, then ``runs`` timed ones in rounds.
+
+    Disturbed rounds are re-timed (see :class:`codesign.hardware.timing.Timer`);
+    for a batch of models with a reference network, use the timer itself.
 
     Args:
         model: Flatbuffer bytes.
@@ -135,35 +144,16 @@ def time_latency(
     Raises:
         TrialFailure: If the model cannot be prepared or run.
     """
-    base = _reset_peak_rss()
-    interp = make_interpreter(model, threads, resolver)
-    inp = interp.get_input_details()[0]
-    try:
-        interp.resize_tensor_input(inp["index"], [1, *sample.shape[1:]])
-        interp.allocate_tensors()
-        interp.set_tensor(inp["index"], _to_input_dtype(sample[:1], inp))
-        warmup = _warm_up(interp, warmup)
-        peak = _peak_rss()
-        times = np.empty(runs, dtype=np.float64)
-        for i in range(runs):
-            t0 = time.perf_counter_ns()
-            interp.invoke()
-            times[i] = (time.perf_counter_ns() - t0) / 1e6
-    except (ValueError, RuntimeError) as exc:
-        raise TrialFailure(f"the runtime failed to run the model: {exc}") from exc
-    return LatencyStats(
-        median=float(np.median(times)),
-        p90=float(np.percentile(times, 90)),
-        mean=float(times.mean()),
-        std=float(times.std()),
-        min=float(times.min()),
-        runs=runs,
-        warmup=warmup,
-        peak_memory_mb=None if base is None or peak is None else max(0.0, (peak - base) / 1024),
-    )
+    from codesign.hardware.timing import Timer, TimingSettings
+
+    timed = Timer(TimingSettings(threads, resolver, warmup, runs)).time([model], [sample])
+    stats = timed.stats[0]
+    if isinstance(stats, str):
+        raise TrialFailure(stats)
+    return stats
 
 
-def _warm_up(interp: object, minimum: int, window: int = 10, limit: int = 1000) -> int:
+def warm_up(interp: object, minimum: int, window: int = 10, limit: int = 1000) -> int:
     """Invoke until two successive windows' medians agree within 5 %; return runs used."""
     done, previous = 0, None
     while done < limit:
@@ -190,7 +180,7 @@ def _status_kb(field: str) -> float | None:
     return None
 
 
-def _reset_peak_rss() -> float | None:
+def reset_peak_rss() -> float | None:
     """Reset the kernel's peak-RSS mark (Linux) and return the current RSS in KiB."""
     try:
         with open("/proc/self/clear_refs", "w") as fh:
@@ -200,7 +190,8 @@ def _reset_peak_rss() -> float | None:
     return _status_kb("VmRSS")
 
 
-def _peak_rss() -> float | None:
+def peak_rss() -> float | None:
+    """The process's peak resident memory in KiB since the last reset (Linux), if known."""
     return _status_kb("VmHWM")
 
 
@@ -236,7 +227,8 @@ def random_sample(model: bytes) -> np.ndarray:
     return np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32)
 
 
-def _to_input_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
+def to_input_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float images in the input's type (quantized with its scale and zero point if integer)."""
     dtype = np.dtype(detail["dtype"])
     if dtype == np.float32:
         return np.ascontiguousarray(x, dtype=np.float32)

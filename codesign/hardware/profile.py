@@ -16,7 +16,16 @@ from codesign.hardware.litert import RESOLVERS
 from codesign.hardware.runner import RunnerSpec, parse_runner
 
 SCHEMA_VERSION = 1
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
+
+
+def _profile_dir() -> Path:
+    """The shipped profiles: package data in a wheel, else the source tree's ``hw_profiles/``."""
+    here = Path(__file__).resolve()
+    packaged = here.parents[1] / "hw_profiles"  # codesign/hw_profiles, where a wheel puts them
+    return packaged if packaged.is_dir() else here.parents[2] / "hw_profiles"
+
+
+PROFILE_DIR = _profile_dir()
 EXAMPLE_DIR = PROFILE_DIR / "examples"  # remote devices: templates to copy and edit
 DEFAULT_PROFILE = "xnnpack-1t"
 RUNTIMES = ("ai-edge-litert", "tflite-runtime")

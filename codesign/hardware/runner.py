@@ -1,6 +1,6 @@
 """How a profile reaches its device: this machine, or a board behind commands.
 
-A ``command`` runner copies models and ``tools/device_bench.py`` to the device
+A ``command`` runner copies models and ``codesign/hardware/device_bench.py`` to the device
 with the profile's ``push`` template and runs device_bench there with its
 ``shell`` template (``scp`` + ``ssh``, ``adb push`` + ``adb shell``, ...).
 Templates are argument lists, run without a local shell. The one string that a
@@ -26,7 +26,7 @@ from typing import Any
 from codesign.errors import DeviceUnavailable, TrialFailure
 
 KINDS = ("local", "command")
-DEVICE_BENCH = Path(__file__).resolve().parents[2] / "tools" / "device_bench.py"
+DEVICE_BENCH = Path(__file__).with_name("device_bench.py")  # standalone: imports no codesign
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]+$")
 SSH_ERROR = 255  # ssh's own failure (no connection, refused key), not the remote command's

@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,7 +24,9 @@ from codesign.tflite.support import lookup
 
 HOLDOUT = 0.2  # share of whole networks kept out of the fit to report its error
 WHOLE_WEIGHT = 5.0  # whole networks are what is predicted; block networks widen the coverage
-ANCHORS = 12  # whole networks re-measured before each use of the model (speed factor)
+CONVERT_S = 0.8  # converting one sampled network, here (2 cores)
+TIME_S = 0.1  # timing one converted network with the reference, in rounds
+TARGET_WITHIN_10PCT = 0.95  # a latency model is trusted at this share within ±10 %
 CHECK_SEED = 2_000_003  # check networks differ from every build network
 
 
@@ -56,11 +59,18 @@ def network_features(sample: dict[str, Any], delegate: tuple[str, ...]) -> dict[
 
 
 def load_model(profile: Profile) -> LatencyModel | None:
-    """The profile's latency model on this machine, if one was built for its settings."""
+    """The profile's latency model on this machine, if one was built for its settings.
+
+    A model of an older schema is treated as absent (``codesign profiles`` says
+    to rebuild it).
+    """
     path = model_path(profile)
     if not path.is_file():
         return None
-    model = LatencyModel.load(path)
+    try:
+        model = LatencyModel.load(path)
+    except CodesignError:
+        return None
     if model.profile != json.loads(json.dumps(profile.identity())):
         return None
     return model
@@ -68,8 +78,12 @@ def load_model(profile: Profile) -> LatencyModel | None:
 
 def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: str,
              stream: TextIO, repeats: int = 1, budget_s: float | None = None,
-             worker: Any = None) -> dict[str, dict[str, Any]]:
-    """Measure samples in an evaluation child (``worker``, else a new one), with progress."""
+             worker: Any = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Measure samples in an evaluation child (``worker``, else a new one), with progress.
+
+    Returns:
+        The records by sample id, and the timing summary (re-timings, disturbance).
+    """
     from codesign.worker import EvalWorker
 
     bar = tqdm(total=len(samples), desc=desc, unit="net", file=stream)
@@ -82,9 +96,10 @@ def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: s
               "repeats": repeats, "budget_s": budget_s}
     try:
         if worker is not None:
-            return worker.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
-        with EvalWorker(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
-            return own.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
+            res = worker.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
+        else:
+            with EvalWorker(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
+                res = own.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
     except TrialFailure as exc:
         if worker is not None and isinstance(exc, DeviceUnavailable):
             raise  # a search waits for the device
@@ -92,6 +107,35 @@ def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: s
                             "(what was measured is kept)") from None
     finally:
         bar.close()
+    return res["records"], res["timing"]
+
+
+def expected_duration(samples: list[dict[str, Any]], done_file: Path) -> str:
+    """What measuring the samples is expected to take: conversions dominate (cached ones don't)."""
+    from codesign.latency.measure import converted_path, read_records
+
+    done = read_records(done_file)
+    todo = [s for s in samples if s["id"] not in done]
+    fresh = sum(1 for s in todo if not converted_path(s).is_file())
+    seconds = fresh * CONVERT_S + len(todo) * TIME_S
+    if not todo:
+        return "all measured already"
+    return (f"{len(samples) - len(todo)} measured already, {fresh} to convert: expected about "
+            f"{seconds / 60:.1f} min")
+
+
+def disturbance_line(timing: dict[str, Any], measured: int) -> str:
+    """How disturbed the machine was while measuring, in one line."""
+    worst = timing.get("worst_ratio", 1.0)
+    return (f"re-timed {timing.get('retimed', 0)} rounds and {timing.get('runs_retimed', 0)} "
+            f"runs of {measured} networks (machine up to {max(0.0, worst - 1):.0%} slower than "
+            f"its quietest; {timing.get('disturbed', 0)} of {timing.get('batches', 0)} batches "
+            "stayed disturbed and were scaled by the reference network)")
+
+
+def _quiet_ms(rec: dict[str, Any]) -> float:
+    """A record's latency as the machine gives it when quiet (older records: the median)."""
+    return float(rec.get("quiet_ms", rec["median_ms"]))
 
 
 def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
@@ -113,19 +157,20 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
     samples = (block_networks(blocks, seed, profile.precisions)
                + whole_networks(whole, seed + 1, profile.precisions))
     meas = latency_dir() / f"{profile_key(profile)}.measurements.jsonl"
-    records = _measure(profile, samples, meas, f"measuring on {profile.name}", stream,
-                       budget_s=budget_min * 60)
+    print(f"latency model of {profile.name}: {len(samples)} networks to measure, "
+          f"{expected_duration(samples, meas)} on 2 cores", file=stream, flush=True)
+    records, timing = _measure(profile, samples, meas, f"measuring on {profile.name}", stream,
+                               budget_s=budget_min * 60)
     delegate = delegated(profile)
-    rows, lat, is_whole, kept = [], [], [], []
+    rows, lat, is_whole = [], [], []
     n_blocks = len(samples) - whole
     for i, s in enumerate(samples):
         rec = records.get(s["id"])
         if rec is None or "median_ms" not in rec:
             continue
         rows.append(network_features(s, delegate))
-        lat.append(rec["median_ms"])
+        lat.append(_quiet_ms(rec))
         is_whole.append(i >= n_blocks)
-        kept.append(s)
     weight = [WHOLE_WEIGHT if w else 1.0 for w in is_whole]
     if len(rows) < 20:
         raise CodesignError(f"only {len(rows)} networks measured on {profile.name}; rerun "
@@ -149,7 +194,8 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
             "failed": sum(1 for r in records.values() if "error" in r),
             "features": sorted({k for r in rows for k in r}),
             "holdout": holdout,
-            "anchors": _anchors(kept, lat, is_whole),
+            "reference_ms": timing.get("reference_ms"),
+            "timing": timing,
             "seconds": round(time.perf_counter() - t0, 1),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
@@ -158,39 +204,29 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
     return model
 
 
-def _anchors(samples: list[dict[str, Any]], lat: list[float], is_whole: list[bool]
-             ) -> list[dict[str, Any]]:
-    """Whole networks across the latency range, with their latency when the model was built."""
-    idx = [i for i, w in enumerate(is_whole) if w] or list(range(len(samples)))
-    idx.sort(key=lambda i: lat[i])
-    picks = sorted({idx[round(q * (len(idx) - 1))] for q in np.linspace(0, 1, ANCHORS)})
-    return [{"sample": samples[i], "median_ms": lat[i]} for i in picks]
-
-
-def speed_factor(profile: Profile, model: LatencyModel, stream: TextIO = sys.stdout,
-                 worker: Any = None) -> float:
+def speed_factor(profile: Profile, model: LatencyModel, worker: Any = None) -> float:
     """How fast the device runs now against when the model was built.
 
-    A shared or throttled machine drifts by a few percent between runs (seen
-    here: 4 % between two measurements of the same 100 networks minutes
-    apart, while repeats within one run agree to 1 %). The model's anchor
-    networks are measured again and the median ratio scales every prediction.
+    A shared machine drifts (seen here: 4 % between two measurements of the
+    same 100 networks minutes apart, while repeats within one run agree to
+    1 %). The reference network that every timing batch also times is timed
+    again, at its quietest; its ratio to the build's scales every prediction.
+    Remote devices, and models without a reference time, get 1.0.
 
     Returns:
-        Median of now / then over the anchors (1.0 without anchors), within [0.5, 2].
+        Now over then, within [0.5, 2].
     """
-    anchors = model.meta.get("anchors") or []
-    if not anchors:
+    then = model.meta.get("reference_ms")
+    if not then or profile.remote:
         return 1.0
-    out = latency_dir() / "logs" / f"anchors-{profile_key(profile)}-{time.time_ns()}.jsonl"
-    try:
-        now = _measure(profile, [a["sample"] for a in anchors], out, "speed factor", stream,
-                       worker=worker)
-    finally:
-        out.unlink(missing_ok=True)
-    ratios = [now[a["sample"]["id"]]["median_ms"] / a["median_ms"] for a in anchors
-              if "median_ms" in now.get(a["sample"]["id"], {})]
-    return float(np.clip(np.median(ratios), 0.5, 2.0)) if ratios else 1.0
+    from codesign.worker import EvalWorker
+
+    if worker is None:
+        with EvalWorker(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
+            now = own.call("reference", profile=profile.path)["reference_ms"]
+    else:
+        now = worker.call("reference", profile=profile.path)["reference_ms"]
+    return float(np.clip(now / then, 0.5, 2.0)) if now else 1.0
 
 
 def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO = sys.stdout
@@ -210,17 +246,18 @@ def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO
     samples = whole_networks(n, seed, profile.precisions)
     meas = latency_dir() / f"{profile_key(profile)}.check.jsonl"
     meas.unlink(missing_ok=True)  # a check measures now, as a search would
-    speed = speed_factor(profile, model, stream)
-    records = _measure(profile, samples, meas, f"checking on {profile.name}", stream)
+    speed = speed_factor(profile, model)
+    records, timing = _measure(profile, samples, meas, f"checking on {profile.name}", stream)
     delegate = delegated(profile)
-    pred, real, raw = [], [], []
+    pred, real, raw, medians = [], [], [], []
     for s in samples:
         rec = records.get(s["id"], {})
         if "median_ms" in rec:
             feats = network_features(s, delegate)
             pred.append(model.predict(feats, speed))
             raw.append(model.predict(feats))
-            real.append(rec["median_ms"])
+            real.append(_quiet_ms(rec))
+            medians.append(float(rec["median_ms"]))
     if len(real) < 2:
         raise CodesignError(f"fewer than 2 of {n} networks could be measured on {profile.name}")
     figures = errors(pred, real)
@@ -228,21 +265,74 @@ def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO
     picks = [samples[i] for i in (order[0], order[len(order) // 2], order[-1])]
     noise_file = latency_dir() / f"{profile_key(profile)}.noise.jsonl"
     noise_file.unlink(missing_ok=True)
-    noise = _measure(profile, picks, noise_file, "noise floor", stream, repeats=5)
+    noise, _ = _measure(profile, picks, noise_file, "noise floor", stream, repeats=5)
     cvs = [float(np.std(r["medians_ms"]) / np.mean(r["medians_ms"]))
            for r in noise.values() if "medians_ms" in r]
     figures.update({
         "profile": profile.name,
         "speed_factor": speed,
         "without_speed_factor": errors(raw, real),
+        "against_unscaled_medians": errors(pred, medians),
+        "timing": timing,
         "noise_floor_cv": float(np.median(cvs)) if cvs else None,
         "measured_ms": {"min": float(min(real)), "median": float(np.median(real)),
                         "max": float(max(real))},
         "model": str(model_path(profile)),
+        "checked": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     out = model_path(profile).with_suffix(".check.json")
     out.write_text(json.dumps(figures, indent=1))
     return figures
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """What is known of a latency model's error on this machine.
+
+    Attributes:
+        within_10pct: Share of networks within ±10 % (the last check, else the build's held-out).
+        p95: 95th percentile of the absolute relative error (None: unknown).
+        n: Networks it was measured on.
+        source: ``check`` or ``held-out``.
+    """
+
+    within_10pct: float
+    p95: float | None
+    n: int
+    source: str
+
+    @property
+    def meets_target(self) -> bool:
+        """Whether at least :data:`TARGET_WITHIN_10PCT` of the networks were within ±10 %."""
+        return self.within_10pct >= TARGET_WITHIN_10PCT
+
+    def describe(self) -> str:
+        """``96 % within ±10 % (check, n=100)``, flagged when below the target."""
+        text = f"{self.within_10pct:.0%} within ±10 % ({self.source}, n={self.n})"
+        if not self.meets_target:
+            text += f", below the {TARGET_WITHIN_10PCT:.0%} target"
+        return text
+
+
+def fidelity(profile: Profile, model: LatencyModel | None = None) -> Fidelity | None:
+    """The model's latest measured fidelity: its last check, else its build's held-out figure."""
+    model = model or load_model(profile)
+    if model is None:
+        return None
+    check_file = model_path(profile).with_suffix(".check.json")
+    if check_file.is_file():
+        try:
+            f = json.loads(check_file.read_text())
+            if f.get("checked", "") >= model.meta.get("created", ""):
+                return Fidelity(float(f["within_10pct"]), f.get("p95_abs_rel_error"),
+                                int(f["n"]), "check")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    hold = model.meta.get("holdout") or {}
+    if "within_10pct" not in hold:
+        return None
+    return Fidelity(float(hold["within_10pct"]), hold.get("p95_abs_rel_error"),
+                    int(hold.get("n", 0)), "held-out")
 
 
 def _version(pkg: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from codesign.hardware import litert
 from codesign.hardware.devicelock import device_lock
 from codesign.hardware.profile import Profile
 from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
+from codesign.hardware.timing import BatchTiming, Timer, TimingSettings
 from codesign.latency.model import latency_dir
-from codesign.latency.sampling import space_from_dict
+from codesign.latency.sampling import reference_network, space_from_dict
 from codesign.space.candidate import Candidate
 
 BATCH = 16  # models per copy-and-run on a remote device
+LOCAL_BATCH = 8  # models timed together here, interleaved round by round
 
 
 def read_records(path: Path) -> dict[str, dict[str, Any]]:
@@ -41,9 +44,14 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def converted_path(sample: dict[str, Any]) -> Path:
+    """Where the sample's converted ``.tflite`` is cached (shared by every profile)."""
+    return latency_dir() / "models" / f"{sample['id']}.tflite"
+
+
 def converted(sample: dict[str, Any]) -> Path:
     """The sample's ``.tflite`` (random weights, its per-layer precisions), converted once."""
-    path = latency_dir() / "models" / f"{sample['id']}.tflite"
+    path = converted_path(sample)
     if path.is_file():
         return path
     from codesign.nn.bn import recalibrate_bn
@@ -64,6 +72,27 @@ def converted(sample: dict[str, Any]) -> Path:
     return path
 
 
+def local_timer(profile: Profile) -> Timer:
+    """A timer for the profile's runtime settings on this machine, with the reference network.
+
+    Every local timing batch also times :func:`reference_network`, so drift of
+    the machine's speed is seen and re-timed (see :mod:`codesign.hardware.timing`).
+    """
+    settings = TimingSettings(profile.threads, profile.resolver, profile.warmup_runs,
+                              profile.runs)
+    return Timer(settings, reference=converted(reference_network()).read_bytes())
+
+
+def latency_record(stats: litert.LatencyStats, batch: BatchTiming, profile: Profile
+                   ) -> dict[str, Any]:
+    """A local timing as the ``latency_ms`` record of a trial (with what disturbed it)."""
+    return {**stats.to_dict(), "device": profile.device,
+            "runtime": f"{profile.runtime} {profile.runtime_version}",
+            "retimed": batch.retimed, "runs_retimed": batch.runs_retimed,
+            "reference_ratio": batch.reference_ratio, "disturbed": batch.disturbed,
+            "scaled_by_reference": batch.scaled}
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -72,8 +101,17 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 def measure_samples(
     samples: list[dict[str, Any]], profile: Profile, out: Path,
     progress: Callable[[int, int], None], repeats: int = 1, budget_s: float | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Measure every sample not yet in ``out``; return all records of the samples.
+) -> dict[str, Any]:
+    """Measure every sample not yet in ``out``; return all their records and a summary.
+
+    Locally, samples are timed in batches with the reference network (see
+    :mod:`codesign.hardware.timing`); a batch the machine was disturbed in is
+    put back and timed once more at the end. Each record keeps the median
+    (``median_ms``; divided by the reference's slow-down when the machine
+    stayed slow, then ``scaled_by_reference``), the machine's slow-down
+    against its quietest (``reference_ratio``), the latency at its quietest
+    (``quiet_ms``: what a latency model learns) and how many rounds and runs
+    were re-timed.
 
     Args:
         samples: Networks from :mod:`codesign.latency.sampling`.
@@ -84,6 +122,9 @@ def measure_samples(
         budget_s: Stop starting new batches after this many seconds (the rest
             is measured by the next call).
 
+    Returns:
+        ``{"records": {id: record}, "timing": TimingSummary as a dict}``.
+
     Raises:
         DeviceUnavailable: The device dropped out (what was measured is kept).
     """
@@ -91,15 +132,20 @@ def measure_samples(
     todo = [s for s in samples if s["id"] not in done]
     total, count = len(samples), len(samples) - len(todo)
     progress(count, total)
-    runner = None
+    runner = timer = None
     if profile.remote:
         settings = BenchSettings(profile.threads, profile.resolver, profile.warmup_runs,
                                  profile.runs)
         runner = CommandRunner(profile.runner, settings)
+    else:
+        timer = local_timer(profile)
     out.parent.mkdir(parents=True, exist_ok=True)
+    summary = TimingSummary()
     start = time.monotonic()
+    queue = [(batch, False) for batch in _chunks(todo, BATCH if runner else LOCAL_BATCH)]
     with out.open("a") as fh:
-        for batch in _chunks(todo, BATCH if runner else 1):
+        while queue:
+            batch, again = queue.pop(0)
             if budget_s is not None and time.monotonic() - start > budget_s:
                 break
             paths, records = [], []
@@ -109,31 +155,91 @@ def measure_samples(
                     records.append({"id": s["id"]})
                 except (TrialFailure, ValueError, RuntimeError) as exc:
                     fh.write(json.dumps({"id": s["id"], "error": str(exc)[:300]}) + "\n")
-            medians: list[list[float | None]] = [[] for _ in paths]
-            errors: list[str | None] = [None] * len(paths)
-            for _ in range(repeats):
-                for i, res in enumerate(_time(paths, profile, runner)):
-                    if isinstance(res, str):
-                        errors[i] = res
-                    else:
-                        medians[i].append(res)
-            for rec, meds, err in zip(records, medians, errors, strict=True):
-                if err is not None:
-                    rec["error"] = err
-                else:
-                    rec["median_ms"] = float(np.median(meds))
-                    rec["medians_ms"] = meds
+            timed = [_time(paths, profile, runner, timer) for _ in range(repeats)]
+            summary.add(timed)
+            if not again and any(t.disturbed for t in timed) and runner is None:
+                queue.append((batch, True))  # the machine was busy: try once more later
+                summary.deferred += 1
+                continue
+            for i, rec in enumerate(records):
+                _fill(rec, [t.entries[i] for t in timed], timed)
                 fh.write(json.dumps(rec) + "\n")
                 fh.flush()
                 done[rec["id"]] = rec
             count += len(batch)
             progress(count, total)
-    return {s["id"]: done[s["id"]] for s in samples if s["id"] in done}
+    summary.reference_ms = None if timer is None else timer.quietest_ms
+    return {"records": {s["id"]: done[s["id"]] for s in samples if s["id"] in done},
+            "timing": asdict(summary)}
 
 
-def _time(paths: list[Path], profile: Profile, runner: CommandRunner | None
-          ) -> list[float | str]:
-    """Median latency of each model, or its error."""
+@dataclass
+class TimingSummary:
+    """How a measurement of many networks went.
+
+    Attributes:
+        batches: Batches timed (a deferred one counts twice).
+        retimed: Rounds re-timed because a burst or drift disturbed them.
+        runs_retimed: Single runs re-timed because the thread was switched out.
+        disturbed: Batches the machine stayed disturbed in.
+        deferred: Batches put back to be timed again at the end.
+        worst_ratio: The largest reference ratio seen (how much slower the machine ran).
+        reference_ms: The reference network's quietest median (None: remote).
+    """
+
+    batches: int = 0
+    retimed: int = 0
+    runs_retimed: int = 0
+    disturbed: int = 0
+    deferred: int = 0
+    worst_ratio: float = 1.0
+    reference_ms: float | None = None
+
+    def add(self, timed: list[_Timed]) -> None:
+        """Count one batch's timings."""
+        self.batches += 1
+        self.retimed += sum(t.retimed for t in timed)
+        self.runs_retimed += sum(t.runs_retimed for t in timed)
+        self.disturbed += any(t.disturbed for t in timed)
+        ratios = [t.reference_ratio for t in timed if t.reference_ratio is not None]
+        self.worst_ratio = max([self.worst_ratio, *ratios])
+
+
+@dataclass
+class _Timed:
+    """One timing of a batch: per model its median or error, and what disturbed it."""
+
+    entries: list[float | str]
+    reference_ratio: float | None = None
+    retimed: int = 0
+    runs_retimed: int = 0
+    disturbed: bool = False
+    scaled: bool = False
+
+
+def _fill(rec: dict[str, Any], entries: list[float | str], timed: list[_Timed]) -> None:
+    """Write one network's medians (or error) and the batch's disturbance into its record."""
+    errors = [e for e in entries if isinstance(e, str)]
+    if errors:
+        rec["error"] = errors[0]
+        return
+    meds = [float(e) for e in entries]
+    ratios = [t.reference_ratio for t in timed if t.reference_ratio is not None]
+    ratio = float(np.median(ratios)) if ratios else 1.0
+    scaled = any(t.scaled for t in timed)  # the timer divided them by the ratio already
+    rec["median_ms"] = float(np.median(meds))
+    rec["medians_ms"] = meds
+    rec["quiet_ms"] = rec["median_ms"] / (1.0 if scaled else max(1.0, ratio))
+    rec["scaled_by_reference"] = scaled
+    rec["reference_ratio"] = ratio
+    rec["retimed"] = sum(t.retimed for t in timed)
+    rec["runs_retimed"] = sum(t.runs_retimed for t in timed)
+    rec["disturbed"] = any(t.disturbed for t in timed)
+
+
+def _time(paths: list[Path], profile: Profile, runner: CommandRunner | None,
+          timer: Timer | None) -> _Timed:
+    """Median latency of each model, or its error, and how the batch was disturbed."""
     with device_lock(profile.device, exclusive=True):
         if runner is not None:
             _, entries = runner.measure(paths)
@@ -143,15 +249,10 @@ def _time(paths: list[Path], profile: Profile, runner: CommandRunner | None
                     out.append(float(stats_of(e)["median"]))
                 except TrialFailure as exc:
                     out.append(str(exc))
-            return out
-        results: list[float | str] = []
-        for path in paths:
-            blob = path.read_bytes()
-            try:
-                stats = litert.time_latency(blob, litert.random_sample(blob), profile.threads,
-                                            profile.resolver, profile.warmup_runs, profile.runs)
-                results.append(stats.median)
-            except TrialFailure as exc:
-                results.append(str(exc))
-        return results
-
+            return _Timed(out)
+        assert timer is not None
+        blobs = [p.read_bytes() for p in paths]
+        got = timer.time(blobs, [litert.random_sample(b) for b in blobs])
+        return _Timed([s if isinstance(s, str) else s.median for s in got.stats],
+                      got.reference_ratio, got.retimed, got.runs_retimed, got.disturbed,
+                      got.scaled)

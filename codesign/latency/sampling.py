@@ -94,3 +94,15 @@ def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str 
         cand = Candidate.make(cand.resolution, cand.depths, cand.prune_map, prec)
         out.append(_record(space, cand))
     return out
+
+
+def reference_network(precision: str = "float32") -> dict[str, Any]:
+    """The network every local timing batch also times, to see how fast the machine runs now.
+
+    A small default-space network (about 20 us on XNNPACK here): cheap enough
+    to time beside every candidate, big enough that a slower machine shows in it.
+    """
+    space = get_space("default")
+    depths = tuple(st.min_depth for st in space.stages)
+    cand = space.uniform(min(space.resolutions), depths, 0.5, precision)
+    return _record(space, cand, channels=3)

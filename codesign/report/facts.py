@@ -67,6 +67,17 @@ def setting_rows(run: RunData) -> list[tuple[str, str]]:
         ("latency, accuracy", f"{info.get('latency') or 'measured'}, "
                               f"{info.get('accuracy') or 'measured'}"),
     ]
+    model = info.get("latency_model")
+    if model:
+        flag = "" if model.get("meets_target") else ", below the 95 % target"
+        rows.append(("latency model", f"{pct(model.get('within_10pct'))} within ±10 % "
+                     f"({model.get('source')}, n={model.get('n')}){flag}"))
+    timing = info.get("timing")
+    if timing:
+        rows.append(("timing", f"{timing.get('retimed')} of {timing.get('timed')} timed "
+                     f"candidates re-timed in part ({timing.get('rounds_retimed')} rounds, "
+                     f"{timing.get('runs_retimed')} runs) while the machine was disturbed; "
+                     f"{timing.get('scaled_by_reference')} scaled by the reference network"))
     if run.noise_floor:
         rows.append(("noise floor", f"latency median varies by {pct(run.noise_floor.get('cv'))} "
                      f"over {run.noise_floor.get('repeats')} repeats of "

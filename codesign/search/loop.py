@@ -20,12 +20,15 @@ from codesign.config import SearchConfig
 from codesign.data import load_dataset
 from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 from codesign.hardware.devicelock import host_work
-from codesign.latency.build import load_model, speed_factor
+from codesign.latency.build import fidelity, load_model, speed_factor
 from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.report.table import pareto_table
+from codesign.search import estimates
+from codesign.search.budget import MIN_FRONT, TimeBudget
 from codesign.search.coord import Coordinator, counts, wait_a_moment
 from codesign.search.device import retry_when_back, wait_for_device
+from codesign.search.estimates import DataShape
 from codesign.search.predictor_stage import predictor_stage
 from codesign.search.proposer import Proposer
 from codesign.search.retry import retrying
@@ -55,6 +58,7 @@ MAX_DUPLICATES = 20  # proposals in a row that repeat a candidate before one is 
 PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "optuna",
             "ai-edge-litert", "ai-edge-quantizer", "numpy", "codesign")
 JOIN_WAIT_S = 120.0  # a worker started before its search waits this long for the study
+QUALITY_FILE = "supernet_quality.json"
 MEASURED = ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "size_gzip_bytes",
             "layers", "io")
 
@@ -113,9 +117,13 @@ def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO, started: float) -> 
     study.set_user_attr("data_info", data_info)
     study.set_user_attr("profile", profile.to_dict())
     study.set_user_attr("config", joinable(cfg))
-    deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min
+    budget = TimeBudget(cfg.time_budget_min, started)
+    deadline = budget.deadline
     study.set_user_attr("deadline", None if deadline is None else
                         time.time() + (deadline - time.monotonic()))
+    if cfg.time_budget_min is not None:
+        print(f"time budget: {cfg.time_budget_min:g} min for set-up and trials from now; then "
+              "the front is fine-tuned and written", file=out)
     with coord.study_lock("ask"):
         if not study.get_trials(deepcopy=False):
             _enqueue_anchors(study, cfg)
@@ -128,9 +136,12 @@ def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO, started: float) -> 
         log = str(run.root / "logs" / "worker.log")
         with EvalWorker(timeout_s=cfg.timeout_s, log_path=log) as worker:
             screen, proposer, references, quality = _prepare(worker, cfg, run, out, study,
-                                                             coord, data)
-            _trial_loop(study, worker, cfg, run, out, screen, proposer, deadline, coord)
+                                                             coord, data, budget)
+            _trial_loop(study, worker, cfg, run, out, screen, proposer, budget, coord)
             helpers.wait(out)
+            said = budget.summary(*_front_and_complete(study, cfg))
+            if said:
+                print(said, file=out)
             return _publish(study, worker, cfg, run, out, loc, references, quality, data_info)
     finally:
         helpers.stop()
@@ -171,8 +182,9 @@ def run_worker(run_dir: Path, storage: str | None = None, study_name: str = "cod
     data = load_dataset(cfg.data, cfg.seed)
     log = str(run.root / "logs" / f"worker-{coord.me['host']}-{coord.me['pid']}.log")
     with EvalWorker(timeout_s=cfg.timeout_s, log_path=log) as worker:
-        screen, proposer, _, _ = _prepare(worker, cfg, run, out, study, coord, data)
-        mine = _trial_loop(study, worker, cfg, run, out, screen, proposer, None, coord)
+        budget = _budget(study, cfg)
+        screen, proposer, _, _ = _prepare(worker, cfg, run, out, study, coord, data, budget)
+        mine = _trial_loop(study, worker, cfg, run, out, screen, proposer, budget, coord)
     c = counts(study)
     print(f"worker {me}: completed {mine} trials; the study has {c.complete} of "
           f"{_target(study, cfg, coord)} ({c.failed} failed)", file=out, flush=True)
@@ -202,21 +214,22 @@ def _join(loc: Any, out: TextIO) -> optuna.Study:
 
 def _prepare(
     worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO, study: optuna.Study,
-    coord: Coordinator, data: Any,
+    coord: Coordinator, data: Any, budget: TimeBudget,
 ) -> tuple[Screen | None, Proposer | None, list[dict[str, Any]], dict[str, Any]]:
     """What every worker needs before the trials; the first one makes it, the others load it."""
     wait = "waiting for another worker to {}"
+    shape = DataShape(len(data.y_train), data.channels, data.num_classes)
     with coord.file_lock("supernet", wait.format("train the supernet")), \
             host_work(cfg.profile_spec.remote):
-        _setup(worker, cfg, run, out)
+        train_s = _setup(worker, cfg, run, out, shape)
     with coord.file_lock("quality", wait.format("finish the quality report")):
-        quality = _quality(worker, cfg, run, out)
+        quality = _quality(worker, cfg, run, out, shape, train_s)
     with coord.file_lock("references", wait.format("measure the references")):
-        references = _references(worker, cfg, run, out)
+        references = _references(worker, cfg, run, out, shape)
         _noise_floor(worker, run, references, cfg.profile_spec, out)
     screen = _screen(cfg, data, worker, out)
     with coord.file_lock("predictor", wait.format("train the accuracy predictor")):
-        predictor = predictor_stage(worker, cfg, run, out)
+        predictor = predictor_stage(worker, cfg, run, out, budget.left_s())
     proposer = None
     if predictor is not None and screen is not None:
         proposer = Proposer(predictor, screen, cfg, study, out)
@@ -241,6 +254,8 @@ def _publish(
     searched = front_trials(trials, directions)
     if not searched:
         _no_feasible(trials, cfg, run, out)
+    if cfg.finetune_epochs > 0:  # fine-tuning reorders: tune the next layer too if thin
+        searched = front_layers(trials, directions, MIN_FRONT + 1)
     try:  # a full disk here loses nothing: the study is intact and a rerun writes it again
         front = _finalize_front(worker, cfg, run, searched, out)
         budgets = cfg.budgets()
@@ -249,11 +264,13 @@ def _publish(
         keep = pareto_indices([objective_values(a, cfg.objectives) for _, a, _ in front],
                               directions)
         front = [front[i] for i in keep]  # fine-tuning can reorder; publish the undominated
-        doc = write_front(run.root, front, references, _run_info(cfg, len(trials)), data_info,
+        doc = write_front(run.root, front, references, _run_info(cfg, len(trials), trials),
+                          data_info,
                           profile.to_dict())
     except OSError as exc:
         raise _write_error(exc, run, loc) from None
     print(pareto_table(doc), file=out)
+    print(timing_line(doc["run"]["timing"]), file=out)
     print(
         f"{len(doc['points'])} Pareto points of {len(trials)} trials ({failed} failed); "
         f"models in {run.models}, front in {run.root / 'pareto.json'}",
@@ -296,7 +313,13 @@ class _Bar:
             self.bar.close()
 
 
-def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO) -> None:
+def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+           shape: DataShape) -> float:
+    """Load or train the supernet; return the seconds its training took."""
+    if not (run.root / "supernet.npz").is_file():
+        expect = estimates.supernet_s(cfg.space_spec, shape, cfg.epochs)
+        print(f"supernet: {cfg.epochs} epochs on {shape.images} images, expected about "
+              f"{estimates.duration(expect)} on 2 cores", file=out, flush=True)
     bar = _Bar("supernet", "supernet", "epoch", out)
     try:
         result = worker.setup(
@@ -314,17 +337,29 @@ def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO) -> N
         bar.close()
     if result["supernet"] == "loaded":
         print(f"supernet: reused {run.root / 'supernet.npz'}", file=out)
+    return float(result.get("train_seconds") or 0.0)
 
 
-def _quality(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO) -> dict[str, Any]:
+def _quality(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+             shape: DataShape, train_s: float) -> dict[str, Any]:
     """The supernet quality report: computed once per run, printed every time."""
-    if cfg.quality_samples < 2:
+    epochs = max(1, cfg.finetune_epochs)
+    each = estimates.quality_sample_s(cfg.space_spec, shape, epochs)
+    samples = estimates.quality_samples(cfg.quality_samples, cfg.trials, train_s, each)
+    if samples < 2:
+        if cfg.quality_samples is None:
+            print(f"supernet quality report: skipped at {cfg.trials} trials (--quality-samples "
+                  f"{estimates.QUALITY_MAX} makes one)", file=out)
         return {}
+    if not (run.root / QUALITY_FILE).is_file():
+        print(f"supernet quality report: {samples} sub-networks, each fine-tuned twice, "
+              f"expected about {estimates.duration(samples * each)} (--quality-samples N sets "
+              "the count)", file=out, flush=True)
     bar = _Bar("quality", "supernet quality", "subnet", out)
     try:
         report = worker.call(
             "quality", progress=bar, timeout_s=None, run_dir=str(run.root),
-            samples=cfg.quality_samples, epochs=max(1, cfg.finetune_epochs), seed=cfg.seed,
+            samples=samples, epochs=epochs, seed=cfg.seed,
         )
     except TrialFailure as exc:
         print(f"supernet quality report failed: {exc}", file=out)
@@ -343,11 +378,15 @@ def _quality(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO) ->
 
 
 def _references(
-    worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO
+    worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO, shape: DataShape
 ) -> list[dict[str, Any]]:
     """Measure the maximal network in float32 and int8 once per run (fine-tuned like the front)."""
     if run.references_file.is_file():
         return json.loads(run.references_file.read_text())
+    tune = cfg.finetune_epochs * estimates.network_epoch_s(cfg.space_spec, shape)
+    print(f"references: the maximal network in float32 and int8, measured and fine-tuned, "
+          f"expected about {estimates.duration(2 * estimates.EVAL_S + 3 * tune)}", file=out,
+          flush=True)
     refs = []
     space = cfg.space_spec
     choices = cfg.layer_choices()
@@ -411,13 +450,15 @@ def _screen(cfg: SearchConfig, data: Any, worker: EvalWorker, out: TextIO) -> Sc
     if model is None:
         return None
     speed = 1.0
+    known = fidelity(cfg.profile_spec, model)
     if cfg.latency != "measured":
-        speed = retry_when_back(lambda: speed_factor(cfg.profile_spec, model, out, worker),
+        speed = retry_when_back(lambda: speed_factor(cfg.profile_spec, model, worker),
                                 cfg.profile_spec, out)
         print(f"latency: {cfg.latency}, with the model of {cfg.profile_spec.name} "
-              f"(device speed factor {speed:.3f} against its build)", file=out)
+              f"(device speed factor {speed:.3f} against its build; "
+              f"{known.describe() if known else 'fidelity unknown'})", file=out)
     return Screen(model, cfg.space_spec, data.num_classes, data.channels, cfg.profile_spec,
-                  speed)
+                  speed, known.p95 if known is not None else None)
 
 
 def _target(study: optuna.Study, cfg: SearchConfig, coord: Coordinator) -> int:
@@ -428,17 +469,24 @@ def _target(study: optuna.Study, cfg: SearchConfig, coord: Coordinator) -> int:
     return int(saved.get("trials", cfg.trials))
 
 
-def _deadline(study: optuna.Study, deadline: float | None, coord: Coordinator) -> float | None:
-    """This worker's deadline (monotonic): its own, or the search's wall-clock one."""
-    if deadline is not None or not coord.loc.shared:
-        return deadline
+def _budget(study: optuna.Study, cfg: SearchConfig) -> TimeBudget:
+    """A joining worker's view of the search's time budget (its wall-clock deadline)."""
     wall = study.user_attrs.get("deadline")
-    return None if wall is None else time.monotonic() + (float(wall) - time.time())
+    if wall is None or cfg.time_budget_min is None:
+        return TimeBudget(None)
+    deadline = time.monotonic() + (float(wall) - time.time())
+    return TimeBudget(cfg.time_budget_min, deadline - 60.0 * cfg.time_budget_min)
+
+
+def _front_and_complete(study: optuna.Study, cfg: SearchConfig) -> tuple[int, int]:
+    """Points on the search's front (within budget) and COMPLETE trials."""
+    trials = complete_trials(study)
+    return len(front_trials(trials, [DIRECTIONS[o] for o in cfg.objectives])), len(trials)
 
 
 def _trial_loop(
     study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
-    screen: Screen | None, proposer: Proposer | None, deadline: float | None,
+    screen: Screen | None, proposer: Proposer | None, budget: TimeBudget,
     coord: Coordinator,
 ) -> int:
     """Run trials until the study has the count asked; return how many this worker completed.
@@ -448,7 +496,6 @@ def _trial_loop(
     exactly that many (see :mod:`codesign.search.coord`).
     """
     where = coord.loc.masked()
-    deadline = _deadline(study, deadline, coord)
     target = _target(study, cfg, coord)
     c = retrying(lambda: counts(study), where)
     if c.complete >= target:
@@ -467,9 +514,8 @@ def _trial_loop(
                 c = counts(study)
                 if c.complete >= target:
                     break
-                if deadline is not None and time.monotonic() > deadline:
-                    print(f"\ntime budget of {cfg.time_budget_min:g} min reached after "
-                          f"{c.complete} trials", file=out)
+                if budget.spent() and not budget.may_start(
+                        *_front_and_complete(study, cfg)):
                     break
                 if c.complete + c.failed >= 2 * target:
                     raise CodesignError(
@@ -572,16 +618,21 @@ def _attempt(
 
 
 def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
-    """Start the first generation with a few structured candidates.
+    """Start the first generation with a few structured candidates spread over the space.
 
     A random per-layer precision mix almost never gives most layers one
     precision, yet networks the delegate runs whole are the fast ones: on
     XNNPACK an int16x8 or int4 layer falls back to built-in kernels and splits
-    the delegate's graph. So part of the first generation is seeded: int8
-    networks at each pruning level, one with its first and last layers kept
-    at float16 (the usual place for more precision), and one float32. Each
-    prunes its groups unevenly around its level (one level up or down at
-    random, seeded). At least two members of the first generation stay random.
+    the delegate's graph. So part of the first generation is seeded, in this
+    order: the fastest int8 network (most pruned, shallowest, lowest
+    resolution); the most accurate one (no pruning, deepest, highest
+    resolution); an int8 network of middle size; the same with its first and
+    last layers at float16 (the usual place for more precision); a float32
+    network of middle size; then int8 at the other pruning levels. The first
+    three span the latency range, so even a search stopped early has a front
+    to show. Each prunes its
+    groups unevenly around its level (one level up or down, seeded). At least
+    two members of the first generation stay random.
     """
     import numpy as np
 
@@ -591,25 +642,54 @@ def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     choices = cfg.layer_choices()
     rng = np.random.default_rng(cfg.seed + 104729)
     ratios = sorted(space.prune_ratios)
-    levels = list(range(1, len(ratios))) or [0]
-    plan = [("int8", levels[0], True), ("float32", levels[len(levels) // 2], False)]
-    plan += [("int8", lv, False) for lv in levels]
+    top = len(ratios) - 1
+    mid = top // 2 if top > 1 else min(1, top)
+    shallow = tuple(st.min_depth for st in space.stages)
+    middle = tuple((st.min_depth + st.max_depth + 1) // 2 for st in space.stages)
+    deep = tuple(st.max_depth for st in space.stages)
+    res = sorted(space.resolutions)
+    low, centre, high = res[0], res[(len(res) - 1) // 2], res[-1]
+    plan = [("int8", top, shallow, low, False, "fastest"),
+            ("int8", 0, deep, high, False, "largest"),
+            ("int8", mid, middle, centre, False, "middle"),
+            ("int8", mid, middle, high, True, "middle"),
+            ("float32", mid, middle, high, False, "middle")]
+    plan += [("int8", lv, middle, high, False, "middle") for lv in range(1, top)
+             if lv != mid]
     names = space.layer_names()
-    depths = tuple((st.min_depth + st.max_depth + 1) // 2 for st in space.stages)
     room = max(0, population_size(cfg.trials) - 2)
-    for precision, level, edges in plan[:room]:
+    for precision, level, depths, resolution, edges, size in plan[:room]:
         layer_prec = {n: precision for n in names}
         if edges:
             layer_prec[names[0]] = layer_prec[names[-1]] = "float16"
         if any(p not in choices[n] for n, p in layer_prec.items()):
             continue
+        jitter = 0 if level in (0, top) and size != "middle" else 1
         prune = {
-            g: ratios[int(np.clip(level + rng.integers(-1, 2), 0, len(ratios) - 1))]
+            g: ratios[int(np.clip(level + rng.integers(-jitter, jitter + 1), 0, top))]
             for g in space.group_sizes()
         }
-        cand = Candidate.make(min(space.resolutions), depths, prune, layer_prec)
-        label = f"{precision}{' + float16 edges' if edges else ''}, prune ~{ratios[level]}"
+        cand = Candidate.make(resolution, depths, prune, layer_prec)
+        label = (f"{precision}{' + float16 edges' if edges else ''}, {size}, "
+                 f"prune ~{ratios[level]}")
         study.enqueue_trial(params_of(cand), user_attrs={"anchor": label})
+
+
+def front_layers(trials: list[Any], directions: list[str], want: int) -> list[Any]:
+    """The feasible front, then the fronts under it, until ``want`` trials are taken.
+
+    Fine-tuning moves points: one can come to dominate another, and a front of
+    two would be published. Tuning the next layer too leaves a front of
+    :data:`~codesign.search.budget.MIN_FRONT` whenever the trials allow.
+    """
+    left = [t for t in trials if feasible(t)]
+    taken: list[Any] = []
+    while left and len(taken) < want:
+        layer = front_trials(left, directions)
+        taken += layer
+        numbers = {t.number for t in layer}
+        left = [t for t in left if t.number not in numbers]
+    return taken
 
 
 def _progress_note(trials: list[Any], directions: list[str]) -> str:
@@ -721,20 +801,22 @@ def _finalize_front(
             attrs["search"] = brief(t.user_attrs)
             attrs["latency_predicted_ms"] = t.user_attrs.get("latency_predicted_ms")
             model = run.trial_model(t.number)
-            if attrs["latency_ms"].get("source") == "predicted" and cfg.finetune_epochs <= 0:
-                attrs["latency_ms"] = retry_when_back(  # every exported point is measured
-                    lambda m=model: worker.call("time", model_path=str(m)), cfg.profile_spec, out)
             if cfg.finetune_epochs > 0:
                 record = tuned_dir / f"trial-{t.number}.json"
                 path = tuned_dir / f"trial-{t.number}.tflite"
                 res = _cached_finetune(worker, cfg, record, path, t.user_attrs["candidate"],
-                                       out)
-                if res is not None:
+                                       out, t.user_attrs["val_accuracy"])
+                if res is None:
+                    attrs["finetune"] = {"error": "fine-tuning failed; search measurements kept"}
+                elif res["finetune"].get("kept", True):
                     attrs.update({k: res[k] for k in MEASURED})
                     attrs["finetune"] = res["finetune"]
                     model = path
                 else:
-                    attrs["finetune"] = {"error": "fine-tuning failed; search measurements kept"}
+                    attrs["finetune"] = res["finetune"]
+            if attrs["latency_ms"].get("source") == "predicted":
+                attrs["latency_ms"] = retry_when_back(  # every exported point is measured
+                    lambda m=model: worker.call("time", model_path=str(m)), cfg.profile_spec, out)
             final.append((t.number, attrs, model))
             bar.update(1)
     finally:
@@ -744,8 +826,14 @@ def _finalize_front(
 
 def _cached_finetune(
     worker: EvalWorker, cfg: SearchConfig, record: Path, path: Path, candidate: dict[str, Any],
-    out: TextIO,
+    out: TextIO, search_val: float,
 ) -> dict[str, Any] | None:
+    """Fine-tune a front candidate (cached); ``finetune.kept`` says if it beat the search's model.
+
+    A brief fine-tuning can lower validation accuracy (seen on small supernets);
+    the search's own model and measurements are kept then, so fine-tuning never
+    makes a published point worse.
+    """
     if record.is_file() and path.is_file():
         saved = json.loads(record.read_text())
         if saved.get("finetune", {}).get("epochs") == cfg.finetune_epochs:
@@ -757,6 +845,10 @@ def _cached_finetune(
             cfg.profile_spec, out)
     except TrialFailure:
         return None
+    res["finetune"]["kept"] = res["val_accuracy"] >= search_val
+    if not res["finetune"]["kept"]:
+        res["finetune"]["note"] = (f"fine-tuning lowered validation accuracy to "
+                                   f"{res['val_accuracy']:.4f}; the search's model is kept")
     record.parent.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=1))
@@ -764,8 +856,32 @@ def _cached_finetune(
     return res
 
 
-def _run_info(cfg: SearchConfig, completed: int) -> dict[str, Any]:
+def timing_summary(trials: list[Any]) -> dict[str, int]:
+    """How the trials' latencies were taken on a machine that may not have been idle."""
+    recs = [t.user_attrs.get("latency_ms") or {} for t in trials]
+    timed = [r for r in recs if r.get("source", "measured") == "measured"]
+    return {"timed": len(timed),
+            "retimed": sum(1 for r in timed if r.get("retimed") or r.get("runs_retimed")),
+            "rounds_retimed": sum(int(r.get("retimed") or 0) for r in timed),
+            "runs_retimed": sum(int(r.get("runs_retimed") or 0) for r in timed),
+            "scaled_by_reference": sum(1 for r in timed if r.get("scaled_by_reference"))}
+
+
+def timing_line(s: dict[str, int]) -> str:
+    """The timing summary in one line."""
+    return (f"timing: {s['retimed']} of {s['timed']} timed candidates were re-timed in part "
+            f"({s['rounds_retimed']} rounds, {s['runs_retimed']} runs) because the machine "
+            f"was disturbed; {s['scaled_by_reference']} stayed slow and were scaled by the "
+            "reference network")
+
+
+def _run_info(cfg: SearchConfig, completed: int, trials: list[Any]) -> dict[str, Any]:
+    known = fidelity(cfg.profile_spec) if cfg.latency != "measured" else None
     return {
+        "timing": timing_summary(trials),
+        "latency_model": None if known is None else {
+            "within_10pct": known.within_10pct, "p95_abs_rel_error": known.p95, "n": known.n,
+            "source": known.source, "meets_target": known.meets_target},
         "data": cfg.data,
         "profile": profile_summary(cfg.profile_spec),
         "space": cfg.space,

@@ -11,16 +11,26 @@ from tqdm import tqdm
 from codesign.config import SearchConfig
 from codesign.errors import TrialFailure
 from codesign.predict.predictor import AccuracyPredictor, PredictorSettings, train_predictor
+from codesign.search import estimates
 from codesign.search.rundir import RunDir
 from codesign.space.candidate import Candidate
 from codesign.worker import EvalWorker
 
 CHUNK = 20  # candidates per call to the child (each chunk is saved at once)
+MIN_FLOAT, MIN_QUANT = 100, 20  # the fewest samples a time budget shrinks the predictor to
 
 
-def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO
-                    ) -> AccuracyPredictor | None:
+def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+                    left_s: float | None = None) -> AccuracyPredictor | None:
     """Load the run's accuracy predictor, or train it; print its fidelity.
+
+    Args:
+        worker: The evaluation child.
+        cfg: The search's settings.
+        run: The run directory.
+        out: Where progress goes.
+        left_s: Seconds left of the search's time budget (None: no budget). The
+            sample counts shrink so that this stage takes at most a third of it.
 
     Returns:
         The predictor, or None when the search measures accuracy only.
@@ -28,8 +38,8 @@ def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: Tex
     if cfg.accuracy == "measured":
         return None
     space = cfg.space_spec
-    settings = PredictorSettings(cfg.predictor_float_samples, cfg.predictor_quant_samples,
-                                 cfg.seed)
+    n_float, n_quant = _sample_counts(cfg, left_s)
+    settings = PredictorSettings(n_float, n_quant, cfg.seed)
     path = run.root / "predictor.json"
     if path.is_file():
         saved = AccuracyPredictor.load(path, space)
@@ -38,6 +48,12 @@ def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: Tex
             return saved
     cache_file = run.root / "predictor_data.jsonl"
     cache = _read_cache(cache_file)
+    scaled = "" if (n_float, n_quant) == (cfg.predictor_float_samples,
+                                          cfg.predictor_quant_samples) else (
+        ", fewer than asked to fit a third of the time budget left")
+    print(f"accuracy predictor: {n_float} float and {n_quant} quantized samples{scaled}, "
+          f"expected about {estimates.duration(estimates.predictor_s(n_float, n_quant))}",
+          file=out, flush=True)
     total = 1.2 * (settings.float_samples + settings.quant_samples)  # with held-out twice
     bar = tqdm(total=int(total), desc="accuracy predictor", unit="net", file=out)
 
@@ -70,6 +86,18 @@ def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: Tex
     (run.root / "predictor_fidelity.json").write_text(json.dumps(predictor.meta, indent=1))
     print_fidelity(predictor.meta, out)
     return predictor
+
+
+def _sample_counts(cfg: SearchConfig, left_s: float | None) -> tuple[int, int]:
+    """Float and quantized sample counts: as asked, or scaled down to fit the budget."""
+    n_float, n_quant = cfg.predictor_float_samples, cfg.predictor_quant_samples
+    if left_s is None:
+        return n_float, n_quant
+    share = max(0.0, left_s / 3) / estimates.predictor_s(n_float, n_quant)
+    if share >= 1.0:
+        return n_float, n_quant
+    return (max(MIN_FLOAT, min(n_float, int(n_float * share))),
+            max(MIN_QUANT, min(n_quant, int(n_quant * share))))
 
 
 def print_fidelity(meta: dict[str, Any], out: TextIO) -> None:

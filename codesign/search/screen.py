@@ -1,9 +1,10 @@
 """Latency by prediction: which candidates a hybrid search still times on the device.
 
 A candidate is timed when, at its optimistic latency (the prediction less the
-model's error margin), it would not be dominated by a trial already in the
-study and could meet the latency budget. Everything else keeps its predicted
-latency; it cannot enter the front, so no exported point rests on a prediction.
+model's 95th-percentile error in its last check, at least 10 %), it would not
+be dominated by a trial already in the study and could meet the latency
+budget. Everything else keeps its predicted latency; it cannot enter the
+front, so no exported point rests on a prediction.
 """
 
 from __future__ import annotations
@@ -31,18 +32,20 @@ class Screen:
         channels: Input image channels.
         profile: The profile (for its delegate).
         speed: The device's speed factor now (see ``latency.build.speed_factor``).
+        p95_error: The model's 95th-percentile relative error in its last check
+            (None: :data:`DEFAULT_MARGIN`); the margin is at least 10 %.
     """
 
     def __init__(self, model: LatencyModel, space: SpaceSpec, num_classes: int,
-                 channels: int, profile: Any, speed: float = 1.0) -> None:
+                 channels: int, profile: Any, speed: float = 1.0,
+                 p95_error: float | None = None) -> None:
         self.model = model
         self.speed = speed
         self.space = space
         self.num_classes = num_classes
         self.channels = channels
         self.delegate = delegated(profile)
-        hold = model.meta.get("holdout") or {}
-        self.margin = max(0.10, float(hold.get("p90_abs_rel_error", DEFAULT_MARGIN)))
+        self.margin = max(0.10, float(p95_error if p95_error is not None else DEFAULT_MARGIN))
 
     def predict(self, cand: Candidate) -> float:
         """Predicted median latency (ms)."""

@@ -22,6 +22,8 @@ from codesign.hardware import litert
 from codesign.hardware.devicelock import device_lock, host_work
 from codesign.hardware.profile import Profile, load_profile
 from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
+from codesign.hardware.timing import Timer
+from codesign.latency.measure import latency_record, local_timer
 from codesign.report.manifest import brief
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec, get_space
@@ -47,6 +49,8 @@ class Pipeline:
         self.weights: dict[str, list[np.ndarray]] | None = None
         self._resized: dict[tuple[str, int], np.ndarray] = {}
         self._command_runner: CommandRunner | None = None
+        self._timer: Timer | None = None
+        self._timer_profile: Profile | None = None
         self._evaluator: Any = None
 
     # --- set-up ------------------------------------------------------------------------
@@ -256,9 +260,19 @@ class Pipeline:
                 runtime = facts["runtime"]
                 return {**stats_of(entries[0]), "device": p.device,
                         "runtime": f"{runtime.get('name')} {runtime.get('version')}"}
-            stats = litert.time_latency(blob, sample, p.threads, p.resolver, p.warmup_runs, p.runs)
-            return {**stats.to_dict(), "device": p.device,
-                    "runtime": f"{p.runtime} {p.runtime_version}"}
+            timed = self._local_timer().time([blob], [sample])
+            stats = timed.stats[0]
+            if isinstance(stats, str):
+                raise TrialFailure(stats)
+            return latency_record(stats, timed, p)
+
+    def _local_timer(self) -> Timer:
+        """This child's timer for the profile (made once per profile)."""
+        assert self.profile is not None
+        if self._timer is None or self._timer_profile != self.profile:
+            self._timer = local_timer(self.profile)
+            self._timer_profile = self.profile
+        return self._timer
 
     def _runner(self, p: Profile) -> CommandRunner:
         if self._command_runner is None or self._command_runner.spec != p.runner:
@@ -463,7 +477,11 @@ class Pipeline:
         self, samples: list[dict[str, Any]], profile: str, out: str, repeats: int = 1,
         budget_s: float | None = None,
     ) -> dict[str, Any]:
-        """Convert sampled networks and time them on a profile (see codesign.latency)."""
+        """Convert sampled networks and time them on a profile (see codesign.latency).
+
+        Returns:
+            ``{"records", "timing"}`` (see :func:`codesign.latency.measure.measure_samples`).
+        """
         from codesign.latency.measure import measure_samples
 
         return measure_samples(
@@ -472,6 +490,15 @@ class Pipeline:
                                                "total": total}),
             repeats, budget_s,
         )
+
+
+    def do_reference(self, profile: str) -> dict[str, Any]:
+        """The reference network's quiet median on a local profile now (the speed factor's)."""
+        self.profile = load_profile(profile)
+        with device_lock(self.profile.device, exclusive=True):
+            timer = self._local_timer()
+            timer.quietest_ms = None
+            return {"reference_ms": timer.calibrate(tries=5)}
 
 
 def _read_model(path: str) -> bytes:

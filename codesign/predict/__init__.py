@@ -1,0 +1,1 @@
+"""The accuracy predictor: encoding, regressors, training and fidelity."""

@@ -1,0 +1,114 @@
+"""What the set-up stages of a search are expected to take, and how big they are by default.
+
+Estimates come from the arithmetic of the work (multiply-accumulates of the
+networks, images, epochs, samples) and rates measured on a 2-core x86 machine
+(2026-11-29); a faster or busier machine differs, and every stage's progress
+bar shows the real rate once it runs. Pure Python: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codesign.latency.features import kernels
+from codesign.space.candidate import Candidate
+from codesign.space.family import SpaceSpec
+
+# Training throughput of tf_keras on 2 cores: seconds per million multiply-accumulates of a
+# forward pass, per image and epoch (backward pass included), plus a fixed cost per step.
+TRAIN_S_PER_MMAC_IMAGE = 2.4e-4
+TRAIN_S_PER_STEP = 0.012
+BATCH = 64
+SANDWICH = 4  # networks per step of nested training (largest, smallest, two random)
+FULL_FRACTION = 0.25  # share of the epochs that train the maximal network alone
+SUBNET_COST = 0.55  # an average sub-network's arithmetic, relative to the maximal network
+MASKED_COST = 0.9  # a sub-network trained through the masked supernet, relative to the maximal
+SUPERNET_TARGET_S = 200.0  # default supernet training time here
+MIN_EPOCHS, MAX_EPOCHS = 10, 40
+EVAL_S = 1.0  # build, recalibration and evaluation of one sub-network
+FLOAT_SAMPLE_S = 0.15  # one float predictor sample through the masked supernet
+QUANT_SAMPLE_S = 1.5  # one converted, quantized predictor sample
+CONVERT_S = 0.8  # one sampled network converted for a latency model (uncached)
+QUALITY_SHARE = 0.2  # the quality report's time, at most this share of the supernet's
+QUALITY_MIN, QUALITY_MAX = 5, 20  # sub-networks in a default quality report
+QUALITY_MIN_TRIALS = 10  # fewer trials asked: no quality report by default
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the estimates need of a data set.
+
+    Attributes:
+        images: Training images.
+        channels: Image channels.
+        num_classes: Classes.
+    """
+
+    images: int
+    channels: int
+    num_classes: int
+
+
+def max_mmacs(space: SpaceSpec, data: DataShape) -> float:
+    """Forward multiply-accumulates (millions) of the maximal network, averaged over resolutions."""
+    top = space.max_candidate()
+    total = 0.0
+    for res in space.resolutions:
+        cand = Candidate.make(res, top.depths, top.prune_map, top.precision_map)
+        total += sum(k.macs for k in kernels(space, cand, data.num_classes, data.channels))
+    return total / len(space.resolutions) / 1e6
+
+
+def network_epoch_s(space: SpaceSpec, data: DataShape, cost: float = 1.0) -> float:
+    """Seconds of one training epoch of one network (``cost``: its share of the maximal one)."""
+    steps = max(1, data.images // BATCH)
+    return (data.images * max_mmacs(space, data) * cost * TRAIN_S_PER_MMAC_IMAGE
+            + steps * TRAIN_S_PER_STEP)
+
+
+def supernet_s(space: SpaceSpec, data: DataShape, epochs: int) -> float:
+    """Expected seconds of supernet training."""
+    full = round(epochs * FULL_FRACTION) if epochs > 1 else 0
+    nested = epochs - full
+    # a masked sub-network computes every channel of the maximal network (masks zero them)
+    return network_epoch_s(space, data) * (full + nested * SANDWICH * MASKED_COST)
+
+
+def auto_epochs(space: SpaceSpec, data: DataShape) -> int:
+    """Supernet epochs sized to the data: about :data:`SUPERNET_TARGET_S` here, 10 to 40."""
+    per_epoch = supernet_s(space, data, 40) / 40
+    return int(max(MIN_EPOCHS, min(MAX_EPOCHS, SUPERNET_TARGET_S // max(per_epoch, 1e-6))))
+
+
+def quality_sample_s(space: SpaceSpec, data: DataShape, finetune_epochs: int) -> float:
+    """Expected seconds of one quality-report sub-network (fine-tuned twice)."""
+    return 2 * finetune_epochs * network_epoch_s(space, data, SUBNET_COST) + 2 * EVAL_S
+
+
+def quality_samples(asked: int | None, trials: int, supernet_seconds: float,
+                    sample_seconds: float) -> int:
+    """Sub-networks of the quality report.
+
+    ``asked`` wins when given. By default the report gets at most
+    :data:`QUALITY_SHARE` of the supernet's training time, between
+    :data:`QUALITY_MIN` and :data:`QUALITY_MAX` sub-networks, and none when
+    fewer than :data:`QUALITY_MIN_TRIALS` trials are asked.
+    """
+    if asked is not None:
+        return asked
+    if trials < QUALITY_MIN_TRIALS:
+        return 0
+    fits = int(QUALITY_SHARE * supernet_seconds / max(sample_seconds, 1e-6))
+    return max(QUALITY_MIN, min(QUALITY_MAX, fits))
+
+
+def predictor_s(float_samples: int, quant_samples: int) -> float:
+    """Expected seconds of the accuracy predictor's samples (held-out ones included)."""
+    return 1.2 * (float_samples * FLOAT_SAMPLE_S + quant_samples * QUANT_SAMPLE_S)
+
+
+def duration(seconds: float) -> str:
+    """A duration for people: ``40 s``, ``3.5 min``."""
+    if seconds < 90:
+        return f"{max(1.0, seconds):.0f} s"
+    return f"{seconds / 60:.1f} min"

@@ -1,0 +1,53 @@
+"""A time budget never throws work away: a budget-stopped search still ends with a front."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from codesign.search.budget import MIN_FRONT, MIN_TRIALS, TimeBudget
+from tests.conftest import TINY, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_budget_rules() -> None:
+    none = TimeBudget(None)
+    assert not none.spent() and none.may_start(0, 0) and none.summary(0, 0) is None
+    gone = TimeBudget(1.0, started=0.0)  # started long ago: spent
+    assert gone.spent()
+    assert gone.may_start(MIN_FRONT - 1, MIN_TRIALS - 1)  # the front is too thin: go on
+    assert not gone.may_start(MIN_FRONT, 0)
+    assert not gone.may_start(0, MIN_TRIALS)
+    said = gone.summary(MIN_FRONT, 4)
+    assert said is not None and "exceeded by" in said and f"front of {MIN_FRONT}" in said
+
+
+def test_one_minute_budget_ends_with_a_front_of_three(seeded_run: Path) -> None:
+    proc = run_cli("search", "--data", "digits", *TINY, "--trials", "1000",
+                   "--time-budget-min", "1", "--out", str(seeded_run))
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    assert "time budget: 1 min" in proc.stdout
+    assert "time budget of 1 min" in proc.stdout  # how it was used, said at the end
+    doc = json.loads((seeded_run / "pareto.json").read_text())
+    assert len(doc["points"]) >= MIN_FRONT
+    assert all(p["latency_ms"]["median"] > 0 for p in doc["points"])  # measured points
+
+
+def test_budget_spent_in_set_up_still_evaluates_the_seeded_candidates(seeded_run: Path) -> None:
+    proc = run_cli("search", "--data", "digits", *TINY, "--trials", "1000",
+                   "--time-budget-min", "0.01", "--out", str(seeded_run))
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    assert "exceeded by" in proc.stdout
+    study = optuna.load_study(study_name="codesign",
+                              storage=f"sqlite:///{seeded_run / 'study.db'}")
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    doc = json.loads((seeded_run / "pareto.json").read_text())
+    assert len(doc["points"]) >= MIN_FRONT or len(done) == MIN_TRIALS
+    assert len(done) <= MIN_TRIALS
+    first = sorted(done, key=lambda t: t.number)[:2]
+    assert all("anchor" in t.user_attrs for t in first)  # seeded candidates first

@@ -1,0 +1,30 @@
+"""Whole searches at default settings (make test-slow): minutes each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codesign.search.budget import MIN_FRONT
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_space_under_a_short_budget_ends_with_a_measured_front(tmp_path: Path) -> None:
+    """The default space, default settings, a 2-minute budget: exit 0, a front of 3 or more."""
+    out = tmp_path / "run"
+    proc = run_cli("search", "--data", "digits", "--trials", "1000", "--time-budget-min", "2",
+                   "--latency", "measured", "--out", str(out), timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    text = proc.stdout
+    assert "supernet: " in text and "expected about" in text  # said before it started
+    assert "time budget of 2 min" in text
+    doc = json.loads((out / "pareto.json").read_text())
+    assert len(doc["points"]) >= MIN_FRONT
+    assert doc["run"]["timing"]["timed"] >= len(doc["points"])
+    for p in doc["points"]:
+        assert p["latency_ms"]["median"] > 0 and (out / p["model"]).is_file()
+    assert (out / "report" / "index.html").is_file()

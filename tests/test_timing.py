@@ -1,0 +1,96 @@
+"""Timing on a machine that is not idle: disturbance is seen, re-timed and reported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from codesign.hardware import litert
+from codesign.hardware.timing import Timer, TimingSettings
+from codesign.latency.measure import converted
+from codesign.latency.sampling import reference_network, whole_networks
+
+BUSY = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass\n"
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[bytes, list[bytes]]:
+    """The reference network and four default-space candidates, converted for real."""
+    ref = converted(reference_network()).read_bytes()
+    nets = [converted(s).read_bytes() for s in whole_networks(4, 7, ("float32", "int8"))]
+    return ref, nets
+
+
+def _samples(blobs: list[bytes]) -> list[np.ndarray]:
+    return [litert.random_sample(b) for b in blobs]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to move between")
+def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
+        models: tuple[bytes, list[bytes]]) -> None:
+    ref, nets = models
+    settings = TimingSettings(threads=1, resolver="auto", warmup=20, runs=3000)
+    quiet = Timer(settings, reference=ref).time(nets, _samples(nets))
+    timer = Timer(settings, reference=ref)
+    timer.calibrate()
+    me = threading.get_native_id()
+    started: list[subprocess.Popen] = []
+    loaded: list[int] = []
+
+    def disturb() -> None:
+        # wait until the timer has pinned this thread to a core, then load exactly that core
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            cores = os.sched_getaffinity(me)
+            if len(cores) == 1:
+                time.sleep(0.05)  # mid-batch
+                core = next(iter(cores))
+                loaded.append(core)
+                started.append(subprocess.Popen([sys.executable, "-c", BUSY, str(core)]))
+                return
+            time.sleep(0.002)
+
+    helper = threading.Thread(target=disturb)
+    helper.start()
+    try:
+        busy = timer.time(nets, _samples(nets))
+    finally:
+        helper.join()
+        for p in started:
+            p.kill()
+            p.wait()
+    assert started, "the timer never pinned the measuring thread to one core"
+    assert busy.retimed > 0, "the disturbance went unseen"  # whole rounds timed again ...
+    assert busy.core is not None and busy.core != loaded[0]  # ... on the other core
+    assert timer.retimed_total >= busy.retimed
+    for a, b in zip(quiet.stats, busy.stats, strict=True):
+        assert not isinstance(a, str) and not isinstance(b, str)
+        # the other core may be slowed by the host too: compare at the reference's speed
+        scale = (busy.reference_ratio or 1.0) / (quiet.reference_ratio or 1.0)
+        assert abs(b.median / (a.median * scale) - 1) < 0.3, (a.median, b.median, scale)
+
+
+def test_rounds_are_recorded_and_agree_on_a_steady_model(
+        models: tuple[bytes, list[bytes]]) -> None:
+    ref, nets = models
+    got = Timer(TimingSettings(runs=60), reference=ref).time(nets[:2], _samples(nets[:2]))
+    for s in got.stats:
+        assert not isinstance(s, str)
+        assert s.rounds >= 3 and 2 <= s.quiet_rounds <= s.rounds
+        assert s.runs >= 40 and s.median > 0 and s.min <= s.median <= s.p90
+    assert got.reference_ratio is not None and got.reference_ratio >= 1.0
+
+
+def test_a_model_that_cannot_run_is_reported_not_raised(
+        models: tuple[bytes, list[bytes]]) -> None:
+    ref, nets = models
+    got = Timer(TimingSettings(runs=30), reference=ref).time(
+        [b"not a model", nets[0]], [np.zeros((1, 4, 4, 1), np.float32), *_samples(nets[:1])])
+    assert isinstance(got.stats[0], str) and "cannot load" in got.stats[0]
+    assert not isinstance(got.stats[1], str)
