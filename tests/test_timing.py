@@ -71,9 +71,9 @@ def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
     assert timer.retimed_total >= busy.retimed
     for a, b in zip(quiet.stats, busy.stats, strict=True):
         assert not isinstance(a, str) and not isinstance(b, str)
-        # the other core may be slowed by the host too: compare at the reference's speed
-        scale = (busy.reference_ratio or 1.0) / (quiet.reference_ratio or 1.0)
-        assert abs(b.median / (a.median * scale) - 1) < 0.3, (a.median, b.median, scale)
+        # the busy process did not inflate the figure (the host itself may have slowed
+        # either timing for a while; a disturbance only ever makes a timing slower)
+        assert b.median < 1.3 * a.median, (a.median, b.median)
 
 
 def test_rounds_are_recorded_and_agree_on_a_steady_model(

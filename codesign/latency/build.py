@@ -130,7 +130,7 @@ def disturbance_line(timing: dict[str, Any], measured: int) -> str:
     return (f"re-timed {timing.get('retimed', 0)} rounds and {timing.get('runs_retimed', 0)} "
             f"runs of {measured} networks (machine up to {max(0.0, worst - 1):.0%} slower than "
             f"its quietest; {timing.get('disturbed', 0)} of {timing.get('batches', 0)} batches "
-            "stayed disturbed and were scaled by the reference network)")
+            "stayed disturbed after re-timing)")
 
 
 def _quiet_ms(rec: dict[str, Any]) -> float:

@@ -89,8 +89,7 @@ def latency_record(stats: litert.LatencyStats, batch: BatchTiming, profile: Prof
     return {**stats.to_dict(), "device": profile.device,
             "runtime": f"{profile.runtime} {profile.runtime_version}",
             "retimed": batch.retimed, "runs_retimed": batch.runs_retimed,
-            "reference_ratio": batch.reference_ratio, "disturbed": batch.disturbed,
-            "scaled_by_reference": batch.scaled}
+            "reference_ratio": batch.reference_ratio, "disturbed": batch.disturbed}
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -106,12 +105,10 @@ def measure_samples(
 
     Locally, samples are timed in batches with the reference network (see
     :mod:`codesign.hardware.timing`); a batch the machine was disturbed in is
-    put back and timed once more at the end. Each record keeps the median
-    (``median_ms``; divided by the reference's slow-down when the machine
-    stayed slow, then ``scaled_by_reference``), the machine's slow-down
-    against its quietest (``reference_ratio``), the latency at its quietest
-    (``quiet_ms``: what a latency model learns) and how many rounds and runs
-    were re-timed.
+    put back and timed once more at the end. Each record keeps the latency
+    (``median_ms``: the fastest undisturbed round's median; ``quiet_ms``, what
+    a latency model learns, is the same), the machine's slow-down against its
+    quietest (``reference_ratio``) and how many rounds and runs were re-timed.
 
     Args:
         samples: Networks from :mod:`codesign.latency.sampling`.
@@ -214,7 +211,6 @@ class _Timed:
     retimed: int = 0
     runs_retimed: int = 0
     disturbed: bool = False
-    scaled: bool = False
 
 
 def _fill(rec: dict[str, Any], entries: list[float | str], timed: list[_Timed]) -> None:
@@ -226,11 +222,9 @@ def _fill(rec: dict[str, Any], entries: list[float | str], timed: list[_Timed]) 
     meds = [float(e) for e in entries]
     ratios = [t.reference_ratio for t in timed if t.reference_ratio is not None]
     ratio = float(np.median(ratios)) if ratios else 1.0
-    scaled = any(t.scaled for t in timed)  # the timer divided them by the ratio already
     rec["median_ms"] = float(np.median(meds))
     rec["medians_ms"] = meds
-    rec["quiet_ms"] = rec["median_ms"] / (1.0 if scaled else max(1.0, ratio))
-    rec["scaled_by_reference"] = scaled
+    rec["quiet_ms"] = rec["median_ms"]  # the fastest undisturbed round (older records: raw)
     rec["reference_ratio"] = ratio
     rec["retimed"] = sum(t.retimed for t in timed)
     rec["runs_retimed"] = sum(t.runs_retimed for t in timed)
@@ -254,5 +248,4 @@ def _time(paths: list[Path], profile: Profile, runner: CommandRunner | None,
         blobs = [p.read_bytes() for p in paths]
         got = timer.time(blobs, [litert.random_sample(b) for b in blobs])
         return _Timed([s if isinstance(s, str) else s.median for s in got.stats],
-                      got.reference_ratio, got.retimed, got.runs_retimed, got.disturbed,
-                      got.scaled)
+                      got.reference_ratio, got.retimed, got.runs_retimed, got.disturbed)

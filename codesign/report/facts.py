@@ -77,7 +77,7 @@ def setting_rows(run: RunData) -> list[tuple[str, str]]:
         rows.append(("timing", f"{timing.get('retimed')} of {timing.get('timed')} timed "
                      f"candidates re-timed in part ({timing.get('rounds_retimed')} rounds, "
                      f"{timing.get('runs_retimed')} runs) while the machine was disturbed; "
-                     f"{timing.get('scaled_by_reference')} scaled by the reference network"))
+                     f"{timing.get('disturbed')} stayed disturbed after re-timing"))
     if run.noise_floor:
         rows.append(("noise floor", f"latency median varies by {pct(run.noise_floor.get('cv'))} "
                      f"over {run.noise_floor.get('repeats')} repeats of "

@@ -864,15 +864,14 @@ def timing_summary(trials: list[Any]) -> dict[str, int]:
             "retimed": sum(1 for r in timed if r.get("retimed") or r.get("runs_retimed")),
             "rounds_retimed": sum(int(r.get("retimed") or 0) for r in timed),
             "runs_retimed": sum(int(r.get("runs_retimed") or 0) for r in timed),
-            "scaled_by_reference": sum(1 for r in timed if r.get("scaled_by_reference"))}
+            "disturbed": sum(1 for r in timed if r.get("disturbed"))}
 
 
 def timing_line(s: dict[str, int]) -> str:
     """The timing summary in one line."""
     return (f"timing: {s['retimed']} of {s['timed']} timed candidates were re-timed in part "
             f"({s['rounds_retimed']} rounds, {s['runs_retimed']} runs) because the machine "
-            f"was disturbed; {s['scaled_by_reference']} stayed slow and were scaled by the "
-            "reference network")
+            f"was disturbed; {s['disturbed']} stayed disturbed after re-timing")
 
 
 def _run_info(cfg: SearchConfig, completed: int, trials: list[Any]) -> dict[str, Any]:
