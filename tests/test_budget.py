@@ -23,6 +23,8 @@ def test_budget_rules() -> None:
     assert gone.may_start(MIN_FRONT - 1, MIN_TRIALS - 1)  # the front is too thin: go on
     assert not gone.may_start(MIN_FRONT, 0)
     assert not gone.may_start(0, MIN_TRIALS)
+    tuned = TimeBudget(1.0, started=0.0, spare=1)  # the front is fine-tuned after
+    assert tuned.may_start(MIN_FRONT, 0) and not tuned.may_start(MIN_FRONT + 1, 0)
     said = gone.summary(MIN_FRONT, 4)
     assert said is not None and "exceeded by" in said and f"front of {MIN_FRONT}" in said
 

@@ -25,7 +25,7 @@ from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.report.table import pareto_table
 from codesign.search import estimates
-from codesign.search.budget import MIN_FRONT, TimeBudget
+from codesign.search.budget import MIN_FRONT, SPARE, TimeBudget
 from codesign.search.coord import Coordinator, counts, wait_a_moment
 from codesign.search.device import retry_when_back, wait_for_device
 from codesign.search.estimates import DataShape
@@ -117,7 +117,7 @@ def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO, started: float) -> 
     study.set_user_attr("data_info", data_info)
     study.set_user_attr("profile", profile.to_dict())
     study.set_user_attr("config", joinable(cfg))
-    budget = TimeBudget(cfg.time_budget_min, started)
+    budget = TimeBudget(cfg.time_budget_min, started, spare=SPARE if cfg.finetune_epochs > 0 else 0)
     deadline = budget.deadline
     study.set_user_attr("deadline", None if deadline is None else
                         time.time() + (deadline - time.monotonic()))
@@ -254,16 +254,12 @@ def _publish(
     searched = front_trials(trials, directions)
     if not searched:
         _no_feasible(trials, cfg, run, out)
-    if cfg.finetune_epochs > 0:  # fine-tuning reorders: tune the next layer too if thin
-        searched = front_layers(trials, directions, MIN_FRONT + 1)
     try:  # a full disk here loses nothing: the study is intact and a rerun writes it again
-        front = _finalize_front(worker, cfg, run, searched, out)
-        budgets = cfg.budgets()
-        front = [f for f in front
-                 if all(v <= 0 for v in constraint_values(f[1], budgets).values())]
-        keep = pareto_indices([objective_values(a, cfg.objectives) for _, a, _ in front],
-                              directions)
-        front = [front[i] for i in keep]  # fine-tuning can reorder; publish the undominated
+        front = _tuned_front(worker, cfg, run, trials, out)
+        if len(front) < min(MIN_FRONT, len(searched)):
+            print(f"fine-tuning reordered the front: {len(front)} points stay undominated of "
+                  f"the {len(searched)} the search found (each trial's search figures stay in "
+                  "the study and the report)", file=out)
         doc = write_front(run.root, front, references, _run_info(cfg, len(trials), trials),
                           data_info,
                           profile.to_dict())
@@ -277,6 +273,39 @@ def _publish(
         file=out,
     )
     return SearchResult(pareto=doc, completed=len(trials), failed=failed, quality=quality)
+
+
+def _tuned_front(
+    worker: EvalWorker, cfg: SearchConfig, run: RunDir, trials: list[Any], out: TextIO
+) -> list[tuple[int, dict[str, Any], Path]]:
+    """Fine-tune and re-measure the front; publish what stays undominated and within budget.
+
+    Fine-tuning moves points, and one can come to dominate another. So the
+    next Pareto layer is tuned too (:func:`front_layers`), and while the
+    tuned front holds fewer than :data:`MIN_FRONT` points, up to two more
+    layers are.
+    """
+    directions = [DIRECTIONS[o] for o in cfg.objectives]
+    budgets = cfg.budgets()
+    tuning = cfg.finetune_epochs > 0
+    want = MIN_FRONT + 1 if tuning else 0
+    todo = front_layers(trials, directions, want) if tuning else front_trials(trials, directions)
+    done: dict[int, tuple[int, dict[str, Any], Path]] = {}
+    for _ in range(3):
+        for item in _finalize_front(worker, cfg, run, todo, out):
+            done[item[0]] = item
+        front = [f for f in done.values()
+                 if all(v <= 0 for v in constraint_values(f[1], budgets).values())]
+        keep = pareto_indices([objective_values(a, cfg.objectives) for _, a, _ in front],
+                              directions)
+        front = [front[i] for i in keep]
+        if not tuning or len(front) >= MIN_FRONT:
+            break
+        want = len(done) + MIN_FRONT - len(front)
+        todo = [t for t in front_layers(trials, directions, want) if t.number not in done]
+        if not todo:
+            break
+    return front
 
 
 def _write_error(exc: OSError, run: RunDir, loc: Any) -> CodesignError:
@@ -337,6 +366,10 @@ def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
         bar.close()
     if result["supernet"] == "loaded":
         print(f"supernet: reused {run.root / 'supernet.npz'}", file=out)
+    elif result["supernet"] == "cached":
+        print(f"supernet: taken from this machine's cache ({result['cache']}): trained for an "
+              "earlier run with the same data, space, seed and training settings "
+              "(CODESIGN_SUPERNET_CACHE=0 trains anew)", file=out)
     return float(result.get("train_seconds") or 0.0)
 
 
@@ -475,7 +508,8 @@ def _budget(study: optuna.Study, cfg: SearchConfig) -> TimeBudget:
     if wall is None or cfg.time_budget_min is None:
         return TimeBudget(None)
     deadline = time.monotonic() + (float(wall) - time.time())
-    return TimeBudget(cfg.time_budget_min, deadline - 60.0 * cfg.time_budget_min)
+    return TimeBudget(cfg.time_budget_min, deadline - 60.0 * cfg.time_budget_min,
+                      spare=SPARE if cfg.finetune_epochs > 0 else 0)
 
 
 def _front_and_complete(study: optuna.Study, cfg: SearchConfig) -> tuple[int, int]:

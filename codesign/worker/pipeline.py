@@ -24,6 +24,7 @@ from codesign.hardware.profile import Profile, load_profile
 from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 from codesign.hardware.timing import Timer
 from codesign.latency.measure import latency_record, local_timer
+from codesign.nn import supernet_cache
 from codesign.report.manifest import brief
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec, get_space
@@ -80,13 +81,19 @@ class Pipeline:
         run = Path(run_dir)
         weights_path, meta_path = run / SUPERNET_FILE, run / SUPERNET_META
         net = self._new_supernet()
+        cached = supernet_cache.key(meta, data, seed)
+        how = "loaded"
+        if not (weights_path.is_file() and meta_path.is_file()) and supernet_cache.fetch(
+                cached, weights_path, meta_path):
+            how = "cached"
         if weights_path.is_file() and meta_path.is_file():
             saved = json.loads(meta_path.read_text())
             if saved.get("fingerprint") == meta:
                 net.load(weights_path)
                 self.weights = net.weights()
                 self._prime_runtime()
-                return {"supernet": "loaded", "train_seconds": saved.get("train_seconds", 0.0)}
+                return {"supernet": how, "train_seconds": saved.get("train_seconds", 0.0),
+                        "cache": str(supernet_cache.cache_dir() / cached)}
         from codesign.nn.train import train_supernet
 
         t0 = time.perf_counter()
@@ -103,6 +110,7 @@ class Pipeline:
         tmp = meta_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"fingerprint": meta, "train_seconds": seconds}, indent=1))
         tmp.replace(meta_path)
+        supernet_cache.store(cached, weights_path, meta_path)
         self.weights = net.weights()
         self._prime_runtime()
         return {"supernet": "trained", "train_seconds": seconds}
