@@ -14,36 +14,30 @@ from tests.conftest import TINY, run_cli
 pytestmark = pytest.mark.e2e
 
 
-def _search(out: Path, home: Path, *extra: str, cache: str = "1") -> str:
+def test_a_search_that_only_changes_the_profile_reuses_the_supernet(
+        base_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "other-profile"
     proc = run_cli("search", *TINY, "--trials", "1", "--finetune-epochs", "0", "--no-report",
-                   "--latency", "measured", "--out", str(out), *extra,
-                   env={"CODESIGN_HOME": str(home), "CODESIGN_SUPERNET_CACHE": cache})
+                   "--latency", "measured", "--profile", "builtin-1t", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
-def test_a_supernet_is_trained_once_per_machine(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    first = _search(tmp_path / "a", home)
-    assert "taken from this machine's cache" not in first
-    cached = list((home / "supernets").iterdir())
-    assert len(cached) == 1 and (cached[0] / "supernet.npz").is_file()
-
-    second = _search(tmp_path / "b", home, "--profile", "builtin-1t")
-    assert "taken from this machine's cache" in second
-    a = np.load(tmp_path / "a" / "supernet.npz", allow_pickle=False)
-    b = np.load(tmp_path / "b" / "supernet.npz", allow_pickle=False)
+    assert "taken from this machine's cache" in proc.stdout  # base_run trained it
+    a = np.load(base_run / "supernet.npz", allow_pickle=False)
+    b = np.load(out / "supernet.npz", allow_pickle=False)  # the run holds its own copy
     assert sorted(a.files) == sorted(b.files)
-    assert all(np.array_equal(a[k], b[k]) for k in a.files)  # the run holds its own copy
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    cached = list(supernet_cache.cache_dir().iterdir())
+    assert any((c / "supernet.npz").is_file() for c in cached)
 
-    other_seed = _search(tmp_path / "c", home, "--seed", "1")  # another split: trained anew
-    assert "taken from this machine's cache" not in other_seed
-    assert len(list((home / "supernets").iterdir())) == 2
 
-    off = _search(tmp_path / "d", home, cache="0")
-    assert "taken from this machine's cache" not in off
-    meta = json.loads((tmp_path / "d" / "supernet.json").read_text())
-    assert meta["train_seconds"] > 0
+def test_the_cache_can_be_turned_off(base_run: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    name = next(c.name for c in supernet_cache.cache_dir().iterdir())
+    weights, meta = tmp_path / "supernet.npz", tmp_path / "supernet.json"
+    monkeypatch.setenv(supernet_cache.ENV, "0")
+    assert not supernet_cache.fetch(name, weights, meta) and not weights.exists()
+    monkeypatch.setenv(supernet_cache.ENV, "1")
+    assert supernet_cache.fetch(name, weights, meta)
+    assert json.loads(meta.read_text())["train_seconds"] > 0
 
 
 def test_the_key_follows_contents_not_the_path(tmp_path: Path) -> None:

@@ -282,8 +282,8 @@ def _tuned_front(
 
     Fine-tuning moves points, and one can come to dominate another. So the
     next Pareto layer is tuned too (:func:`front_layers`), and while the
-    tuned front holds fewer than :data:`MIN_FRONT` points, up to two more
-    layers are.
+    tuned front holds fewer than :data:`MIN_FRONT` points, a few more trials
+    of the next layers are, twice at most.
     """
     directions = [DIRECTIONS[o] for o in cfg.objectives]
     budgets = cfg.budgets()
@@ -301,8 +301,9 @@ def _tuned_front(
         front = [front[i] for i in keep]
         if not tuning or len(front) >= MIN_FRONT:
             break
-        want = len(done) + MIN_FRONT - len(front)
-        todo = [t for t in front_layers(trials, directions, want) if t.number not in done]
+        need = MIN_FRONT - len(front) + 1  # a few more, best layers first, not whole layers
+        todo = [t for t in front_layers(trials, directions, len(done) + need)
+                if t.number not in done][:need]
         if not todo:
             break
     return front
