@@ -142,7 +142,7 @@ class SearchConfig:
             from codesign.search.estimates import DataShape, auto_epochs
 
             shape = DataShape(len(loaded.y_train), loaded.channels, loaded.num_classes)
-            epochs = auto_epochs(space, shape)
+            epochs = auto_epochs(space, shape, self.time_budget_min)
         return replace(self, data=data, epochs=epochs, latency=latency, _profile=profile)
 
     def _check_workers(self) -> None:

@@ -53,3 +53,22 @@ def test_budget_spent_in_set_up_still_evaluates_the_seeded_candidates(seeded_run
     assert len(done) <= MIN_TRIALS
     first = sorted(done, key=lambda t: t.number)[:2]
     assert all("anchor" in t.user_attrs for t in first)  # seeded candidates first
+
+
+def test_set_up_is_sized_to_the_budget() -> None:
+    from codesign.search import estimates
+    from codesign.space.family import get_space
+
+    space, shape = get_space("default"), estimates.DataShape(1437, 1, 10)
+    free = estimates.auto_epochs(space, shape)
+    short = estimates.auto_epochs(space, shape, budget_min=1.0)
+    assert estimates.MIN_EPOCHS <= short < free  # a 1-minute budget trains less ...
+    per_epoch = estimates.supernet_s(space, shape, 40) / 40
+    assert short * per_epoch <= max(estimates.BUDGET_SUPERNET_SHARE * 60.0,  # ... within its share
+                                     estimates.MIN_EPOCHS * per_epoch) + per_epoch
+    assert estimates.auto_epochs(space, shape, budget_min=600.0) == free
+    each = estimates.quality_sample_s(space, shape, 3)
+    unbounded = estimates.quality_samples(None, 100, 200.0, each)
+    assert unbounded >= estimates.QUALITY_MIN
+    assert estimates.quality_samples(None, 100, 200.0, each, budget_min=0.5) == 0
+    assert estimates.quality_samples(7, 100, 200.0, each, budget_min=0.5) == 7  # asked wins

@@ -24,6 +24,8 @@ FULL_FRACTION = 0.25  # share of the epochs that train the maximal network alone
 SUBNET_COST = 0.55  # an average sub-network's arithmetic, relative to the maximal network
 MASKED_COST = 0.9  # a sub-network trained through the masked supernet, relative to the maximal
 SUPERNET_TARGET_S = 200.0  # default supernet training time here
+BUDGET_SUPERNET_SHARE = 0.4  # under --time-budget-min: the supernet's share of the budget
+BUDGET_QUALITY_SHARE = 0.1  # ... and the quality report's
 MIN_EPOCHS, MAX_EPOCHS = 10, 40
 EVAL_S = 1.0  # build, recalibration and evaluation of one sub-network
 FLOAT_SAMPLE_S = 0.15  # one float predictor sample through the masked supernet
@@ -74,10 +76,17 @@ def supernet_s(space: SpaceSpec, data: DataShape, epochs: int) -> float:
     return network_epoch_s(space, data) * (full + nested * SANDWICH * MASKED_COST)
 
 
-def auto_epochs(space: SpaceSpec, data: DataShape) -> int:
-    """Supernet epochs sized to the data: about :data:`SUPERNET_TARGET_S` here, 10 to 40."""
+def auto_epochs(space: SpaceSpec, data: DataShape, budget_min: float | None = None) -> int:
+    """Supernet epochs sized to the data and the budget, 10 to 40.
+
+    About :data:`SUPERNET_TARGET_S` of training here; under a time budget, at
+    most :data:`BUDGET_SUPERNET_SHARE` of it, so that trials get time too.
+    """
     per_epoch = supernet_s(space, data, 40) / 40
-    return int(max(MIN_EPOCHS, min(MAX_EPOCHS, SUPERNET_TARGET_S // max(per_epoch, 1e-6))))
+    target = SUPERNET_TARGET_S
+    if budget_min is not None:
+        target = min(target, BUDGET_SUPERNET_SHARE * 60.0 * budget_min)
+    return int(max(MIN_EPOCHS, min(MAX_EPOCHS, target // max(per_epoch, 1e-6))))
 
 
 def quality_sample_s(space: SpaceSpec, data: DataShape, finetune_epochs: int) -> float:
@@ -86,19 +95,26 @@ def quality_sample_s(space: SpaceSpec, data: DataShape, finetune_epochs: int) ->
 
 
 def quality_samples(asked: int | None, trials: int, supernet_seconds: float,
-                    sample_seconds: float) -> int:
+                    sample_seconds: float, budget_min: float | None = None) -> int:
     """Sub-networks of the quality report.
 
     ``asked`` wins when given. By default the report gets at most
     :data:`QUALITY_SHARE` of the supernet's training time, between
     :data:`QUALITY_MIN` and :data:`QUALITY_MAX` sub-networks, and none when
-    fewer than :data:`QUALITY_MIN_TRIALS` trials are asked.
+    fewer than :data:`QUALITY_MIN_TRIALS` trials are asked. Under a time
+    budget it gets at most :data:`BUDGET_QUALITY_SHARE` of the budget, and
+    none when that does not hold :data:`QUALITY_MIN` sub-networks.
     """
     if asked is not None:
         return asked
     if trials < QUALITY_MIN_TRIALS:
         return 0
-    fits = int(QUALITY_SHARE * supernet_seconds / max(sample_seconds, 1e-6))
+    allowed = QUALITY_SHARE * supernet_seconds
+    if budget_min is not None:
+        allowed = min(allowed, BUDGET_QUALITY_SHARE * 60.0 * budget_min)
+    fits = int(allowed / max(sample_seconds, 1e-6))
+    if budget_min is not None and fits < QUALITY_MIN:
+        return 0
     return max(QUALITY_MIN, min(QUALITY_MAX, fits))
 
 

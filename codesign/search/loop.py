@@ -379,10 +379,13 @@ def _quality(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
     """The supernet quality report: computed once per run, printed every time."""
     epochs = max(1, cfg.finetune_epochs)
     each = estimates.quality_sample_s(cfg.space_spec, shape, epochs)
-    samples = estimates.quality_samples(cfg.quality_samples, cfg.trials, train_s, each)
+    samples = estimates.quality_samples(cfg.quality_samples, cfg.trials, train_s, each,
+                                        cfg.time_budget_min)
     if samples < 2:
         if cfg.quality_samples is None:
-            print(f"supernet quality report: skipped at {cfg.trials} trials (--quality-samples "
+            why = (f"{cfg.trials} trials" if cfg.trials < estimates.QUALITY_MIN_TRIALS
+                   else f"a {cfg.time_budget_min:g}-minute budget")
+            print(f"supernet quality report: skipped for {why} (--quality-samples "
                   f"{estimates.QUALITY_MAX} makes one)", file=out)
         return {}
     if not (run.root / QUALITY_FILE).is_file():
