@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from codesign.search.budget import MIN_FRONT, MIN_TRIALS, TimeBudget
+from codesign.engine.budget import MIN_FRONT, MIN_TRIALS, TimeBudget
 from tests.conftest import TINY, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -65,8 +65,9 @@ def test_export_of_a_non_run_is_refused(tmp_path: Path) -> None:
 def test_validation_does_not_import_tensorflow() -> None:
     code = (
         "import sys; from pathlib import Path; from codesign.config import SearchConfig;"
-        "SearchConfig(out=Path('x'), space='tiny').validate();"
-        "import codesign.cli, codesign.search.loop;"
+        "from codesign.preflight import preflight;"
+        "preflight(SearchConfig(out=Path('x'), space='tiny'));"
+        "import codesign.cli, codesign.engine.job;"
         "print('tensorflow' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

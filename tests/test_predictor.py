@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesign.engine.screen import Screen
+from codesign.engine.surrogate import propose
 from codesign.errors import CodesignError
 from codesign.latency.model import LatencyModel
 from codesign.predict.encoding import encode, feature_names
@@ -21,8 +23,6 @@ from codesign.predict.predictor import (
     validation_ceiling,
 )
 from codesign.predict.regressors import MLP, Boosted, from_dict
-from codesign.search.inner import propose
-from codesign.search.screen import Screen
 from codesign.space import get_space
 from codesign.space.candidate import PRECISIONS, Candidate
 from tests.conftest import TINY, run_cli

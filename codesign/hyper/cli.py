@@ -28,6 +28,7 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
     from codesign.config import DEFAULT_SAMPLER, SearchConfig
     from codesign.hyper.load import parse_spec
     from codesign.hyper.settings import HyperConfig, HyperSettings
+    from codesign.preflight import preflight
 
     for flag, attr, default in INCOMPATIBLE:
         if getattr(args, attr, default) != default:
@@ -37,7 +38,7 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
         raise CodesignError("--hypermodel searches time every candidate: drop --latency "
                             f"{args.latency}")
     spec = parse_spec(args.hypermodel, Path.cwd())
-    search = SearchConfig(
+    search = preflight(SearchConfig(
         out=args.out, data=args.data, trials=args.trials, seed=args.seed, profile=args.profile,
         sampler=args.sampler or DEFAULT_SAMPLER, timeout_s=args.timeout, quality_samples=0,
         finetune_epochs=args.finetune_epochs,
@@ -45,7 +46,7 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
         max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb,
         max_memory_mb=args.max_memory_mb, min_accuracy=args.min_accuracy, latency="measured",
         accuracy="measured", time_budget_min=args.time_budget_min,
-    ).validate()
+    ))
     settings = HyperSettings(epochs=args.candidate_epochs,
                              finetune_epochs=min(args.finetune_epochs, 1000)).validate()
     return HyperConfig(hypermodel=spec, search=search, settings=settings)

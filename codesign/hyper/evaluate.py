@@ -1,6 +1,6 @@
 """The evaluation child's hypermodel requests (``hyper_build``, ``hyper_evaluate``, ``hyper_time``).
 
-Registered with the child's loop in :mod:`codesign.worker.server`. Every
+Registered with the child's loop in :mod:`codesign.child.server`. Every
 request carries its context (HyperModel, data, seed, profile, training
 settings) and the child loads what it does not hold yet, so a child restarted
 after a crash needs no separate set-up.

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,8 +24,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from codesign.child import EvalChild
 from codesign.config import lookup_support
 from codesign.data import load_dataset
+from codesign.engine.device import wait_for_device
 from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 from codesign.hardware.devicelock import host_work
 from codesign.hardware.profile import Profile
@@ -35,16 +37,12 @@ from codesign.hyper.settings import HyperConfig
 from codesign.hyper.suggest import suggest_genes
 from codesign.report.pareto import front_trials, violation, write_front
 from codesign.report.table import format_table, precision_mix
-from codesign.search.device import wait_for_device
-from codesign.search.rundir import RunDir
-from codesign.search.runinfo import package_versions, profile_summary
-from codesign.search.scoring import constraint_values, objective_values
-from codesign.search.study import DIRECTIONS, complete_trials, make_sampler, open_study
+from codesign.run.directory import RunDir
+from codesign.run.info import package_versions, profile_summary
+from codesign.run.measurement import Measurement
+from codesign.run.study import DIRECTIONS, complete_trials, make_sampler, open_study
 from codesign.space.candidate import PRECISIONS
-from codesign.worker import EvalWorker
 
-MEASURED = ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "size_gzip_bytes",
-            "layers", "io", "params", "channels", "training")
 PACKAGES = ("tensorflow", "tf_keras", "keras-tuner", "optuna", "ai-edge-litert",
             "ai-edge-quantizer", "numpy", "codesign")
 
@@ -122,7 +120,7 @@ def _run_locked(cfg: HyperConfig, run: RunDir, out: TextIO, started: float) -> H
     print(f"hypermodel {cfg.hypermodel.text}: {s.trials} trials, each trained up to "
           f"{cfg.settings.epochs} epochs (early stopping), on {data.name}, profile "
           f"{profile.name}", file=out, flush=True)
-    with EvalWorker(timeout_s=s.timeout_s, log_path=str(run.root / "logs" / "worker.log")) as w:
+    with EvalChild(timeout_s=s.timeout_s, log_path=str(run.root / "logs" / "worker.log")) as w:
         _trial_loop(study, w, cfg, run, ctx, deadline, out)
     return _publish(study, cfg, run, data_info, out)
 
@@ -140,7 +138,7 @@ def _recover(study: optuna.Study, out: TextIO) -> None:
               "again", file=out)
 
 
-def _trial_loop(study: optuna.Study, worker: EvalWorker, cfg: HyperConfig, run: RunDir,
+def _trial_loop(study: optuna.Study, worker: EvalChild, cfg: HyperConfig, run: RunDir,
                 ctx: dict[str, Any], deadline: float | None, out: TextIO) -> None:
     s = cfg.search
     choices = layer_choices(s.profile_spec)
@@ -168,7 +166,7 @@ def _trial_loop(study: optuna.Study, worker: EvalWorker, cfg: HyperConfig, run: 
         bar.close()
 
 
-def _attempt(study: optuna.Study, trial: optuna.Trial, worker: EvalWorker, cfg: HyperConfig,
+def _attempt(study: optuna.Study, trial: optuna.Trial, worker: EvalChild, cfg: HyperConfig,
              run: RunDir, ctx: dict[str, Any], choices: Mapping[str, tuple[str, ...]],
              bar: tqdm, out: TextIO) -> tuple[float, ...] | None:
     """Evaluate one trial; tell the study of a failure; return objective values on success."""
@@ -196,7 +194,7 @@ def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
-def _run_trial(trial: optuna.Trial, worker: EvalWorker, cfg: HyperConfig, run: RunDir,
+def _run_trial(trial: optuna.Trial, worker: EvalChild, cfg: HyperConfig, run: RunDir,
                ctx: dict[str, Any], choices: Mapping[str, tuple[str, ...]],
                bar: tqdm) -> tuple[float, ...]:
     t0 = time.perf_counter()
@@ -215,30 +213,30 @@ def _run_trial(trial: optuna.Trial, worker: EvalWorker, cfg: HyperConfig, run: R
                                 f"{info['epochs']} val {info['val_accuracy']:.3f}")
 
     with host_work(not local):  # accuracy work keeps off the cores while a timing runs
-        res = worker.call("hyper_evaluate", progress=progress, ctx=ctx, answers=answers,
-                          prune=prune, precision=precision, model_path=path)
+        m = Measurement.from_attrs(worker.call(
+            "hyper_evaluate", progress=progress, ctx=ctx, answers=answers, prune=prune,
+            precision=precision, model_path=path))
     t2 = time.perf_counter()
-    res["latency_ms"] = worker.call("hyper_time", ctx=ctx, model_path=path)
-    res["times"]["build"] = round(t1 - t0, 4)
-    res["times"]["latency"] = round(time.perf_counter() - t2, 4)
-    res["times"]["total"] = round(time.perf_counter() - t0, 4)
-    for key in (*MEASURED, "times"):
-        trial.set_user_attr(key, res[key])
-    for key, value in constraint_values(res, cfg.search.budgets()).items():
+    m = m.timed(worker.call("hyper_time", ctx=ctx, model_path=path), time.perf_counter() - t2)
+    m = replace(m, times={**m.times, "build": round(t1 - t0, 4),
+                          "total": round(time.perf_counter() - t0, 4)})
+    for key, value in m.to_attrs().items():
+        trial.set_user_attr(key, value)
+    for key, value in m.constraint_values(cfg.search.budgets()).items():
         trial.set_constraint(key, value)
-    _record(run, trial.number, candidate, res)
-    return objective_values(res, cfg.search.objectives)
+    _record(run, trial.number, candidate, m)
+    return m.objective_values(cfg.search.objectives)
 
 
 
 
-def _record(run: RunDir, number: int, candidate: dict[str, Any], res: dict[str, Any]) -> None:
+def _record(run: RunDir, number: int, candidate: dict[str, Any], m: Measurement) -> None:
     """Append the evaluation to ``hyper_evaluations.jsonl`` (what an accuracy predictor learns)."""
     rec = {"trial": number, "hp": candidate["hp"], "resolution": candidate["resolution"],
            "prune": candidate["prune"], "precision": candidate["precision"],
-           "channels": res["channels"], "params": res["params"],
-           "val_accuracy": res["val_accuracy"], "test_accuracy": res["test_accuracy"],
-           "latency_ms": res["latency_ms"]["median"], "size_bytes": res["size_bytes"]}
+           "channels": m.channels, "params": m.params,
+           "val_accuracy": m.val_accuracy, "test_accuracy": m.test_accuracy,
+           "latency_ms": m.latency_median, "size_bytes": m.size_bytes}
     with (run.root / EVALUATIONS_FILE).open("a") as fh:
         fh.write(json.dumps(rec) + "\n")
 
@@ -274,7 +272,8 @@ def _publish(study: optuna.Study, cfg: HyperConfig, run: RunDir, data_info: dict
 
 
 def _attrs(t: FrozenTrial) -> dict[str, Any]:
-    attrs = {k: t.user_attrs[k] for k in (*MEASURED, "candidate")}
+    attrs = {**Measurement.from_attrs(t.user_attrs).to_attrs(),
+             "candidate": t.user_attrs["candidate"]}
     attrs["search"] = {"val_accuracy": attrs["val_accuracy"],
                        "test_accuracy": attrs["test_accuracy"],
                        "latency_ms": attrs["latency_ms"]["median"]}

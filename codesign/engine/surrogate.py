@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 
+from codesign.engine.screen import Screen
 from codesign.predict.predictor import AccuracyPredictor
 from codesign.report.pareto import pareto_indices
-from codesign.search.screen import Screen
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec
 from codesign.space.suggest import candidate_from_params, suggest_candidate

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError
-from codesign.search.storage import Locator, with_password, without_password
+from codesign.run.storage import Locator, with_password, without_password
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class RunDir:
         return self.sqlite_file
 
     def locator(self) -> Locator:
-        """Where the run's study lives (see :mod:`codesign.search.storage`)."""
+        """Where the run's study lives (see :mod:`codesign.run.storage`)."""
         if self.storage_file.is_file():
             try:
                 rec = json.loads(self.storage_file.read_text())

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,51 +16,50 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from codesign.child import EvalChild
 from codesign.config import SearchConfig
 from codesign.data import load_dataset
-from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
-from codesign.hardware.devicelock import host_work
-from codesign.latency.build import fidelity, load_model, speed_factor
-from codesign.report.manifest import brief
-from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
-from codesign.report.table import pareto_table
-from codesign.search import estimates
-from codesign.search.budget import MIN_FRONT, TimeBudget
-from codesign.search.coord import Coordinator, counts, wait_a_moment
-from codesign.search.device import retry_when_back, wait_for_device
-from codesign.search.estimates import DataShape
-from codesign.search.predictor_stage import predictor_stage
-from codesign.search.proposer import Proposer
-from codesign.search.retry import retrying
-from codesign.search.rundir import RunDir
-from codesign.search.runinfo import package_versions, profile_summary
-from codesign.search.scoring import constraint_values, objective_values
-from codesign.search.screen import Screen
-from codesign.search.storage import STORAGE_ENV
-from codesign.search.study import (
-    DIRECTIONS,
-    complete_trials,
-    make_sampler,
-    open_study,
-)
-from codesign.search.workers import (
+from codesign.engine import estimates
+from codesign.engine.budget import MIN_FRONT, TimeBudget
+from codesign.engine.device import retry_when_back, wait_for_device
+from codesign.engine.estimates import DataShape
+from codesign.engine.predictor_stage import predictor_stage
+from codesign.engine.proposer import Proposer
+from codesign.engine.screen import Screen
+from codesign.engine.shared_study import Coordinator, counts, wait_a_moment
+from codesign.engine.workers import (
     LocalWorkers,
     choose_storage,
     join_locator,
     joinable,
     joined_config,
 )
+from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
+from codesign.hardware.devicelock import host_work
+from codesign.latency.build import fidelity, load_model, speed_factor
+from codesign.report.manifest import brief
+from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
+from codesign.report.table import pareto_table
+from codesign.run.directory import RunDir
+from codesign.run.info import package_versions, profile_summary
+from codesign.run.measurement import Measurement, constraint_values, objective_values
+from codesign.run.retry import retrying
+from codesign.run.storage import STORAGE_ENV
+from codesign.run.study import (
+    DIRECTIONS,
+    complete_trials,
+    make_sampler,
+    open_study,
+)
 from codesign.space.candidate import Candidate
 from codesign.space.suggest import params_of, suggest_candidate
-from codesign.worker import EvalWorker
 
 MAX_DUPLICATES = 20  # proposals in a row that repeat a candidate before one is run anyway
 PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "optuna",
             "ai-edge-litert", "ai-edge-quantizer", "numpy", "codesign")
 JOIN_WAIT_S = 120.0  # a worker started before its search waits this long for the study
 QUALITY_FILE = "supernet_quality.json"
-MEASURED = ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "size_gzip_bytes",
-            "layers", "io")
+REFERENCE_DROPS = ("io", "params", "times")  # what references.json leaves out of a measurement
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ def _run_locked(cfg: SearchConfig, run: RunDir, out: TextIO, started: float) -> 
     try:
         helpers.start(cfg.workers - 1, out)
         log = str(run.root / "logs" / "worker.log")
-        with EvalWorker(timeout_s=cfg.timeout_s, log_path=log) as worker:
+        with EvalChild(timeout_s=cfg.timeout_s, log_path=log) as worker:
             screen, proposer, references, quality = _prepare(worker, cfg, run, out, study,
                                                              coord, data, budget)
             _trial_loop(study, worker, cfg, run, out, screen, proposer, budget, coord)
@@ -181,7 +180,7 @@ def run_worker(run_dir: Path, storage: str | None = None, study_name: str = "cod
     print(f"worker {me} joins {loc.masked()}: {cfg.trials} trials asked", file=out, flush=True)
     data = load_dataset(cfg.data, cfg.seed)
     log = str(run.root / "logs" / f"worker-{coord.me['host']}-{coord.me['pid']}.log")
-    with EvalWorker(timeout_s=cfg.timeout_s, log_path=log) as worker:
+    with EvalChild(timeout_s=cfg.timeout_s, log_path=log) as worker:
         budget = _budget(study, cfg)
         screen, proposer, _, _ = _prepare(worker, cfg, run, out, study, coord, data, budget)
         mine = _trial_loop(study, worker, cfg, run, out, screen, proposer, budget, coord)
@@ -213,7 +212,7 @@ def _join(loc: Any, out: TextIO) -> optuna.Study:
 
 
 def _prepare(
-    worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO, study: optuna.Study,
+    worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO, study: optuna.Study,
     coord: Coordinator, data: Any, budget: TimeBudget,
 ) -> tuple[Screen | None, Proposer | None, list[dict[str, Any]], dict[str, Any]]:
     """What every worker needs before the trials; the first one makes it, the others load it."""
@@ -237,7 +236,7 @@ def _prepare(
 
 
 def _publish(
-    study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+    study: optuna.Study, worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
     loc: Any, references: list[dict[str, Any]], quality: dict[str, Any],
     data_info: dict[str, Any],
 ) -> SearchResult:
@@ -313,7 +312,7 @@ class _Bar:
             self.bar.close()
 
 
-def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+def _setup(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
            shape: DataShape) -> float:
     """Load or train the supernet; return the seconds its training took."""
     if not (run.root / "supernet.npz").is_file():
@@ -340,7 +339,7 @@ def _setup(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
     return float(result.get("train_seconds") or 0.0)
 
 
-def _quality(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+def _quality(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
              shape: DataShape, train_s: float) -> dict[str, Any]:
     """The supernet quality report: computed once per run, printed every time."""
     epochs = max(1, cfg.finetune_epochs)
@@ -378,7 +377,7 @@ def _quality(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
 
 
 def _references(
-    worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO, shape: DataShape
+    worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO, shape: DataShape
 ) -> list[dict[str, Any]]:
     """Measure the maximal network in float32 and int8 once per run (fine-tuned like the front)."""
     if run.references_file.is_file():
@@ -409,11 +408,12 @@ def _references(
         except TrialFailure as exc:
             print(f"reference {name} could not be measured: {exc}", file=out)
             continue
-        ref = {"name": name, "candidate": cand.to_dict(), **{k: final[k] for k in MEASURED},
+        measured = {k: v for k, v in Measurement.from_attrs(final).to_attrs().items()
+                    if k not in REFERENCE_DROPS}
+        ref = {"name": name, "candidate": cand.to_dict(), **measured,
                "model": f"cache/{path.name}", "search": brief(search)}
         if "finetune" in final:
             ref["finetune"] = final["finetune"]
-        ref.pop("io")
         refs.append(ref)
     tmp = run.references_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(refs, indent=1))
@@ -422,7 +422,7 @@ def _references(
 
 
 def _noise_floor(
-    worker: EvalWorker, run: RunDir, references: list[dict[str, Any]], profile: Any, out: TextIO
+    worker: EvalChild, run: RunDir, references: list[dict[str, Any]], profile: Any, out: TextIO
 ) -> None:
     """Measure the profile's noise floor once per run on the first reference model."""
     path = run.root / "noise_floor.json"
@@ -444,7 +444,7 @@ def _noise_floor(
     )
 
 
-def _screen(cfg: SearchConfig, data: Any, worker: EvalWorker, out: TextIO) -> Screen | None:
+def _screen(cfg: SearchConfig, data: Any, worker: EvalChild, out: TextIO) -> Screen | None:
     """The latency predictor of the run (None when the profile has no model here)."""
     model = load_model(cfg.profile_spec)
     if model is None:
@@ -485,7 +485,7 @@ def _front_and_complete(study: optuna.Study, cfg: SearchConfig) -> tuple[int, in
 
 
 def _trial_loop(
-    study: optuna.Study, worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+    study: optuna.Study, worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
     screen: Screen | None, proposer: Proposer | None, budget: TimeBudget,
     coord: Coordinator,
 ) -> int:
@@ -493,7 +493,7 @@ def _trial_loop(
 
     Under the ask lock a worker counts COMPLETE and RUNNING trials and asks
     only while they are fewer than the trials wanted, so the study ends with
-    exactly that many (see :mod:`codesign.search.coord`).
+    exactly that many (see :mod:`codesign.engine.shared_study`).
     """
     where = coord.loc.masked()
     target = _target(study, cfg, coord)
@@ -576,7 +576,7 @@ def _duplicate_of(study: optuna.Study, trial: optuna.Trial, space: Any,
 
 
 def _attempt(
-    study: optuna.Study, trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
+    study: optuna.Study, trial: optuna.Trial, worker: EvalChild, run: RunDir, space: Any,
     choices: dict[str, tuple[str, ...]], cfg: SearchConfig, screen: Screen | None,
     proposer: Proposer | None, out: TextIO,
 ) -> bool:
@@ -636,7 +636,7 @@ def _enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     """
     import numpy as np
 
-    from codesign.search.study import population_size
+    from codesign.run.study import population_size
 
     space = cfg.space_spec
     choices = cfg.layer_choices()
@@ -680,7 +680,7 @@ def front_layers(trials: list[Any], directions: list[str], want: int) -> list[An
 
     Fine-tuning moves points: one can come to dominate another, and a front of
     two would be published. Tuning the next layer too leaves a front of
-    :data:`~codesign.search.budget.MIN_FRONT` whenever the trials allow.
+    :data:`~codesign.engine.budget.MIN_FRONT` whenever the trials allow.
     """
     left = [t for t in trials if feasible(t)]
     taken: list[Any] = []
@@ -719,7 +719,7 @@ def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO)
 
 
 def _run_trial(
-    trial: optuna.Trial, worker: EvalWorker, run: RunDir, space: Any,
+    trial: optuna.Trial, worker: EvalChild, run: RunDir, space: Any,
     choices: dict[str, tuple[str, ...]], cfg: SearchConfig, screen: Screen | None,
     study: optuna.Study, proposer: Proposer | None,
 ) -> tuple[float, ...] | None:
@@ -733,51 +733,47 @@ def _run_trial(
         local = not cfg.profile_spec.remote
         # accuracy work keeps off the cores while another worker times
         with host_work(cfg.profile_spec.remote):
-            res = worker.call("evaluate", candidate=cand.to_dict(), model_path=path,
-                              timing=timing and not local)
+            m = Measurement.from_attrs(worker.call(
+                "evaluate", candidate=cand.to_dict(), model_path=path,
+                timing=timing and not local))
         if timing and local:  # timed alone: the child takes the device's lock exclusively
             t1 = time.perf_counter()
-            res["latency_ms"] = worker.call("time", model_path=path)
-            res["times"]["latency"] = round(time.perf_counter() - t1, 4)
+            m = m.timed(worker.call("time", model_path=path), time.perf_counter() - t1)
         if proposer is not None:
             trial.set_user_attr("accuracy_predicted", proposer.predictor.predict(cand))
         if screen is not None:
             predicted = screen.predict(cand)
             trial.set_user_attr("latency_predicted_ms", predicted)
             if not timing:
-                res["latency_ms"] = _latency_by_prediction(
-                    worker, screen, cfg, study, res, predicted, path)
+                m = _latency_by_prediction(worker, screen, cfg, study, m, predicted, path)
     except DeviceUnavailable:
         raise
     except (TrialFailure, CodesignError) as exc:
         trial.set_user_attr("fail_reason", str(exc)[:2000])
         return None
-    for key in (*MEASURED, "params"):
-        trial.set_user_attr(key, res[key])
-    times = dict(res["times"])
-    times["total"] = round(time.perf_counter() - t0, 4)
-    trial.set_user_attr("times", times)
-    for key, value in constraint_values(res, cfg.budgets()).items():
+    m = replace(m, times={**m.times, "total": round(time.perf_counter() - t0, 4)})
+    for key, value in m.to_attrs().items():
+        trial.set_user_attr(key, value)
+    for key, value in m.constraint_values(cfg.budgets()).items():
         trial.set_constraint(key, value)
-    return objective_values(res, cfg.objectives)
+    return m.objective_values(cfg.objectives)
 
 
 def _latency_by_prediction(
-    worker: EvalWorker, screen: Screen, cfg: SearchConfig, study: optuna.Study,
-    res: dict[str, Any], predicted: float, path: str,
-) -> dict[str, Any]:
+    worker: EvalChild, screen: Screen, cfg: SearchConfig, study: optuna.Study,
+    m: Measurement, predicted: float, path: str,
+) -> Measurement:
     """Time the candidate if it could enter the front (hybrid), else keep the prediction."""
     if cfg.latency == "hybrid":
-        known = {"accuracy": res["val_accuracy"], "size": res["size_bytes"] / 1024}
+        known = {"accuracy": m.val_accuracy, "size": m.size_bytes / 1024}
         others = [t.values for t in complete_trials(study) if feasible(t)]
         directions = [DIRECTIONS[o] for o in cfg.objectives]
         budget = cfg.budgets().get("max_latency_ms")
         if screen.worth_timing(known, predicted, others, cfg.objectives, directions, budget):
             t0 = time.perf_counter()
             timed = worker.call("time", model_path=path)
-            res["times"]["latency"] = round(time.perf_counter() - t0, 4)
-            return {**timed, "source": "measured"}
-    return predicted_latency(predicted)
+            return m.timed({**timed, "source": "measured"}, time.perf_counter() - t0)
+    return m.timed(predicted_latency(predicted))
 
 
 def predicted_latency(predicted: float) -> dict[str, Any]:
@@ -788,7 +784,7 @@ def predicted_latency(predicted: float) -> dict[str, Any]:
 
 
 def _finalize_front(
-    worker: EvalWorker, cfg: SearchConfig, run: RunDir, front: list[Any], out: TextIO
+    worker: EvalChild, cfg: SearchConfig, run: RunDir, front: list[Any], out: TextIO
 ) -> list[tuple[int, dict[str, Any], Path]]:
     """Fine-tune every Pareto candidate briefly (cached per trial) and re-measure it."""
     final = []
@@ -797,7 +793,8 @@ def _finalize_front(
                disable=cfg.finetune_epochs <= 0)
     try:
         for t in front:
-            attrs = {k: t.user_attrs[k] for k in (*MEASURED, "candidate")}
+            attrs = {**Measurement.from_attrs(t.user_attrs).to_attrs(),
+                     "candidate": t.user_attrs["candidate"]}
             attrs["search"] = brief(t.user_attrs)
             attrs["latency_predicted_ms"] = t.user_attrs.get("latency_predicted_ms")
             model = run.trial_model(t.number)
@@ -809,7 +806,7 @@ def _finalize_front(
                 if res is None:
                     attrs["finetune"] = {"error": "fine-tuning failed; search measurements kept"}
                 elif res["finetune"].get("kept", True):
-                    attrs.update({k: res[k] for k in MEASURED})
+                    attrs.update(Measurement.from_attrs(res).to_attrs())
                     attrs["finetune"] = res["finetune"]
                     model = path
                 else:
@@ -825,7 +822,7 @@ def _finalize_front(
 
 
 def _cached_finetune(
-    worker: EvalWorker, cfg: SearchConfig, record: Path, path: Path, candidate: dict[str, Any],
+    worker: EvalChild, cfg: SearchConfig, record: Path, path: Path, candidate: dict[str, Any],
     out: TextIO, search_val: float,
 ) -> dict[str, Any] | None:
     """Fine-tune a front candidate (cached); ``finetune.kept`` says if it beat the search's model.

@@ -1,13 +1,11 @@
 """What the evaluation child does: supernet, sub-models, conversion, measurement.
 
-Runs only inside the child process (see :mod:`codesign.worker`).
+Runs only inside the child process (see :mod:`codesign.child`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -34,7 +32,7 @@ SUPERNET_META = "supernet.json"
 QUALITY_FILE = "supernet_quality.json"
 
 
-class Pipeline:
+class BuiltinHandlers:
     """Stateful request handlers of the child (methods ``do_<request>``).
 
     Args:
@@ -288,7 +286,6 @@ class Pipeline:
 
         With ``timing`` False the latency is not measured (see :meth:`do_time`).
         """
-        _crash_hook(model_path)
         cand = Candidate.from_dict(candidate)
         times: dict[str, float] = {}
         with host_work():
@@ -518,10 +515,3 @@ def _out_channels(space: SpaceSpec, sub: Any, layer: str, num_classes: int) -> i
     block = layer.rsplit("_", 1)[0]  # depthwise: the channels of the block's hidden group
     plan = next(bp for bp in space.blocks() if bp.name == block)
     return sub.channels[plan.hidden_group]
-
-
-def _crash_hook(model_path: str) -> None:
-    """Tests provoke a real segfault of this process on one chosen model (off by default)."""
-    target = os.environ.get("CODESIGN_TEST_CRASH_MODEL")
-    if os.environ.get("CODESIGN_TEST_HOOKS") == "1" and target and model_path.endswith(target):
-        os.kill(os.getpid(), signal.SIGSEGV)

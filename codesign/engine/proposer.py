@@ -8,9 +8,9 @@ import optuna
 from optuna.trial import TrialState
 
 from codesign.config import SearchConfig
+from codesign.engine.screen import Screen
+from codesign.engine.surrogate import propose
 from codesign.predict.predictor import AccuracyPredictor
-from codesign.search.inner import propose
-from codesign.search.screen import Screen
 from codesign.space.candidate import Candidate
 from codesign.space.suggest import params_of
 
