@@ -177,7 +177,7 @@ def test_database_outages_are_retried_then_reported() -> None:
 
 def test_disk_full_front_is_a_clear_error() -> None:
     """Injected OSError(ENOSPC): the message the search prints when the front cannot be written."""
-    from codesign.engine.job import _write_error
+    from codesign.engine.front import _write_error
 
     run = RunDir(Path("/r"))
     exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/r/pareto.json")
@@ -283,23 +283,30 @@ def test_a_candidate_already_run_or_running_is_not_evaluated_again() -> None:
     """Two samplers (or workers) proposing the same candidate: the later trial gives way."""
     import numpy as np
 
-    from codesign.engine.job import _duplicate_of
+    from codesign.engine.trials import duplicate_of
     from codesign.space import get_space
     from codesign.space.candidate import PRECISIONS
-    from codesign.space.suggest import params_of
+    from codesign.space.suggest import FamilySpace, params_of
 
     space = get_space("tiny")
     choices = {n: PRECISIONS[:3] for n in space.layer_names()}
+    family = FamilySpace(space, choices)
     rng = np.random.default_rng(0)
     first, other = (space.random_candidate(rng, choices) for _ in range(2))
     study = optuna.create_study(directions=["maximize", "minimize"])
     for cand in (first, first, other):
         study.enqueue_trial(params_of(cand))
-    running = study.ask()  # still running when the next one is asked
-    assert _duplicate_of(study, running, space, choices) is None
-    again = study.ask()
-    assert _duplicate_of(study, again, space, choices) == running.number
+
+    def asked() -> optuna.Trial:
+        trial = study.ask()
+        family.suggest(trial)
+        return trial
+
+    running = asked()  # still running when the next one is asked
+    assert duplicate_of(study, running) is None
+    again = asked()
+    assert duplicate_of(study, again) == running.number
     study.tell(again, state=TrialState.PRUNED)
     study.tell(running, [0.9, 1.0])
-    fresh = study.ask()
-    assert _duplicate_of(study, fresh, space, choices) is None
+    fresh = asked()
+    assert duplicate_of(study, fresh) is None

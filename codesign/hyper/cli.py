@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     from codesign.hyper.settings import HyperConfig
 
 INCOMPATIBLE = (  # flag, attribute, value that means "not given"
-    ("--workers", "workers", 1),
-    ("--storage", "storage", None),
     ("--accuracy", "accuracy", "measured"),
     ("--space", "space", "default"),
 )
@@ -32,8 +30,8 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
 
     for flag, attr, default in INCOMPATIBLE:
         if getattr(args, attr, default) != default:
-            raise CodesignError(f"{flag} does not apply to --hypermodel searches (one worker, "
-                                "measured accuracy, the HyperModel's own space); drop it")
+            raise CodesignError(f"{flag} does not apply to --hypermodel searches (measured "
+                                "accuracy, the HyperModel's own space); drop it")
     if args.latency not in (None, "measured"):
         raise CodesignError("--hypermodel searches time every candidate: drop --latency "
                             f"{args.latency}")
@@ -45,7 +43,8 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
         objectives=tuple(o.strip() for o in args.objectives.split(",")),
         max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb,
         max_memory_mb=args.max_memory_mb, min_accuracy=args.min_accuracy, latency="measured",
-        accuracy="measured", time_budget_min=args.time_budget_min,
+        accuracy="measured", time_budget_min=args.time_budget_min, workers=args.workers,
+        storage=args.storage, study=args.study,
     ))
     settings = HyperSettings(epochs=args.candidate_epochs,
                              finetune_epochs=min(args.finetune_epochs, 1000)).validate()

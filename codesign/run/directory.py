@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError
+from codesign.run.files import write_atomic
 from codesign.run.storage import Locator, with_password, without_password
 
 
@@ -62,9 +63,8 @@ class RunDir:
     def record_server(self, url: str, study: str) -> None:
         """Note (without the password) that the run's study lives on a server."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.storage_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": without_password(url), "study": study}, indent=1))
-        tmp.replace(self.storage_file)
+        write_atomic(self.storage_file,
+                     json.dumps({"url": without_password(url), "study": study}, indent=1))
 
     @property
     def storage_url(self) -> str:
@@ -140,9 +140,8 @@ class RunDir:
 
     def save_settings(self, identity: dict[str, Any], trials: int) -> None:
         """Write the settings file atomically."""
-        tmp = self.config_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"identity": identity, "trials": trials}, indent=1))
-        tmp.replace(self.config_file)
+        write_atomic(self.config_file,
+                     json.dumps({"identity": identity, "trials": trials}, indent=1))
 
     # --- lock --------------------------------------------------------------------------
 
