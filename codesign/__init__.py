@@ -4,6 +4,11 @@ Importing the package sets ``TF_USE_LEGACY_KERAS=1`` so that TensorFlow, once
 something imports it, uses tf_keras (Keras 2), which TFMOT needs. The package
 itself never imports TensorFlow at import time: command-line validation stays
 fast and the search process stays light.
+
+The Python API (``__all__``): ``codesign.search(settings, hypermodel=None,
+training=None)`` with a :class:`SearchConfig` for the built-in space and a
+HyperModel alike (:class:`HyperSettings` says how a HyperModel's candidates are
+trained).
 """
 
 from __future__ import annotations
@@ -13,7 +18,32 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from typing import Any  # noqa: E402
+
 from codesign.errors import CodesignError, TrialFailure  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["CodesignError", "TrialFailure", "__version__"]
+__all__ = ["CodesignError", "HyperSettings", "SearchConfig", "TrialFailure", "__version__",
+           "search"]
+
+# Public names and the private modules that hold them, imported on first use (Optuna's
+# way), so `import codesign` stays light and never imports TensorFlow.
+_LAZY = {
+    "search": "codesign._api",
+    "SearchConfig": "codesign.config",
+    "HyperSettings": "codesign.hyper.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'codesign' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except CodesignError as exc:
-        from codesign.search.urls import mask_url
+        from codesign.run.urls import mask_url
 
         print(f"codesign: error: {mask_url(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -215,8 +215,9 @@ def _search(args: argparse.Namespace) -> int:
             _report_after_search(args.out)
         return 0
     from codesign.config import DEFAULT_SAMPLER, SearchConfig
+    from codesign.preflight import preflight
 
-    cfg = SearchConfig(
+    cfg = preflight(SearchConfig(
         out=args.out,
         data=args.data,
         trials=args.trials,
@@ -242,8 +243,8 @@ def _search(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage=args.storage,
         study=args.study,
-    ).validate()
-    from codesign.search.loop import run_search
+    ))
+    from codesign.engine.job import run_search
 
     run_search(cfg)
     if not args.no_report:
@@ -278,7 +279,7 @@ def _report_after_search(run: Path) -> None:
 def _worker(args: argparse.Namespace) -> int:
     import signal
 
-    from codesign.search.storage import check_study_name
+    from codesign.run.storage import check_study_name
 
     check_study_name(args.study)
     if not (args.out / "config.json").is_file():
@@ -288,7 +289,7 @@ def _worker(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt  # the running trial is failed and queued again
 
     signal.signal(signal.SIGTERM, stop)
-    from codesign.search.loop import run_worker
+    from codesign.engine.job import run_worker
 
     run_worker(args.out, args.storage, args.study)
     return 0
@@ -406,13 +407,13 @@ def _check_model(path: Path) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
+    from codesign.child import EvalChild
     from codesign.errors import TrialFailure
     from codesign.hardware.profile import load_profile
-    from codesign.worker import EvalWorker
 
     _check_model(args.model)
     profile = load_profile(args.profile)
-    with EvalWorker() as w:
+    with EvalChild() as w:
         try:
             res = w.call("benchmark_file", path=str(args.model), profile=profile.path)
         except TrialFailure as exc:
@@ -426,9 +427,9 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from codesign.child import EvalChild
     from codesign.data import validate_data_name
     from codesign.errors import TrialFailure
-    from codesign.worker import EvalWorker
 
     _check_model(args.model)
     validate_data_name(args.data)
@@ -440,7 +441,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         except (ValueError, KeyError, TypeError):
             seed = None
     seed = 0 if seed is None else seed
-    with EvalWorker() as w:
+    with EvalChild() as w:
         try:
             res = w.call(
                 "accuracy_file", path=str(args.model), data=args.data, seed=seed, split=args.split

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codesign.data import data_fingerprint, load_dataset, validate_data_name
+from codesign.data import data_fingerprint, validate_data_name
 from codesign.errors import CodesignError
 from codesign.hardware.profile import DEFAULT_PROFILE, Profile, load_profile
 from codesign.space.family import SpaceSpec, get_space
@@ -35,7 +35,7 @@ class SearchConfig:
         space: Search-space preset.
         sampler: Optuna sampler.
         epochs: Supernet training epochs (None: sized to the data, see
-            :func:`codesign.search.estimates.auto_epochs`).
+            :func:`codesign.engine.estimates.auto_epochs`).
         timeout_s: Longest one candidate's evaluation may take.
         quality_samples: Sub-networks in the supernet quality report (0: none;
             None: sized to the supernet's training time and the trials asked).
@@ -91,7 +91,12 @@ class SearchConfig:
     _profile: Profile | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
-        """Check every setting and return a copy with the profile loaded.
+        """Check every setting's value (no file, data set, device or database is touched).
+
+        :func:`codesign.preflight.preflight` then loads what the values name.
+
+        Returns:
+            This configuration.
 
         Raises:
             CodesignError: On the first invalid setting, naming it.
@@ -119,60 +124,25 @@ class SearchConfig:
                 f"--min-accuracy is a fraction from 0 to 1, got {self.min_accuracy}"
             )
         validate_data_name(self.data)
-        data = self.data
-        if Path(data).exists() and data not in ("digits",):
-            data = str(Path(data).resolve())
-        loaded = load_dataset(data, self.seed)  # bad data is refused here, before any work
         if self.quality_samples is not None:
             _positive_int("--quality-samples", self.quality_samples, 0, 1000)
         _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
-        space = get_space(self.space)
-        profile = load_profile(self.profile)
-        check_runtime_version(profile)
-        layer_choices(space, lookup_support(profile), profile.precisions)
+        get_space(self.space)
         if self.time_budget_min is not None and not self.time_budget_min > 0:
             raise CodesignError(f"--time-budget-min must be positive, got {self.time_budget_min}")
         self._check_workers()
-        latency = self._latency_mode(profile)
-        self._check_accuracy_mode(profile)
-        if self.out.exists() and not self.out.is_dir():
-            raise CodesignError(f"--out {self.out} is a file; give a directory")
-        epochs = self.epochs
-        if epochs is None:
-            from codesign.search.estimates import DataShape, auto_epochs
-
-            shape = DataShape(len(loaded.y_train), loaded.channels, loaded.num_classes)
-            epochs = auto_epochs(space, shape, self.time_budget_min)
-        return replace(self, data=data, epochs=epochs, latency=latency, _profile=profile)
+        self._check_modes()
+        return self
 
     def _check_workers(self) -> None:
-        from codesign.search.storage import check_server_url, check_study_name
+        from codesign.run.storage import check_server_url, check_study_name
 
         _positive_int("--workers", self.workers, 1, 64)
         if self.storage is not None:
             check_server_url(self.storage)
         check_study_name(self.study)
 
-    def _check_accuracy_mode(self, profile: Profile) -> None:
-        from codesign.latency.build import load_model
-
-        if self.accuracy not in ACCURACY_MODES:
-            raise CodesignError(
-                f"--accuracy is {self.accuracy!r}; use one of: {', '.join(ACCURACY_MODES)}"
-            )
-        _positive_int("--predictor-float-samples", self.predictor_float_samples, 10, 100000)
-        _positive_int("--predictor-quant-samples", self.predictor_quant_samples, 5, 100000)
-        _positive_int("--inner-trials", self.inner_trials, 100, 10_000_000)
-        if self.accuracy != "measured" and load_model(profile) is None:
-            raise CodesignError(
-                f"--accuracy {self.accuracy} searches on predicted latency too: run codesign "
-                f"profile build {profile.name} first, or use --accuracy measured"
-            )
-
-    def _latency_mode(self, profile: Profile) -> str:
-        """The latency mode: as asked, or hybrid when a latency model exists."""
-        from codesign.latency.build import load_model
-
+    def _check_modes(self) -> None:
         if self.latency not in (None, *LATENCY_MODES):
             raise CodesignError(
                 f"--latency is {self.latency!r}; use one of: {', '.join(LATENCY_MODES)}"
@@ -180,16 +150,13 @@ class SearchConfig:
         if self.latency == "predicted" and self.max_memory_mb is not None:
             raise CodesignError("--max-memory-mb needs measured memory: use --latency hybrid or "
                                 "measured with it")
-        has_model = load_model(profile) is not None
-        if self.latency is None:
-            return "hybrid" if has_model else "measured"
-        if self.latency != "measured" and not has_model:
+        if self.accuracy not in ACCURACY_MODES:
             raise CodesignError(
-                f"--latency {self.latency} needs a latency model of profile {profile.name} on "
-                f"this machine: run codesign profile build {profile.name}, or use --latency "
-                "measured"
+                f"--accuracy is {self.accuracy!r}; use one of: {', '.join(ACCURACY_MODES)}"
             )
-        return self.latency
+        _positive_int("--predictor-float-samples", self.predictor_float_samples, 10, 100000)
+        _positive_int("--predictor-quant-samples", self.predictor_quant_samples, 5, 100000)
+        _positive_int("--inner-trials", self.inner_trials, 100, 10_000_000)
 
     @property
     def space_spec(self) -> SpaceSpec:

@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 
 from codesign.errors import CodesignError
 from codesign.report.manifest import build_manifest
-from codesign.search.rundir import RunDir
-from codesign.search.study import load_study
+from codesign.run.directory import RunDir
+from codesign.run.study import load_study
 from codesign.tflite.interface import IO_TYPES
 
 
@@ -134,12 +134,12 @@ def _with_io_type(src: Path, io_type: str) -> bytes:
     """
     import tempfile
 
+    from codesign.child import EvalChild
     from codesign.errors import TrialFailure
-    from codesign.worker import EvalWorker
 
     if io_type not in IO_TYPES:
         raise CodesignError(f"--io-type {io_type!r}: use one of {', '.join(IO_TYPES)}")
-    with tempfile.TemporaryDirectory() as tmp, EvalWorker(timeout_s=300) as worker:
+    with tempfile.TemporaryDirectory() as tmp, EvalChild(timeout_s=300) as worker:
         dst = Path(tmp) / "io.tflite"
         try:
             worker.call("change_io", src=str(src), dst=str(dst), io_type=io_type)

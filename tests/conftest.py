@@ -31,6 +31,20 @@ BASE_ARGS.extend(["--latency", "measured"])
 _BASE: list[Path] = []
 
 
+def python_prints(code: str) -> str:
+    """What a fresh Python process running ``code`` at the repository root prints."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def hooks_env(**extra: str) -> dict[str, str]:
+    """Environment of a process whose evaluation child has the tests' hooks (tests/child_hooks)."""
+    path = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "child_hooks"),
+                            os.environ.get("PYTHONPATH", "")])
+    return {"CODESIGN_TEST_HOOKS": "1", "PYTHONPATH": path.rstrip(os.pathsep), **extra}
+
+
 def run_cli(
     *args: str, timeout: float = 900, env: dict | None = None
 ) -> subprocess.CompletedProcess:

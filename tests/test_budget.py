@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from codesign.search.budget import MIN_FRONT, MIN_TRIALS, TimeBudget
+from codesign.engine.budget import MIN_FRONT, MIN_TRIALS, TimeBudget
 from tests.conftest import TINY, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +56,7 @@ def test_budget_spent_in_set_up_still_evaluates_the_seeded_candidates(seeded_run
 
 
 def test_set_up_is_sized_to_the_budget() -> None:
-    from codesign.search import estimates
+    from codesign.engine import estimates
     from codesign.space.family import get_space
 
     space, shape = get_space("default"), estimates.DataShape(1437, 1, 10)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import python_prints, run_cli
 
 
 def _assert_user_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -65,13 +64,12 @@ def test_export_of_a_non_run_is_refused(tmp_path: Path) -> None:
 def test_validation_does_not_import_tensorflow() -> None:
     code = (
         "import sys; from pathlib import Path; from codesign.config import SearchConfig;"
-        "SearchConfig(out=Path('x'), space='tiny').validate();"
-        "import codesign.cli, codesign.search.loop;"
+        "from codesign.preflight import preflight;"
+        "preflight(SearchConfig(out=Path('x'), space='tiny'));"
+        "import codesign.cli, codesign.engine.job;"
         "print('tensorflow' in sys.modules)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
+    assert python_prints(code) == "False"
 
 
 def test_help_everywhere() -> None:

@@ -287,3 +287,46 @@ def test_keras3_model_gets_a_one_line_message(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert "Keras 3 model" in last and "import tf_keras as keras" in last
     assert "Traceback" not in proc.stderr
+
+
+def test_a_hypermodel_search_runs_on_two_workers_sharing_a_journal(tmp_path: Path) -> None:
+    """The one loop gives a HyperModel search --workers N: the joining worker rebuilds its plan."""
+    from codesign.run.directory import RunDir
+    from codesign.run.study import load_study
+    from tests.conftest import run_cli
+
+    path = tmp_path / "shared_build.py"
+    path.write_text(textwrap.dedent('''
+        import tf_keras as keras
+
+        def build(hp):
+            inp = keras.Input((8, 8, 1))
+            x = keras.layers.Conv2D(hp.Choice("filters", [4, 8, 12, 16]), 3, name="conv")(inp)
+            x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+            return keras.Model(inp, keras.layers.Dense(10, name="classifier")(x))
+    '''))
+    out = tmp_path / "run"
+    proc = run_cli("search", "--hypermodel", f"{path}:build", "--trials", "5", "--workers", "2",
+                   "--seed", "2", "--sampler", "random", "--candidate-epochs", "1",
+                   "--finetune-epochs", "0", "--no-report", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    assert (out / "study.journal").is_file() and not (out / "study.db").exists()
+    assert "workers: this process and 1 more" in proc.stdout
+    joined = (out / "logs" / "worker-2.log").read_text()
+    assert "joins" in joined and "completed" in joined, joined[-2000:]
+    study = load_study(RunDir(out).storage_url)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 5 and all("hp" in t.user_attrs["candidate"] for t in complete)
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # no candidate evaluated twice
+    assert json.loads((out / "pareto.json").read_text())["points"]
+
+
+def test_a_hypermodel_search_refuses_estimators_in_one_line(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    for flag in (["--latency", "hybrid"], ["--accuracy", "predicted"]):
+        proc = run_cli("search", "--hypermodel", "examples/small_cnn.py:SmallCNN", *flag,
+                       "--out", str(tmp_path / "run"), timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and flag[0] in proc.stderr

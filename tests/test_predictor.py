@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesign.engine.screen import Screen
+from codesign.engine.surrogate import propose
 from codesign.errors import CodesignError
 from codesign.latency.model import LatencyModel
 from codesign.predict.encoding import encode, feature_names
@@ -21,10 +23,9 @@ from codesign.predict.predictor import (
     validation_ceiling,
 )
 from codesign.predict.regressors import MLP, Boosted, from_dict
-from codesign.search.inner import propose
-from codesign.search.screen import Screen
 from codesign.space import get_space
 from codesign.space.candidate import PRECISIONS, Candidate
+from codesign.space.suggest import FamilySpace
 from tests.conftest import TINY, run_cli
 
 
@@ -139,13 +140,14 @@ def test_proposals_come_off_the_predicted_front() -> None:
                                 "dw:float32:out": 0.001, "stem:float32:macs": 0.01})
     screen = Screen(latency, space, 10, 1, type("P", (), {"resolver": "builtin"})())
     seen = {cands[0].to_json()}
-    prop = propose(predictor, screen, space, choices, 6, 400, 0, exclude=seen)
+    prop = propose(predictor, screen, FamilySpace(space, choices), 6, 400, 0, exclude=seen)
     assert len(prop.candidates) == 6 and prop.inner_trials == 400
     lat = [p[1] for p in prop.predicted]
     assert lat == sorted(lat)
     assert all(c.to_json() not in seen for c in prop.candidates)
     budget = sorted(lat)[2]
-    capped = propose(predictor, screen, space, choices, 4, 400, 0, max_latency_ms=budget)
+    capped = propose(predictor, screen, FamilySpace(space, choices), 4, 400, 0,
+                     max_latency_ms=budget)
     assert all(p[1] <= budget for p in capped.predicted)
 
 

@@ -76,10 +76,11 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
 
 def test_profile_for_another_runtime_version_is_refused(tmp_path: Path) -> None:
     from codesign.config import SearchConfig
+    from codesign.preflight import preflight
 
     path = _write(tmp_path, GOOD.replace('version = "2.3.0"', 'version = "9.9.9"'))
     with pytest.raises(CodesignError, match="9.9.9 but 2.3.0 is installed"):
-        SearchConfig(out=tmp_path / "run", profile=str(path)).validate()
+        preflight(SearchConfig(out=tmp_path / "run", profile=str(path)))
 
 
 def test_example_device_profiles_load() -> None:

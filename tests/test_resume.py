@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import CODESIGN, ROOT, TINY, run_cli
+from tests.conftest import CODESIGN, ROOT, TINY, hooks_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def test_live_owner_blocks_a_second_search(seeded_run: Path) -> None:
 
 
 def test_a_candidate_that_segfaults_fails_only_its_trial(seeded_run: Path) -> None:
-    env = {"CODESIGN_TEST_HOOKS": "1", "CODESIGN_TEST_CRASH_MODEL": "/trial-1.tflite"}
+    env = hooks_env(CODESIGN_TEST_CRASH_MODEL="/trial-1.tflite")
     proc = run_cli("search", *TINY, "--trials", "4", "--out", str(seeded_run), env=env)
     assert proc.returncode == 0, proc.stderr
     study = optuna.load_study(study_name="codesign",

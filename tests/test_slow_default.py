@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign.search.budget import MIN_FRONT
+from codesign.engine.budget import MIN_FRONT
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

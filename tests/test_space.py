@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from codesign.errors import CodesignError
-from codesign.search.study import make_sampler
+from codesign.run.study import make_sampler
 from codesign.space import Candidate, candidate_from_params, get_space, suggest_candidate
 from codesign.space.family import kept_channels
 from codesign.space.suggest import params_of

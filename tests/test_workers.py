@@ -16,14 +16,14 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign.config import SearchConfig
+from codesign.engine.shared_study import counts, owner_alive, worker_identity
+from codesign.engine.workers import choose_storage
 from codesign.errors import CodesignError
-from codesign.search.coord import counts, owner_alive, worker_identity
-from codesign.search.retry import retrying
-from codesign.search.rundir import RunDir
-from codesign.search.storage import Locator, parse_locator
-from codesign.search.study import load_study
-from codesign.search.urls import mask_url, without_password
-from codesign.search.workers import choose_storage
+from codesign.run.directory import RunDir
+from codesign.run.retry import retrying
+from codesign.run.storage import Locator, parse_locator
+from codesign.run.study import load_study
+from codesign.run.urls import mask_url, without_password
 from tests.conftest import CODESIGN, ROOT, run_cli
 
 TINY_FAST = ["--space", "tiny", "--epochs", "4", "--seed", "0", "--quality-samples", "0",
@@ -79,7 +79,7 @@ def test_storage_follows_the_worker_count_and_stays_with_the_run(tmp_path: Path)
 def test_a_joining_worker_keeps_to_the_runs_own_storage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from codesign.search.workers import join_locator
+    from codesign.engine.workers import join_locator
 
     monkeypatch.setenv("CODESIGN_STORAGE", "postgresql://u:pw@h/db")
     run = RunDir(tmp_path / "journal")
@@ -177,7 +177,7 @@ def test_database_outages_are_retried_then_reported() -> None:
 
 def test_disk_full_front_is_a_clear_error() -> None:
     """Injected OSError(ENOSPC): the message the search prints when the front cannot be written."""
-    from codesign.search.loop import _write_error
+    from codesign.engine.front import _write_error
 
     run = RunDir(Path("/r"))
     exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/r/pareto.json")
@@ -270,7 +270,7 @@ def test_every_call_of_optunas_cache_on_the_database_is_retried() -> None:
 
     from optuna.storages import _cached_storage
 
-    from codesign.search.retry import RetryingRDBStorage
+    from codesign.run.retry import RetryingRDBStorage
 
     called = set(re.findall(r"_backend\.(\w+)", inspect.getsource(_cached_storage)))
     plain = optuna.storages.RDBStorage
@@ -283,23 +283,30 @@ def test_a_candidate_already_run_or_running_is_not_evaluated_again() -> None:
     """Two samplers (or workers) proposing the same candidate: the later trial gives way."""
     import numpy as np
 
-    from codesign.search.loop import _duplicate_of
+    from codesign.engine.trials import duplicate_of
     from codesign.space import get_space
     from codesign.space.candidate import PRECISIONS
-    from codesign.space.suggest import params_of
+    from codesign.space.suggest import FamilySpace, params_of
 
     space = get_space("tiny")
     choices = {n: PRECISIONS[:3] for n in space.layer_names()}
+    family = FamilySpace(space, choices)
     rng = np.random.default_rng(0)
     first, other = (space.random_candidate(rng, choices) for _ in range(2))
     study = optuna.create_study(directions=["maximize", "minimize"])
     for cand in (first, first, other):
         study.enqueue_trial(params_of(cand))
-    running = study.ask()  # still running when the next one is asked
-    assert _duplicate_of(study, running, space, choices) is None
-    again = study.ask()
-    assert _duplicate_of(study, again, space, choices) == running.number
+
+    def asked() -> optuna.Trial:
+        trial = study.ask()
+        family.suggest(trial)
+        return trial
+
+    running = asked()  # still running when the next one is asked
+    assert duplicate_of(study, running) is None
+    again = asked()
+    assert duplicate_of(study, again) == running.number
     study.tell(again, state=TrialState.PRUNED)
     study.tell(running, [0.9, 1.0])
-    fresh = study.ask()
-    assert _duplicate_of(study, fresh, space, choices) is None
+    fresh = asked()
+    assert duplicate_of(study, fresh) is None

@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 def predictor_rate(profile_name: str, space_name: str, n: int) -> tuple[float, float]:
     """Candidates per second scored by the latency model, and the seconds per candidate."""
+    from codesign.engine.screen import Screen
     from codesign.hardware.profile import load_profile
     from codesign.latency.build import load_model
-    from codesign.search.screen import Screen
     from codesign.space import get_space
 
     profile = load_profile(profile_name)

@@ -79,14 +79,15 @@ class Evaluator:
     """The search's own evaluation child, set up on a run directory's supernet."""
 
     def __init__(self, run: Path, args: argparse.Namespace, seed: int) -> None:
+        from codesign.child import EvalChild
         from codesign.config import SearchConfig
-        from codesign.worker import EvalWorker
+        from codesign.preflight import preflight
 
         self.cfg = SearchConfig(out=run, data=args.data, seed=seed, profile=args.profile,
                                 space=args.space, epochs=args.epochs, latency="measured")
-        self.cfg = self.cfg.validate()
+        self.cfg = preflight(self.cfg)
         self.run = run
-        self.worker = EvalWorker(timeout_s=600)
+        self.worker = EvalChild(timeout_s=600)
         self.worker.__enter__()
         self.worker.setup(run_dir=str(run), data=self.cfg.data, seed=seed, space=args.space,
                           profile=self.cfg.profile_spec.path, train=self.cfg.train_settings())

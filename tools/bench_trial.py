@@ -25,14 +25,15 @@ import numpy as np
 import optuna
 
 import codesign  # noqa: F401  (tf_keras before TensorFlow)
+from codesign.child.builtin import BuiltinHandlers
 from codesign.config import SearchConfig
 from codesign.data import load_dataset
 from codesign.hardware.profile import load_profile
 from codesign.nn.supernet import Supernet
-from codesign.search.study import make_sampler
+from codesign.preflight import preflight
+from codesign.run.study import make_sampler
 from codesign.space import get_space, suggest_candidate
 from codesign.space.suggest import params_of
-from codesign.worker.pipeline import Pipeline
 
 STAGES = ("build", "bn_recalibration", "conversion", "accuracy", "latency")
 
@@ -63,10 +64,10 @@ def main() -> int:
     args = ap.parse_args()
 
     space = get_space("default")
-    cfg = SearchConfig(out=Path("unused"), space="default").validate()
+    cfg = preflight(SearchConfig(out=Path("unused"), space="default"))
     choices = cfg.layer_choices()
     data = load_dataset("digits", args.seed)
-    pipe = Pipeline(progress=lambda info: None)
+    pipe = BuiltinHandlers(progress=lambda info: None)
     pipe.space, pipe.data, pipe.profile = space, data, load_profile(cfg.profile)
     pipe.weights = Supernet(space, data.num_classes, data.channels).weights()  # timing only
 

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codesign.search.rundir import RunDir  # noqa: E402
-from codesign.search.study import load_study  # noqa: E402
+from codesign.run.directory import RunDir  # noqa: E402
+from codesign.run.study import load_study  # noqa: E402
 
 CODESIGN = [sys.executable, "-m", "codesign.cli"]
 ARGS = ["--space", "tiny", "--epochs", "10", "--seed", "0", "--quality-samples", "0",

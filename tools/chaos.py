@@ -36,9 +36,9 @@ import sqlalchemy
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from codesign.engine.shared_study import INFRASTRUCTURE  # noqa: E402
+from codesign.run.storage import engine_url, mask_url  # noqa: E402
 from codesign.scale.pgcluster import Cluster  # noqa: E402
-from codesign.search.coord import INFRASTRUCTURE  # noqa: E402
-from codesign.search.storage import engine_url, mask_url  # noqa: E402
 
 CODESIGN = [sys.executable, "-m", "codesign.cli"]
 TINY = ["--space", "tiny", "--seed", "0", "--quality-samples", "0", "--finetune-epochs", "1",
@@ -88,7 +88,7 @@ def tally(url: str, asked: int) -> dict[str, int]:
     import optuna
     from optuna.trial import TrialState
 
-    from codesign.search.study import load_study
+    from codesign.run.study import load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(f"{url}#{STUDY}")
@@ -273,7 +273,7 @@ def main() -> int:
 def _failed_numbers(url: str) -> set[int]:
     from optuna.trial import TrialState
 
-    from codesign.search.study import load_study
+    from codesign.run.study import load_study
 
     study = load_study(f"{url}#{STUDY}")
     return {t.number for t in study.get_trials(deepcopy=False)

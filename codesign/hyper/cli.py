@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     from codesign.hyper.settings import HyperConfig
 
 INCOMPATIBLE = (  # flag, attribute, value that means "not given"
-    ("--workers", "workers", 1),
-    ("--storage", "storage", None),
     ("--accuracy", "accuracy", "measured"),
     ("--space", "space", "default"),
 )
@@ -28,24 +26,26 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
     from codesign.config import DEFAULT_SAMPLER, SearchConfig
     from codesign.hyper.load import parse_spec
     from codesign.hyper.settings import HyperConfig, HyperSettings
+    from codesign.preflight import preflight
 
     for flag, attr, default in INCOMPATIBLE:
         if getattr(args, attr, default) != default:
-            raise CodesignError(f"{flag} does not apply to --hypermodel searches (one worker, "
-                                "measured accuracy, the HyperModel's own space); drop it")
+            raise CodesignError(f"{flag} does not apply to --hypermodel searches (measured "
+                                "accuracy, the HyperModel's own space); drop it")
     if args.latency not in (None, "measured"):
         raise CodesignError("--hypermodel searches time every candidate: drop --latency "
                             f"{args.latency}")
     spec = parse_spec(args.hypermodel, Path.cwd())
-    search = SearchConfig(
+    search = preflight(SearchConfig(
         out=args.out, data=args.data, trials=args.trials, seed=args.seed, profile=args.profile,
         sampler=args.sampler or DEFAULT_SAMPLER, timeout_s=args.timeout, quality_samples=0,
         finetune_epochs=args.finetune_epochs,
         objectives=tuple(o.strip() for o in args.objectives.split(",")),
         max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb,
         max_memory_mb=args.max_memory_mb, min_accuracy=args.min_accuracy, latency="measured",
-        accuracy="measured", time_budget_min=args.time_budget_min,
-    ).validate()
+        accuracy="measured", time_budget_min=args.time_budget_min, workers=args.workers,
+        storage=args.storage, study=args.study,
+    ))
     settings = HyperSettings(epochs=args.candidate_epochs,
                              finetune_epochs=min(args.finetune_epochs, 1000)).validate()
     return HyperConfig(hypermodel=spec, search=search, settings=settings)

@@ -1,6 +1,6 @@
 """The evaluation child's hypermodel requests (``hyper_build``, ``hyper_evaluate``, ``hyper_time``).
 
-Registered with the child's loop in :mod:`codesign.worker.server`. Every
+Registered with the child's loop in :mod:`codesign.child.server`. Every
 request carries its context (HyperModel, data, seed, profile, training
 settings) and the child loads what it does not hold yet, so a child restarted
 after a crash needs no separate set-up.
@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
+from codesign.child.source import Built, ModelSource, evaluate
+from codesign.child.timing import DeviceTiming
 from codesign.data import Dataset, load_dataset, resize_bilinear
 from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware import litert
-from codesign.hardware.devicelock import device_lock, host_work
 from codesign.hardware.profile import Profile, load_profile
-from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 
 CALIBRATION_IMAGES = 128
 TRAINED_CACHE = 4  # architectures whose trained weights are kept (prune / precision variants)
 
 
-class HyperHandlers:
+class HyperHandlers(ModelSource):
     """Request handlers of the hypermodel search (methods ``do_<request>``).
 
     Args:
@@ -44,7 +44,7 @@ class HyperHandlers:
         self._build_fn: Any = None
         self._last: tuple[str, Any, Any] | None = None
         self._trained: OrderedDict[str, tuple[list[np.ndarray], dict[str, Any]]] = OrderedDict()
-        self._runner: CommandRunner | None = None
+        self._timing = DeviceTiming()
 
     # --- context -----------------------------------------------------------------------
 
@@ -141,105 +141,88 @@ class HyperHandlers:
 
         The ``.tflite`` goes to ``model_path``; latency is timed by ``hyper_time``.
         """
+        _, profile = self._prepare(ctx)
+        candidate = {"answers": answers, "prune": prune, "precision": precision}
+        return evaluate(self, candidate, profile, Path(model_path))[0]
+
+    def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
+        """Build the HyperModel with the candidate's answers, train, prune and fine-tune it."""
         from codesign.hyper.prune import prune_model
-        from codesign.hyper.train import fresh_optimizer, train
-        from codesign.tflite.convert import convert
-        from codesign.tflite.inspect import mismatches
+        from codesign.hyper.train import BN_IMAGES, Schedule, fresh_optimizer, train
+        from codesign.nn.bn import recalibrate_bn
 
-        data, profile = self._prepare(ctx)
-        settings = ctx["train"]
+        assert self._ctx is not None and self._data is not None
+        data, settings = self._data, self._ctx["train"]
+        answers, prune, precision = (candidate["answers"], candidate["prune"],
+                                     candidate["precision"])
         key = _key(answers)
-        times: dict[str, float] = {}
         t0 = time.perf_counter()
-        if self._last is None or self._last[0] != key:
-            model, _ = self._build(answers)
-            from codesign.hyper.graph import channel_graph
-
-            self._last = (key, model, channel_graph(model))
-        _, model, graph = self._last
+        model, graph = self._built(answers)
         res = model.input_shape[1]
         train_xy = (resize_bilinear(data.x_train, res), data.y_train)
         val_xy = (resize_bilinear(data.x_val, res), data.y_val)
-        cached = self._trained.get(key)
-        if cached is None:
-            info = train(model, train_xy, val_xy, settings["epochs"], settings["patience"],
-                         settings["batch_size"], self._seed(key),
-                         fresh_optimizer(model, 1e-3), self._epoch_progress("train"))
-            self._trained[key] = ([w.copy() for w in model.get_weights()], info)
-            while len(self._trained) > TRAINED_CACHE:
-                self._trained.popitem(last=False)
-        else:
-            model.set_weights(cached[0])
-            info = {**cached[1], "reused": True}
-            self._trained.move_to_end(key)
+        info = self._trained_weights(model, key, train_xy, val_xy)
         times["train"] = round(time.perf_counter() - t0, 4)
         t1 = time.perf_counter()
         narrow, counts = prune_model(model, graph, prune)
         tuned = None
         if narrow is not model and settings["finetune_epochs"] > 0:
-            tuned = train(narrow, train_xy, val_xy, settings["finetune_epochs"],
-                          settings["patience"], settings["batch_size"], self._seed(key) + 1,
+            tuned = train(narrow, train_xy, val_xy,
+                          Schedule(settings["finetune_epochs"], settings["patience"],
+                                   settings["batch_size"], self._seed(key) + 1),
                           fresh_optimizer(model, 5e-4), self._epoch_progress("finetune"))
         elif narrow is not model:
-            from codesign.hyper.train import BN_IMAGES
-            from codesign.nn.bn import recalibrate_bn
-
             recalibrate_bn(narrow, train_xy[0][:BN_IMAGES])
         times["prune"] = round(time.perf_counter() - t1, 4)
-        refused = sorted({p for p in precision.values() if p not in profile.precisions})
-        if refused:
-            raise TrialFailure(f"profile {profile.name} cannot run {refused}")
-        t2 = time.perf_counter()
-        with host_work():
-            blob = convert(narrow, precision, train_xy[0][:CALIBRATION_IMAGES])
-            problems = mismatches(blob, precision)
-            if problems:
-                raise TrialFailure("the file does not hold the intended precisions: "
-                                   + problems[0])
-            times["conversion"] = round(time.perf_counter() - t2, 4)
-            t3 = time.perf_counter()
-            val_acc = litert.accuracy(blob, val_xy[0], data.y_val, profile.threads,
-                                      profile.resolver)
-            test_acc = litert.accuracy(blob, resize_bilinear(data.x_test, res), data.y_test,
-                                       profile.threads, profile.resolver)
-            times["accuracy"] = round(time.perf_counter() - t3, 4)
-        _write(Path(model_path), blob)
         layers = [
             {"name": name, "kind": kind, "channels": int(narrow.get_layer(name).output_shape[-1]),
              "precision": precision[name]}
             for name, kind in graph.precision_layers
         ]
-        return {
-            "val_accuracy": val_acc,
-            "test_accuracy": test_acc,
-            "latency_ms": None,
-            **litert.file_facts(blob),
-            "layers": layers,
-            "params": int(narrow.count_params()),
-            "channels": {g: counts[g] for g, grp in graph.groups.items() if grp.prunable},
-            "training": {"train": info, "finetune": tuned},
-            "times": times,
-        }
+        return Built(narrow, precision, train_xy[0][:CALIBRATION_IMAGES],
+                     (val_xy, (resize_bilinear(data.x_test, res), data.y_test)), layers,
+                     {"params": int(narrow.count_params()),
+                      "channels": {g: counts[g] for g, grp in graph.groups.items()
+                                   if grp.prunable},
+                      "training": {"train": info, "finetune": tuned}})
+
+    def _built(self, answers: dict[str, Any]) -> tuple[Any, Any]:
+        """The model built with ``answers`` (the last build is reused) and its channel graph."""
+        from codesign.hyper.graph import channel_graph
+
+        key = _key(answers)
+        if self._last is None or self._last[0] != key:
+            model, _ = self._build(answers)
+            self._last = (key, model, channel_graph(model))
+        return self._last[1], self._last[2]
+
+    def _trained_weights(self, model: Any, key: str, train_xy: Any, val_xy: Any
+                         ) -> dict[str, Any]:
+        """Train ``model`` (or load the weights this architecture was trained to before)."""
+        from codesign.hyper.train import Schedule, fresh_optimizer, train
+
+        assert self._ctx is not None
+        settings = self._ctx["train"]
+        cached = self._trained.get(key)
+        if cached is not None:
+            model.set_weights(cached[0])
+            self._trained.move_to_end(key)
+            return {**cached[1], "reused": True}
+        info = train(model, train_xy, val_xy,
+                     Schedule(settings["epochs"], settings["patience"],
+                              settings["batch_size"], self._seed(key)),
+                     fresh_optimizer(model, 1e-3), self._epoch_progress("train"))
+        self._trained[key] = ([w.copy() for w in model.get_weights()], info)
+        while len(self._trained) > TRAINED_CACHE:
+            self._trained.popitem(last=False)
+        return info
 
     def do_hyper_time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate on the profile's device (exclusive)."""
         data, p = self._prepare(ctx)
         blob = Path(model_path).read_bytes()
         res = litert.io_details(blob)["input"]["shape"][1]
-        sample = resize_bilinear(data.x_val[:1], res)
-        with device_lock(p.device, exclusive=True):
-            if p.remote:
-                if self._runner is None or self._runner.spec != p.runner:
-                    self._runner = CommandRunner(
-                        p.runner, BenchSettings(p.threads, p.resolver, p.warmup_runs, p.runs))
-                facts, entries = self._runner.measure([Path(model_path)])
-                rt = facts["runtime"]
-                return {**stats_of(entries[0]), "device": p.device,
-                        "runtime": f"{rt.get('name')} {rt.get('version')}"}
-            stats = litert.time_latency(blob, sample, p.threads, p.resolver, p.warmup_runs,
-                                        p.runs)
-        return {**stats.to_dict(), "device": p.device,
-                "runtime": f"{p.runtime} {p.runtime_version}"}
+        return self._timing.time(p, blob, Path(model_path), resize_bilinear(data.x_val[:1], res))
 
     def _epoch_progress(self, stage: str) -> Callable[[int, int, float], None]:
         def report(epoch: int, epochs: int, val_accuracy: float) -> None:
@@ -258,10 +241,3 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
     for k, v in values.items():
         out[k] = v.item() if isinstance(v, np.generic) else v
     return out
-
-
-def _write(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)

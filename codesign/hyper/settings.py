@@ -9,6 +9,7 @@ from codesign.config import SearchConfig
 from codesign.data import data_fingerprint
 from codesign.errors import CodesignError
 from codesign.hyper.load import HyperSpec, as_spec
+from codesign.preflight import preflight
 
 DEFAULT_PRUNE_RATIOS = (0.0, 0.25, 0.5, 0.75)
 
@@ -106,6 +107,6 @@ def hyper_config(hypermodel: Any, out: Any, settings: HyperSettings | None = Non
     """
     from pathlib import Path
 
-    cfg = SearchConfig(out=Path(out), latency="measured", accuracy="measured",
-                       quality_samples=0, **search).validate()
+    cfg = preflight(SearchConfig(out=Path(out), latency="measured", accuracy="measured",
+                                 quality_samples=0, **search))
     return HyperConfig(as_spec(hypermodel), cfg, (settings or HyperSettings()).validate())

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from codesign.errors import TrialFailure
+from codesign.space.suggest import PRECISION_PREFIX, PRUNE_PREFIX
 
 HP_PREFIX = "hp/"
-PRUNE_PREFIX = "prune/"
-PRECISION_PREFIX = "precision/"
 
 
 def suggest_hp(trial: Any, spec: Mapping[str, Any]) -> Any:

@@ -7,6 +7,7 @@ each architecture trains from its (seeded) initial weights.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,14 +55,28 @@ def fresh_optimizer(model: keras.Model, learning_rate: float) -> keras.optimizer
     return keras.optimizers.Adam(learning_rate)
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how a model trains.
+
+    Attributes:
+        epochs: Most passes over the training images.
+        patience: Epochs without improvement before stopping.
+        batch_size: Images per step.
+        seed: Seed of the shuffling.
+    """
+
+    epochs: int
+    patience: int
+    batch_size: int
+    seed: int
+
+
 def train(
     model: keras.Model,
     train_xy: tuple[np.ndarray, np.ndarray],
     val_xy: tuple[np.ndarray, np.ndarray],
-    epochs: int,
-    patience: int,
-    batch_size: int,
-    seed: int,
+    schedule: Schedule,
     optimizer: keras.optimizers.Optimizer | None = None,
     on_epoch: Callable[[int, int, float], None] | None = None,
 ) -> dict[str, Any]:
@@ -71,19 +86,17 @@ def train(
         model: A functional tf_keras classifier.
         train_xy: Training images at the model's resolution and integer labels.
         val_xy: Validation images and labels (early stopping watches their loss).
-        epochs: Most passes over the training images.
-        patience: Epochs without improvement before stopping.
-        batch_size: Images per step.
-        seed: Seed of the shuffling.
+        schedule: Epochs, patience, batch size and seed.
         optimizer: The optimizer (default: Adam, 1e-3).
         on_epoch: Called with ``(epoch, epochs, validation accuracy)`` after each epoch.
 
     Returns:
         ``{"epochs": run, "val_accuracy": best Keras-side validation accuracy}``.
     """
+    epochs, patience, batch_size = schedule.epochs, schedule.patience, schedule.batch_size
     if epochs <= 0:
         return {"epochs": 0, "val_accuracy": None}
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(schedule.seed)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(

@@ -84,7 +84,7 @@ def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: s
     Returns:
         The records by sample id, and the timing summary (re-timings, disturbance).
     """
-    from codesign.worker import EvalWorker
+    from codesign.child import EvalChild
 
     bar = tqdm(total=len(samples), desc=desc, unit="net", file=stream)
 
@@ -98,7 +98,7 @@ def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: s
         if worker is not None:
             res = worker.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
         else:
-            with EvalWorker(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
+            with EvalChild(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
                 res = own.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
     except TrialFailure as exc:
         if worker is not None and isinstance(exc, DeviceUnavailable):
@@ -219,10 +219,10 @@ def speed_factor(profile: Profile, model: LatencyModel, worker: Any = None) -> f
     then = model.meta.get("reference_ms")
     if not then or profile.remote:
         return 1.0
-    from codesign.worker import EvalWorker
+    from codesign.child import EvalChild
 
     if worker is None:
-        with EvalWorker(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
+        with EvalChild(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
             now = own.call("reference", profile=profile.path)["reference_ms"]
     else:
         now = worker.call("reference", profile=profile.path)["reference_ms"]

@@ -24,6 +24,7 @@ from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 from codesign.hardware.timing import BatchTiming, Timer, TimingSettings
 from codesign.latency.model import latency_dir
 from codesign.latency.sampling import reference_network, space_from_dict
+from codesign.run.files import write_atomic
 from codesign.space.candidate import Candidate
 
 BATCH = 16  # models per copy-and-run on a remote device
@@ -65,10 +66,7 @@ def converted(sample: dict[str, Any]) -> Path:
     calib = rng.random((64, sub.resolution, sub.resolution, sample["channels"]), np.float32)
     recalibrate_bn(model, calib)  # activations in a trained network's ranges
     blob = convert(model, sub.precision, calib)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
+    write_atomic(path, blob)
     return path
 
 

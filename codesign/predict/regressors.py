@@ -46,9 +46,10 @@ class MLP:
             acts.append(h)
         return (h @ params[-2] + params[-1])[:, 0], acts
 
-    def _train(self, params: list[np.ndarray], x: np.ndarray, y: np.ndarray, xv: np.ndarray,
-               yv: np.ndarray, epochs: int, lr: float, decay: float,
+    def _train(self, params: list[np.ndarray], train: tuple[np.ndarray, np.ndarray],
+               held_out: tuple[np.ndarray, np.ndarray], epochs: int, lr: float, decay: float,
                rng: np.random.Generator) -> list[np.ndarray]:
+        (x, y), (xv, yv) = train, held_out
         m = [np.zeros_like(p) for p in params]
         v = [np.zeros_like(p) for p in params]
         best, best_loss, wait, step = [p.copy() for p in params], np.inf, 0, 0
@@ -92,7 +93,7 @@ class MLP:
             tr, va = _split(len(x), rng)
             ys = (y - self.y_mean) / self.y_std
             params = self._init(x.shape[1], rng)
-            self.nets.append(self._train(params, x[tr], ys[tr], x[va], ys[va], epochs, lr,
+            self.nets.append(self._train(params, (x[tr], ys[tr]), (x[va], ys[va]), epochs, lr,
                                          decay, rng))
         return self
 
@@ -103,8 +104,8 @@ class MLP:
         for k, params in enumerate(self.nets):
             rng = np.random.default_rng(self.seed + 100 + k)
             tr, va = _split(len(x), rng)
-            self.nets[k] = self._train([p.copy() for p in params], x[tr], ys[tr], x[va], ys[va],
-                                       epochs, lr, decay, rng)
+            self.nets[k] = self._train([p.copy() for p in params], (x[tr], ys[tr]),
+                                       (x[va], ys[va]), epochs, lr, decay, rng)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -142,7 +142,7 @@ def load_run(path: Path, label: str | None = None) -> RunData:
             f"{SCHEMA_VERSION}: rerun codesign search with this codesign, or use the codesign "
             "that wrote it"
         )
-    from codesign.search.rundir import RunDir
+    from codesign.run.directory import RunDir
 
     if not RunDir(root).study_db.is_file():
         raise CodesignError(f"{root} has pareto.json but no study (study.db); copy the whole "
@@ -174,8 +174,8 @@ def open_study(root: Path) -> Any:
     """
     import optuna
 
-    from codesign.search.rundir import RunDir
-    from codesign.search.study import load_study
+    from codesign.run.directory import RunDir
+    from codesign.run.study import load_study
 
     optuna.logging.set_verbosity(logging.WARNING)
     try:
@@ -190,7 +190,7 @@ def open_study(root: Path) -> Any:
 
 def dashboard_target(root: Path) -> str:
     """What to pass to ``optuna-dashboard`` to browse the run's study."""
-    from codesign.search.rundir import RunDir
+    from codesign.run.directory import RunDir
 
     held = RunDir(Path(root)).study_db
     if held.name == "study.db":

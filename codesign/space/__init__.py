@@ -1,7 +1,8 @@
-"""The search space: candidates, the built-in network family, and suggestion.
+"""The search space: the ``Space`` seam, candidates, the built-in network family, suggestion.
 
-``suggest.suggest_candidate`` is the only code in codesign that calls
-``trial.suggest_*``.
+``base.Space`` turns a trial into a candidate; ``suggest.FamilySpace`` is the
+built-in family's (``suggest.suggest_candidate`` holds its ``trial.suggest_*``
+calls), ``codesign.hyper.space.HyperModelSpace`` a HyperModel's.
 """
 
 from codesign.space.candidate import Candidate

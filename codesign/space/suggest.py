@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from codesign.errors import CodesignError
+from codesign.space.base import Space
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec
 
@@ -53,6 +54,23 @@ def suggest_candidate(
     cand = Candidate.make(resolution, depths, prune, precision)
     space.check(cand)
     return cand
+
+
+class FamilySpace(Space):
+    """The built-in network family as a :class:`~codesign.space.base.Space`.
+
+    Args:
+        spec: The family's description.
+        choices: Precisions offered to each layer (what the profile's runtime runs).
+    """
+
+    def __init__(self, spec: SpaceSpec, choices: Mapping[str, tuple[str, ...]]) -> None:
+        self.spec = spec
+        self.choices = choices
+
+    def suggest(self, trial: Any) -> Candidate:
+        """Ask ``trial`` for a candidate of the family (see :func:`suggest_candidate`)."""
+        return suggest_candidate(trial, self.spec, self.choices)
 
 
 def candidate_from_params(params: Mapping[str, Any], space: SpaceSpec) -> Candidate:

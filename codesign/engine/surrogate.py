@@ -13,12 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 
+from codesign.engine.screen import Screen
 from codesign.predict.predictor import AccuracyPredictor
 from codesign.report.pareto import pareto_indices
-from codesign.search.screen import Screen
 from codesign.space.candidate import Candidate
-from codesign.space.family import SpaceSpec
-from codesign.space.suggest import candidate_from_params, suggest_candidate
+from codesign.space.suggest import FamilySpace, candidate_from_params
 
 
 @dataclass(frozen=True)
@@ -38,16 +37,15 @@ class Proposal:
     seconds: float
 
 
-def propose(predictor: AccuracyPredictor, screen: Screen, space: SpaceSpec,
-            choices: dict[str, tuple[str, ...]], n_pick: int, n_inner: int, seed: int,
-            max_latency_ms: float | None = None, exclude: set[str] | None = None) -> Proposal:
+def propose(predictor: AccuracyPredictor, screen: Screen, family: FamilySpace, n_pick: int,
+            n_inner: int, seed: int, max_latency_ms: float | None = None,
+            exclude: set[str] | None = None) -> Proposal:
     """Run an inner NSGA-II study on predictions and pick ``n_pick`` candidates off its front.
 
     Args:
         predictor: Accuracy predictor.
         screen: Latency predictor (with the device's speed factor).
-        space: Search space.
-        choices: Precisions per layer.
+        family: The built-in space with the precisions offered per layer.
         n_pick: Candidates to return.
         n_inner: Inner trials.
         seed: Sampler seed.
@@ -60,7 +58,7 @@ def propose(predictor: AccuracyPredictor, screen: Screen, space: SpaceSpec,
     t0 = time.perf_counter()
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        cand = suggest_candidate(trial, space, choices)
+        cand = family.suggest(trial)
         return predictor.predict(cand), screen.predict(cand)
 
     study.optimize(objective, n_trials=n_inner)
@@ -73,7 +71,7 @@ def propose(predictor: AccuracyPredictor, screen: Screen, space: SpaceSpec,
         acc, lat = t.values
         if max_latency_ms is not None and lat > max_latency_ms:
             continue
-        cand = candidate_from_params(t.params, space)
+        cand = candidate_from_params(t.params, family.spec)
         key = cand.to_json()
         if key in seen:
             continue

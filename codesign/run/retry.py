@@ -66,7 +66,7 @@ def retrying(call: Callable[[], T], where: str, sleep: Callable[[float], None] =
     Raises:
         CodesignError: If the database stays unreachable for :func:`wait_limit_s`.
     """
-    from codesign.search.storage import mask_url
+    from codesign.run.storage import mask_url
 
     deadline = None
     pause = FIRST_PAUSE_S

@@ -20,8 +20,9 @@ from typing import Any, TextIO
 
 from codesign.config import SearchConfig
 from codesign.errors import CodesignError
-from codesign.search.rundir import RunDir
-from codesign.search.storage import (
+from codesign.preflight import preflight
+from codesign.run.directory import RunDir
+from codesign.run.storage import (
     STORAGE_ENV,
     STUDY_NAME,
     Locator,
@@ -104,7 +105,7 @@ def joined_config(saved: Any, run_dir: Path, loc: Locator) -> SearchConfig:
     kwargs = {k: v for k, v in saved.items() if k in known}
     kwargs["objectives"] = tuple(kwargs.get("objectives", ("accuracy", "latency")))
     storage = loc.url if loc.kind == "server" else None
-    return SearchConfig(out=run_dir, storage=storage, study=loc.study, **kwargs).validate()
+    return preflight(SearchConfig(out=run_dir, storage=storage, study=loc.study, **kwargs))
 
 
 def join_locator(run: RunDir, storage: str | None, study: str) -> Locator:

@@ -8,19 +8,19 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from codesign.child import EvalChild
 from codesign.config import SearchConfig
+from codesign.engine import estimates
 from codesign.errors import TrialFailure
 from codesign.predict.predictor import AccuracyPredictor, PredictorSettings, train_predictor
-from codesign.search import estimates
-from codesign.search.rundir import RunDir
+from codesign.run.directory import RunDir
 from codesign.space.candidate import Candidate
-from codesign.worker import EvalWorker
 
 CHUNK = 20  # candidates per call to the child (each chunk is saved at once)
 MIN_FLOAT, MIN_QUANT = 100, 20  # the fewest samples a time budget shrinks the predictor to
 
 
-def predictor_stage(worker: EvalWorker, cfg: SearchConfig, run: RunDir, out: TextIO,
+def predictor_stage(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
                     left_s: float | None = None) -> AccuracyPredictor | None:
     """Load the run's accuracy predictor, or train it; print its fidelity.
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import optuna
 
 from codesign.errors import CodesignError
-from codesign.search.urls import mask_url, without_password
+from codesign.run.urls import mask_url, without_password
 
 __all__ = ["mask_url", "without_password"]  # re-exported for callers of this module
 
@@ -141,7 +141,7 @@ def build_storage(loc: Locator, heartbeat: bool = False) -> optuna.storages.Base
     """The Optuna storage of a locator.
 
     A server's storage retries with back-off while the database is away (see
-    :mod:`codesign.search.retry`) and, with ``heartbeat``, records each
+    :mod:`codesign.run.retry`) and, with ``heartbeat``, records each
     running trial's heartbeat so a lost worker's trial can be failed.
 
     Raises:
@@ -157,7 +157,7 @@ def build_storage(loc: Locator, heartbeat: bool = False) -> optuna.storages.Base
         )
     if loc.kind == "sqlite":
         return optuna.storages.RDBStorage(loc.url)
-    from codesign.search.retry import RetryingRDBStorage, open_with_retry
+    from codesign.run.retry import RetryingRDBStorage, open_with_retry
 
     kwargs: dict = {"engine_kwargs": {"pool_pre_ping": True}}
     if engine_url(loc.url).startswith("postgresql"):

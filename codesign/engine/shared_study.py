@@ -35,9 +35,9 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign.search.retry import retrying
-from codesign.search.rundir import RunDir
-from codesign.search.storage import GRACE_S, HEARTBEAT_S, Locator, engine_url
+from codesign.run.directory import RunDir
+from codesign.run.retry import retrying
+from codesign.run.storage import GRACE_S, HEARTBEAT_S, Locator, engine_url
 
 INTERRUPTED = "interrupted"
 INFRASTRUCTURE = (INTERRUPTED, "device unavailable", "worker lost")

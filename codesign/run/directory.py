@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError
-from codesign.search.storage import Locator, with_password, without_password
+from codesign.run.files import write_atomic
+from codesign.run.storage import Locator, with_password, without_password
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class RunDir:
         return self.sqlite_file
 
     def locator(self) -> Locator:
-        """Where the run's study lives (see :mod:`codesign.search.storage`)."""
+        """Where the run's study lives (see :mod:`codesign.run.storage`)."""
         if self.storage_file.is_file():
             try:
                 rec = json.loads(self.storage_file.read_text())
@@ -62,9 +63,8 @@ class RunDir:
     def record_server(self, url: str, study: str) -> None:
         """Note (without the password) that the run's study lives on a server."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.storage_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": without_password(url), "study": study}, indent=1))
-        tmp.replace(self.storage_file)
+        write_atomic(self.storage_file,
+                     json.dumps({"url": without_password(url), "study": study}, indent=1))
 
     @property
     def storage_url(self) -> str:
@@ -140,9 +140,8 @@ class RunDir:
 
     def save_settings(self, identity: dict[str, Any], trials: int) -> None:
         """Write the settings file atomically."""
-        tmp = self.config_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"identity": identity, "trials": trials}, indent=1))
-        tmp.replace(self.config_file)
+        write_atomic(self.config_file,
+                     json.dumps({"identity": identity, "trials": trials}, indent=1))
 
     # --- lock --------------------------------------------------------------------------
 

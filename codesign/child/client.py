@@ -12,7 +12,7 @@ from codesign.errors import CodesignError, DeviceUnavailable, EvaluatorCrashed, 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-class EvalWorker:
+class EvalChild:
     """Start, call and restart the evaluation child process.
 
     The child is started lazily on the first call and restarted after a crash.
@@ -37,14 +37,14 @@ class EvalWorker:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def __enter__(self) -> EvalWorker:
+    def __enter__(self) -> EvalChild:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _start(self) -> None:
-        from codesign.worker.server import serve
+        from codesign.child.server import serve
 
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=serve, args=(child, self.log_path), daemon=True)

@@ -9,8 +9,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.errors import CodesignError
-from codesign.search.retry import retrying
-from codesign.search.storage import STUDY_NAME, Locator, build_storage, parse_locator
+from codesign.run.retry import retrying
+from codesign.run.storage import STUDY_NAME, Locator, build_storage, parse_locator
 
 __all__ = ["STUDY_NAME", "DIRECTIONS", "open_study", "load_study", "complete_trials",
            "make_sampler", "population_size"]
@@ -52,7 +52,7 @@ def open_study(
 
     Objectives: validation accuracy (up), latency median in ms (down) and,
     optionally, file size in KB (down). A server study records heartbeats of
-    running trials (see :mod:`codesign.search.coord`).
+    running trials (see :mod:`codesign.engine.shared_study`).
 
     Args:
         loc: Where the study lives.

@@ -6,6 +6,6 @@ interpreter work happen in one persistent child process, so that a crash there
 only the trial that crashed it.
 """
 
-from codesign.worker.client import EvalWorker
+from codesign.child.client import EvalChild
 
-__all__ = ["EvalWorker"]
+__all__ = ["EvalChild"]

@@ -8,11 +8,11 @@ import optuna
 from optuna.trial import TrialState
 
 from codesign.config import SearchConfig
+from codesign.engine.screen import Screen
+from codesign.engine.surrogate import propose
 from codesign.predict.predictor import AccuracyPredictor
-from codesign.search.inner import propose
-from codesign.search.screen import Screen
 from codesign.space.candidate import Candidate
-from codesign.space.suggest import params_of
+from codesign.space.suggest import FamilySpace, params_of
 
 ROUNDS = 4  # a search proposes in about this many rounds ...
 ROUND_MAX = 25  # ... of at most this many candidates
@@ -55,8 +55,9 @@ class Proposer:
         size = max(2, min(ROUND_MAX, -(-self.cfg.trials // ROUNDS)))
         seen = {Candidate.from_dict(t.user_attrs["candidate"]).to_json()
                 for t in self.study.get_trials(deepcopy=False) if "candidate" in t.user_attrs}
-        prop = propose(self.predictor, self.screen, self.cfg.space_spec,
-                       self.cfg.layer_choices(), min(size, remaining), self.cfg.inner_trials,
+        prop = propose(self.predictor, self.screen,
+                       FamilySpace(self.cfg.space_spec, self.cfg.layer_choices()),
+                       min(size, remaining), self.cfg.inner_trials,
                        self.cfg.seed + 31 * self.rounds,
                        self.cfg.budgets().get("max_latency_ms"), seen)
         for cand, (acc, lat) in zip(prop.candidates, prop.predicted, strict=True):

@@ -1,13 +1,11 @@
 """What the evaluation child does: supernet, sub-models, conversion, measurement.
 
-Runs only inside the child process (see :mod:`codesign.worker`).
+Runs only inside the child process (see :mod:`codesign.child`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,16 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from codesign.child.convert import checked_tflite, measure_and_write
+from codesign.child.source import Built, ModelSource, evaluate
+from codesign.child.timing import DeviceTiming
 from codesign.data import Dataset, load_dataset, resize_bilinear
 from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware import litert
 from codesign.hardware.devicelock import device_lock, host_work
 from codesign.hardware.profile import Profile, load_profile
-from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 from codesign.hardware.timing import Timer
-from codesign.latency.measure import latency_record, local_timer
 from codesign.nn import supernet_cache
 from codesign.report.manifest import brief
+from codesign.run.files import write_atomic
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec, get_space
 
@@ -35,7 +35,7 @@ SUPERNET_META = "supernet.json"
 QUALITY_FILE = "supernet_quality.json"
 
 
-class Pipeline:
+class BuiltinHandlers(ModelSource):
     """Stateful request handlers of the child (methods ``do_<request>``).
 
     Args:
@@ -49,9 +49,7 @@ class Pipeline:
         self.profile: Profile | None = None
         self.weights: dict[str, list[np.ndarray]] | None = None
         self._resized: dict[tuple[str, int], np.ndarray] = {}
-        self._command_runner: CommandRunner | None = None
-        self._timer: Timer | None = None
-        self._timer_profile: Profile | None = None
+        self.timing = DeviceTiming()
         self._evaluator: Any = None
 
     # --- set-up ------------------------------------------------------------------------
@@ -107,9 +105,8 @@ class Pipeline:
         )
         seconds = time.perf_counter() - t0
         net.save(weights_path)
-        tmp = meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": meta, "train_seconds": seconds}, indent=1))
-        tmp.replace(meta_path)
+        write_atomic(meta_path, json.dumps({"fingerprint": meta, "train_seconds": seconds},
+                                           indent=1))
         supernet_cache.store(cached, weights_path, meta_path)
         self.weights = net.weights()
         self._prime_runtime()
@@ -195,21 +192,9 @@ class Pipeline:
     def _tflite(self, model: Any, cand: Candidate, times: dict[str, float],
                 calib_seed: int = 0) -> bytes:
         """Convert with each layer's precision and check the file holds exactly that."""
-        from codesign.tflite.convert import convert
-        from codesign.tflite.inspect import mismatches
-
         space, _, profile, _ = self._ready()
-        precision = space.subnet(cand).precision
-        refused = sorted({p for p in precision.values() if p not in profile.precisions})
-        if refused:
-            raise TrialFailure(f"profile {profile.name} cannot run {refused}")
-        t0 = time.perf_counter()
-        blob = convert(model, precision, self._calibration(cand.resolution, calib_seed))
-        problems = mismatches(blob, precision)
-        if problems:
-            raise TrialFailure("the file does not hold the intended precisions: " + problems[0])
-        times["conversion"] = round(time.perf_counter() - t0, 4)
-        return blob
+        return checked_tflite(model, space.subnet(cand).precision,
+                              self._calibration(cand.resolution, calib_seed), profile, times)
 
     def _measure(
         self, blob: bytes, cand: Candidate, model_path: str, times: dict[str, float],
@@ -220,27 +205,29 @@ class Pipeline:
         With ``timing`` False, latency is left to the caller (``latency_ms`` None).
         """
         space, data, p, _ = self._ready()
-        t0 = time.perf_counter()
-        val_acc = litert.accuracy(
-            blob, self._images("val", cand.resolution), data.y_val, p.threads, p.resolver
-        )
-        test_acc = litert.accuracy(
-            blob, self._images("test", cand.resolution), data.y_test, p.threads, p.resolver
-        )
-        t1 = time.perf_counter()
+        r = cand.resolution
         out = Path(model_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_bytes(blob)
-        tmp.replace(out)
+        facts = measure_and_write(blob, p, ((self._images("val", r), data.y_val),
+                                            (self._images("test", r), data.y_test)), out, times)
         latency = None
         if timing:
-            latency = self._time(blob, out, self._images("val", cand.resolution)[:1])
+            t1 = time.perf_counter()
+            latency = self._time(blob, out, self._images("val", r)[:1])
             times["latency"] = round(time.perf_counter() - t1, 4)
-        times["accuracy"] = round(t1 - t0, 4)
+        layers = self._layers(cand)
+        return {
+            **facts,
+            "latency_ms": latency,
+            "layers": layers,
+            "times": times,
+        }
+
+    def _layers(self, cand: Candidate) -> list[dict[str, Any]]:
+        """Per layer of the candidate: name, kind, output channels and precision."""
+        space, data, _, _ = self._ready()
         sub = space.subnet(cand)
         kinds = space.layer_kinds(cand.depths)
-        layers = [
+        return [
             {
                 "name": name,
                 "kind": kinds[name],
@@ -249,45 +236,26 @@ class Pipeline:
             }
             for name in space.layer_names(cand.depths)
         ]
-        return {
-            "val_accuracy": val_acc,
-            "test_accuracy": test_acc,
-            "latency_ms": latency,
-            **litert.file_facts(blob),
-            "layers": layers,
-            "times": times,
-        }
 
     def _time(self, blob: bytes, path: Path, sample: np.ndarray) -> dict[str, Any]:
         """Latency figures of a model on the profile's device (exclusive use of it)."""
-        p = self.profile
-        assert p is not None
-        with device_lock(p.device, exclusive=True):
-            if p.remote:
-                facts, entries = self._runner(p).measure([path])
-                runtime = facts["runtime"]
-                return {**stats_of(entries[0]), "device": p.device,
-                        "runtime": f"{runtime.get('name')} {runtime.get('version')}"}
-            timed = self._local_timer().time([blob], [sample])
-            stats = timed.stats[0]
-            if isinstance(stats, str):
-                raise TrialFailure(stats)
-            return latency_record(stats, timed, p)
+        assert self.profile is not None
+        return self.timing.time(self.profile, blob, path, sample)
 
     def _local_timer(self) -> Timer:
         """This child's timer for the profile (made once per profile)."""
         assert self.profile is not None
-        if self._timer is None or self._timer_profile != self.profile:
-            self._timer = local_timer(self.profile)
-            self._timer_profile = self.profile
-        return self._timer
+        return self.timing.local(self.profile)
 
-    def _runner(self, p: Profile) -> CommandRunner:
-        if self._command_runner is None or self._command_runner.spec != p.runner:
-            self._command_runner = CommandRunner(
-                p.runner, BenchSettings(p.threads, p.resolver, p.warmup_runs, p.runs)
-            )
-        return self._command_runner
+    def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
+        """The candidate's sub-model with inherited weights and recalibrated batch norm."""
+        space, data, _, _ = self._ready()
+        cand = Candidate.from_dict(candidate)
+        model = self._inherited(cand, times)
+        r = cand.resolution
+        return Built(model, space.subnet(cand).precision, self._calibration(r, 0),
+                     ((self._images("val", r), data.y_val), (self._images("test", r), data.y_test)),
+                     self._layers(cand), {"params": int(model.count_params())})
 
     def do_evaluate(
         self, candidate: dict[str, Any], model_path: str, timing: bool = True
@@ -296,14 +264,14 @@ class Pipeline:
 
         With ``timing`` False the latency is not measured (see :meth:`do_time`).
         """
-        _crash_hook(model_path)
-        cand = Candidate.from_dict(candidate)
-        times: dict[str, float] = {}
-        with host_work():
-            model = self._inherited(cand, times)
-            blob = self._tflite(model, cand, times)
-        result = self._measure(blob, cand, model_path, times, timing)
-        result["params"] = int(model.count_params())
+        cand = Candidate.from_dict(candidate)  # a malformed candidate is a user error here
+        _, _, profile, _ = self._ready()
+        result, blob = evaluate(self, candidate, profile, Path(model_path))
+        if timing:
+            t0 = time.perf_counter()
+            result["latency_ms"] = self._time(blob, Path(model_path),
+                                              self._images("val", cand.resolution)[:1])
+            result["times"]["latency"] = round(time.perf_counter() - t0, 4)
         return result
 
     def do_accuracy_samples(
@@ -442,9 +410,7 @@ class Pipeline:
                 space, data, weights, samples, epochs, seed,
                 progress=lambda i, n: self.progress({"stage": "quality", "done": i, "total": n}),
             )
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, indent=1))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(report, indent=1))
         return report
 
     # --- files -------------------------------------------------------------------------
@@ -526,10 +492,3 @@ def _out_channels(space: SpaceSpec, sub: Any, layer: str, num_classes: int) -> i
     block = layer.rsplit("_", 1)[0]  # depthwise: the channels of the block's hidden group
     plan = next(bp for bp in space.blocks() if bp.name == block)
     return sub.channels[plan.hidden_group]
-
-
-def _crash_hook(model_path: str) -> None:
-    """Tests provoke a real segfault of this process on one chosen model (off by default)."""
-    target = os.environ.get("CODESIGN_TEST_CRASH_MODEL")
-    if os.environ.get("CODESIGN_TEST_HOOKS") == "1" and target and model_path.endswith(target):
-        os.kill(os.getpid(), signal.SIGSEGV)

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 
-TEST_HOOKS_ENV = "CODESIGN_TEST_HOOKS"
+# The request handlers, by the module and class that hold them (``do_<request>`` methods);
+# the child imports them by name when it starts, so this module imports no feature package.
+HANDLERS = (
+    "codesign.child.builtin:BuiltinHandlers",
+    "codesign.hyper.evaluate:HyperHandlers",
+)
+Handler = Callable[..., Any]
+
+
+def handler_table(progress: Callable[[dict[str, Any]], None]) -> dict[str, Handler]:
+    """Every request the child answers, by name (an earlier class wins a name both define).
+
+    Args:
+        progress: Sends a progress record to the search process.
+    """
+    table: dict[str, Handler] = {}
+    for ref in HANDLERS:
+        module, name = ref.split(":")
+        handlers = getattr(importlib.import_module(module), name)(progress=progress)
+        for attr in dir(handlers):
+            if attr.startswith("do_"):
+                table.setdefault(attr[3:], getattr(handlers, attr))
+    return table
 
 
 def serve(conn: Any, log_path: str | None = None) -> None:
@@ -28,12 +52,7 @@ def serve(conn: Any, log_path: str | None = None) -> None:
     import codesign  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
-    from codesign.worker.pipeline import Pipeline
-
-    pipeline = Pipeline(progress=lambda info: conn.send(("progress", info)))
-    from codesign.hyper.evaluate import HyperHandlers  # hypermodel requests (codesign.hyper)
-
-    extra = HyperHandlers(progress=pipeline.progress)
+    table = handler_table(lambda info: conn.send(("progress", info)))
     while True:
         try:
             method, kwargs = conn.recv()
@@ -42,14 +61,10 @@ def serve(conn: Any, log_path: str | None = None) -> None:
         if method == "stop":
             return
         try:
-            if method.startswith("test_"):
-                result = _test_hook(method, kwargs)
-            else:
-                handler = getattr(pipeline, f"do_{method}", None) or getattr(
-                    extra, f"do_{method}", None)
-                if handler is None:
-                    raise TrialFailure(f"unknown request {method!r}")
-                result = handler(**kwargs)
+            handler = table.get(method)
+            if handler is None:
+                raise TrialFailure(f"unknown request {method!r}")
+            result = handler(**kwargs)
             conn.send(("ok", result))
         except CodesignError as exc:
             conn.send(("user_error", str(exc)))
@@ -84,14 +99,3 @@ def _redirect_output(log_path: str | None) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-
-
-def _test_hook(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Hooks that let tests provoke a real crash of the child (off unless enabled)."""
-    if os.environ.get(TEST_HOOKS_ENV) != "1":
-        raise TrialFailure(f"{method} needs {TEST_HOOKS_ENV}=1")
-    if method == "test_segfault":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    if method == "test_pid":
-        return {"pid": os.getpid()}
-    raise TrialFailure(f"unknown test hook {method!r}")

@@ -1,0 +1,53 @@
+"""The Python API behind ``codesign.search``: one call for the built-in space and a HyperModel."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Any, TextIO
+
+from codesign.config import SearchConfig
+from codesign.errors import CodesignError
+from codesign.hyper.settings import HyperSettings
+from codesign.preflight import preflight
+
+
+def search(settings: SearchConfig, hypermodel: Any = None,
+           training: HyperSettings | None = None, out: TextIO = sys.stdout) -> Any:
+    """Run (or resume) a search and write its measured front into ``settings.out``.
+
+    Args:
+        settings: The search's settings (data, profile, trials, objectives,
+            budgets, run directory...); validated and pre-flighted here.
+        hypermodel: None for the built-in space; else the user's search space:
+            ``"FILE.py:NAME"``, ``"module:NAME"``, a keras-tuner HyperModel class
+            or instance, or a ``build(hp)`` function defined in a file.
+        training: How a HyperModel's candidates are trained and pruned (None:
+            :class:`HyperSettings` defaults); only with ``hypermodel``.
+        out: Where progress and the front's table go.
+
+    Returns:
+        The result: ``pareto`` (the ``pareto.json`` document), ``completed``
+        and ``failed`` trial counts.
+
+    Raises:
+        CodesignError: On a bad setting, bad data, or when too many candidates fail.
+    """
+    if hypermodel is None:
+        if training is not None:
+            raise CodesignError("training settings apply to a hypermodel search: pass "
+                                "hypermodel= too, or drop training=")
+        from codesign.engine.job import run_search
+
+        return run_search(preflight(settings), out)
+    from codesign.hyper.load import as_spec
+    from codesign.hyper.search import run_hyper_search
+    from codesign.hyper.settings import HyperConfig
+
+    if settings.latency not in (None, "measured") or settings.accuracy != "measured":
+        raise CodesignError("a hypermodel search measures every candidate: use latency and "
+                            "accuracy 'measured' (estimators are validated for the built-in "
+                            "space only)")
+    cfg = preflight(replace(settings, latency="measured", quality_samples=0))
+    return run_hyper_search(HyperConfig(as_spec(hypermodel), cfg,
+                                        (training or HyperSettings()).validate()), out)

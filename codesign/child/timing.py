@@ -1,0 +1,64 @@
+"""Timing a converted model on the profile's device: one function for every runner.
+
+A local profile is timed in this process with :class:`codesign.hardware.timing.Timer`
+(rounds interleaved with a reference network, disturbed rounds re-timed); a
+``command`` profile copies the file to its device and runs the device script
+there. Either way the device's lock is held exclusively while it times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.errors import TrialFailure
+from codesign.hardware.devicelock import device_lock
+from codesign.hardware.profile import Profile
+from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
+from codesign.hardware.timing import Timer
+from codesign.latency.measure import latency_record, local_timer
+
+
+class DeviceTiming:
+    """The child's timer of one profile's device (runner and local timer made once)."""
+
+    def __init__(self) -> None:
+        self._runner: CommandRunner | None = None
+        self._timer: Timer | None = None
+        self._timer_profile: Profile | None = None
+
+    def time(self, profile: Profile, blob: bytes, path: Path,
+             sample: np.ndarray) -> dict[str, Any]:
+        """The latency record of ``blob`` (written at ``path``) on the profile's device.
+
+        Raises:
+            TrialFailure: If the runtime cannot run the model.
+            DeviceUnavailable: If a remote device cannot be reached.
+        """
+        with device_lock(profile.device, exclusive=True):
+            if profile.remote:
+                facts, entries = self.runner(profile).measure([path])
+                runtime = facts["runtime"]
+                return {**stats_of(entries[0]), "device": profile.device,
+                        "runtime": f"{runtime.get('name')} {runtime.get('version')}"}
+            timed = self.local(profile).time([blob], [sample])
+            stats = timed.stats[0]
+            if isinstance(stats, str):
+                raise TrialFailure(stats)
+            return latency_record(stats, timed, profile)
+
+    def local(self, profile: Profile) -> Timer:
+        """This child's local timer for ``profile`` (made once per profile)."""
+        if self._timer is None or self._timer_profile != profile:
+            self._timer = local_timer(profile)
+            self._timer_profile = profile
+        return self._timer
+
+    def runner(self, profile: Profile) -> CommandRunner:
+        """The ``command`` runner of a remote profile (made once per runner)."""
+        if self._runner is None or self._runner.spec != profile.runner:
+            self._runner = CommandRunner(profile.runner, BenchSettings(
+                profile.threads, profile.resolver, profile.warmup_runs, profile.runs))
+        return self._runner

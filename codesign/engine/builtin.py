@@ -1,0 +1,237 @@
+"""The built-in family's search: its plan, and the evaluation of one trial.
+
+:class:`BuiltinPlan` prepares the run (supernet, quality report, references,
+noise floor, latency model, accuracy predictor: each made once, under a lock,
+by the first worker) and seeds the first generation with structured candidates
+(:func:`enqueue_anchors`). The loop (:mod:`codesign.engine.trials`) suggests
+each candidate; :class:`BuiltinTrial` has the child build it from the supernet,
+convert, check and measure it, then times it alone on the device (measured
+latency), or predicts its latency and times it only if it could enter the
+front (hybrid).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any, TextIO
+
+import optuna
+from tqdm import tqdm
+
+from codesign.child import EvalChild
+from codesign.config import SearchConfig
+from codesign.engine.estimates import DataShape
+from codesign.engine.front import builtin_run_info
+from codesign.engine.plan import JobContext, Prepared, SearchPlan
+from codesign.engine.predictor_stage import predictor_stage
+from codesign.engine.proposer import Proposer
+from codesign.engine.screen import Screen
+from codesign.engine.stages import (
+    latency_screen,
+    measure_references,
+    noise_floor,
+    quality_report,
+    setup_supernet,
+)
+from codesign.engine.workers import joinable
+from codesign.hardware.devicelock import host_work
+from codesign.report.pareto import feasible
+from codesign.report.table import pareto_table
+from codesign.run.directory import RunDir
+from codesign.run.measurement import Measurement
+from codesign.run.study import DIRECTIONS, complete_trials
+from codesign.space.candidate import Candidate
+from codesign.space.suggest import FamilySpace, params_of
+
+
+class BuiltinPlan(SearchPlan):
+    """The built-in network family with the run's weight-sharing supernet.
+
+    Args:
+        cfg: The search's settings (pre-flighted).
+    """
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        self.cfg = cfg
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must match."""
+        return self.cfg.identity()
+
+    def joinable(self) -> dict[str, Any]:
+        """What a joining worker rebuilds the settings from."""
+        return joinable(self.cfg)
+
+    def start(self, study: optuna.Study, out: TextIO) -> None:
+        """Seed a new study's first generation (see :func:`enqueue_anchors`)."""
+        if not study.get_trials(deepcopy=False):
+            enqueue_anchors(study, self.cfg)
+
+    def prepare(self, ctx: JobContext) -> Prepared:
+        """What every worker needs before the trials; the first one makes it, the others load it."""
+        cfg, coord, child, run, out = self.cfg, ctx.coord, ctx.child, ctx.run, ctx.out
+        wait = "waiting for another worker to {}"
+        data = ctx.data
+        shape = DataShape(len(data.y_train), data.channels, data.num_classes)
+        with coord.file_lock("supernet", wait.format("train the supernet")), \
+                host_work(cfg.profile_spec.remote):
+            train_s = setup_supernet(child, cfg, run, out, shape)
+        with coord.file_lock("quality", wait.format("finish the quality report")):
+            quality = quality_report(child, cfg, run, out, shape, train_s)
+        with coord.file_lock("references", wait.format("measure the references")):
+            references = measure_references(child, cfg, run, out, shape)
+            noise_floor(child, run, references, cfg.profile_spec, out)
+        screen = latency_screen(cfg, data, child, out)
+        with coord.file_lock("predictor", wait.format("train the accuracy predictor")):
+            predictor = predictor_stage(child, cfg, run, out, ctx.budget.left_s())
+        proposer = None
+        if predictor is not None and screen is not None:
+            proposer = Proposer(predictor, screen, cfg, ctx.study, out)
+        evaluate = BuiltinTrial(child, cfg, run, ctx.study, screen, proposer)
+        return Prepared(FamilySpace(cfg.space_spec, cfg.layer_choices()), evaluate, proposer,
+                        references, quality)
+
+    def run_info(self, trials: list[Any]) -> dict[str, Any]:
+        """What ``pareto.json`` records of the run."""
+        return builtin_run_info(self.cfg, len(trials), trials)
+
+    def table(self, doc: dict[str, Any]) -> str:
+        """The front as a terminal table."""
+        return pareto_table(doc)
+
+
+@dataclass
+class BuiltinTrial:
+    """Evaluates a built-in candidate for the loop (see :data:`codesign.engine.trials.Evaluate`).
+
+    Attributes:
+        child: The evaluation child (set up with the run's supernet).
+        cfg: The search's settings.
+        run: The run directory (trial models go to its cache).
+        study: The study (hybrid latency compares with its finished trials).
+        screen: The latency predictor (None without a latency model).
+        proposer: The accuracy predictor's proposer (None unless predicted accuracy).
+    """
+
+    child: EvalChild
+    cfg: SearchConfig
+    run: RunDir
+    study: optuna.Study
+    screen: Screen | None = None
+    proposer: Proposer | None = None
+
+    def __call__(self, trial: optuna.Trial, cand: Candidate, bar: tqdm) -> tuple[float, ...]:
+        """Evaluate ``cand`` for ``trial``; set its attributes; return its objective values.
+
+        Raises:
+            TrialFailure: If the candidate cannot be built, converted or measured.
+            DeviceUnavailable: If the device dropped out.
+        """
+        cfg, child = self.cfg, self.child
+        t0 = time.perf_counter()
+        path = str(self.run.trial_model(trial.number))
+        trial.set_user_attr("candidate", cand.to_dict())
+        timing = self.screen is None or cfg.latency == "measured"
+        local = not cfg.profile_spec.remote
+        with host_work(cfg.profile_spec.remote):  # off the cores while another worker times
+            m = Measurement.from_attrs(child.call(
+                "evaluate", candidate=cand.to_dict(), model_path=path,
+                timing=timing and not local))
+        if timing and local:  # timed alone: the child takes the device's lock exclusively
+            t1 = time.perf_counter()
+            m = m.timed(child.call("time", model_path=path), time.perf_counter() - t1)
+        if self.proposer is not None:
+            trial.set_user_attr("accuracy_predicted", self.proposer.predictor.predict(cand))
+        if self.screen is not None:
+            predicted = self.screen.predict(cand)
+            trial.set_user_attr("latency_predicted_ms", predicted)
+            if not timing:
+                m = self._latency_by_prediction(m, predicted, path)
+        m = replace(m, times={**m.times, "total": round(time.perf_counter() - t0, 4)})
+        for key, value in m.to_attrs().items():
+            trial.set_user_attr(key, value)
+        for key, value in m.constraint_values(cfg.budgets()).items():
+            trial.set_constraint(key, value)
+        return m.objective_values(cfg.objectives)
+
+    def _latency_by_prediction(self, m: Measurement, predicted: float, path: str) -> Measurement:
+        """Time the candidate if it could enter the front (hybrid), else keep the prediction."""
+        cfg, screen = self.cfg, self.screen
+        assert screen is not None
+        if cfg.latency == "hybrid":
+            known = {"accuracy": m.val_accuracy, "size": m.size_bytes / 1024}
+            others = [t.values for t in complete_trials(self.study) if feasible(t)]
+            directions = [DIRECTIONS[o] for o in cfg.objectives]
+            budget = cfg.budgets().get("max_latency_ms")
+            if screen.worth_timing(known, predicted, others, cfg.objectives, directions, budget):
+                t0 = time.perf_counter()
+                timed = self.child.call("time", model_path=path)
+                return m.timed({**timed, "source": "measured"}, time.perf_counter() - t0)
+        return m.timed(predicted_latency(predicted))
+
+
+def predicted_latency(predicted: float) -> dict[str, Any]:
+    """A ``latency_ms`` record that holds a prediction, not a measurement."""
+    return {"median": predicted, "p90": predicted, "mean": predicted, "std": 0.0,
+            "min": predicted, "runs": 0, "warmup": 0, "peak_memory_mb": None,
+            "source": "predicted"}
+
+
+
+def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
+    """Start the first generation with a few structured candidates spread over the space.
+
+    A random per-layer precision mix almost never gives most layers one
+    precision, yet networks the delegate runs whole are the fast ones: on
+    XNNPACK an int16x8 or int4 layer falls back to built-in kernels and splits
+    the delegate's graph. So part of the first generation is seeded, in this
+    order: the fastest int8 network (most pruned, shallowest, lowest
+    resolution); the most accurate one (no pruning, deepest, highest
+    resolution); an int8 network of middle size; the same with its first and
+    last layers at float16 (the usual place for more precision); a float32
+    network of middle size; then int8 at the other pruning levels. The first
+    three span the latency range, so even a search stopped early has a front
+    to show. Each prunes its
+    groups unevenly around its level (one level up or down, seeded). At least
+    two members of the first generation stay random.
+    """
+    import numpy as np
+
+    from codesign.run.study import population_size
+
+    space = cfg.space_spec
+    choices = cfg.layer_choices()
+    rng = np.random.default_rng(cfg.seed + 104729)
+    ratios = sorted(space.prune_ratios)
+    top = len(ratios) - 1
+    mid = top // 2 if top > 1 else min(1, top)
+    shallow = tuple(st.min_depth for st in space.stages)
+    middle = tuple((st.min_depth + st.max_depth + 1) // 2 for st in space.stages)
+    deep = tuple(st.max_depth for st in space.stages)
+    res = sorted(space.resolutions)
+    low, centre, high = res[0], res[(len(res) - 1) // 2], res[-1]
+    plan = [("int8", top, shallow, low, False, "fastest"),
+            ("int8", 0, deep, high, False, "largest"),
+            ("int8", mid, middle, centre, False, "middle"),
+            ("int8", mid, middle, high, True, "middle"),
+            ("float32", mid, middle, high, False, "middle")]
+    plan += [("int8", lv, middle, high, False, "middle") for lv in range(1, top)
+             if lv != mid]
+    names = space.layer_names()
+    room = max(0, population_size(cfg.trials) - 2)
+    for precision, level, depths, resolution, edges, size in plan[:room]:
+        layer_prec = {n: precision for n in names}
+        if edges:
+            layer_prec[names[0]] = layer_prec[names[-1]] = "float16"
+        if any(p not in choices[n] for n, p in layer_prec.items()):
+            continue
+        jitter = 0 if level in (0, top) and size != "middle" else 1
+        prune = {
+            g: ratios[int(np.clip(level + rng.integers(-jitter, jitter + 1), 0, top))]
+            for g in space.group_sizes()
+        }
+        cand = Candidate.make(resolution, depths, prune, layer_prec)
+        label = (f"{precision}{' + float16 edges' if edges else ''}, {size}, "
+                 f"prune ~{ratios[level]}")
+        study.enqueue_trial(params_of(cand), user_attrs={"anchor": label})

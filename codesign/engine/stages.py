@@ -1,0 +1,207 @@
+"""The built-in source's set-up stages: supernet, quality report, references, noise floor.
+
+Each runs once per run (the first worker makes it under a file lock, the
+others load it) and says before it starts what it is expected to take.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from codesign.child import EvalChild
+from codesign.config import SearchConfig
+from codesign.engine import estimates
+from codesign.engine.device import retry_when_back
+from codesign.engine.estimates import DataShape
+from codesign.engine.screen import Screen
+from codesign.errors import CodesignError, TrialFailure
+from codesign.latency.build import fidelity, load_model, speed_factor
+from codesign.report.manifest import brief
+from codesign.run.directory import RunDir
+from codesign.run.files import write_atomic
+from codesign.run.measurement import Measurement
+
+QUALITY_FILE = "supernet_quality.json"
+REFERENCE_DROPS = ("io", "params", "times")  # what references.json leaves out of a measurement
+
+
+class Bar:
+    """A tqdm bar driven by progress records of one stage."""
+
+    def __init__(self, stage: str, desc: str, unit: str, out: TextIO) -> None:
+        self.stage, self.desc, self.unit, self.out = stage, desc, unit, out
+        self.bar: tqdm | None = None
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        """Show one progress record (records of other stages are ignored)."""
+        if info.get("stage") != self.stage:
+            return
+        done = info.get("epoch", info.get("done", 0))
+        total = info.get("epochs", info.get("total", 0))
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=self.out)
+        self.bar.update(done - self.bar.n)
+        if "loss" in info:
+            self.bar.set_postfix(loss=f"{info['loss']:.3f}")
+
+    def close(self) -> None:
+        """Close the bar, if one was shown."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def setup_supernet(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
+           shape: DataShape) -> float:
+    """Load or train the supernet; return the seconds its training took."""
+    if not (run.root / "supernet.npz").is_file():
+        expect = estimates.supernet_s(cfg.space_spec, shape, cfg.epochs)
+        print(f"supernet: {cfg.epochs} epochs on {shape.images} images, expected about "
+              f"{estimates.duration(expect)} on 2 cores", file=out, flush=True)
+    bar = Bar("supernet", "supernet", "epoch", out)
+    try:
+        result = worker.setup(
+            progress=bar,
+            run_dir=str(run.root),
+            data=cfg.data,
+            seed=cfg.seed,
+            space=cfg.space,
+            profile=cfg.profile_spec.path,
+            train=cfg.train_settings(),
+        )
+    except TrialFailure as exc:
+        raise CodesignError(f"supernet could not be trained or loaded: {exc}") from None
+    finally:
+        bar.close()
+    if result["supernet"] == "loaded":
+        print(f"supernet: reused {run.root / 'supernet.npz'}", file=out)
+    elif result["supernet"] == "cached":
+        print(f"supernet: taken from this machine's cache ({result['cache']}): trained for an "
+              "earlier run with the same data, space, seed and training settings "
+              "(CODESIGN_SUPERNET_CACHE=0 trains anew)", file=out)
+    return float(result.get("train_seconds") or 0.0)
+
+
+def quality_report(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
+             shape: DataShape, train_s: float) -> dict[str, Any]:
+    """The supernet quality report: computed once per run, printed every time."""
+    epochs = max(1, cfg.finetune_epochs)
+    each = estimates.quality_sample_s(cfg.space_spec, shape, epochs)
+    samples = estimates.quality_samples(cfg.quality_samples, cfg.trials, train_s, each,
+                                        cfg.time_budget_min)
+    if samples < 2:
+        if cfg.quality_samples is None:
+            why = (f"{cfg.trials} trials" if cfg.trials < estimates.QUALITY_MIN_TRIALS
+                   else f"a {cfg.time_budget_min:g}-minute budget")
+            print(f"supernet quality report: skipped for {why} (--quality-samples "
+                  f"{estimates.QUALITY_MAX} makes one)", file=out)
+        return {}
+    if not (run.root / QUALITY_FILE).is_file():
+        print(f"supernet quality report: {samples} sub-networks, each fine-tuned twice, "
+              f"expected about {estimates.duration(samples * each)} (--quality-samples N sets "
+              "the count)", file=out, flush=True)
+    bar = Bar("quality", "supernet quality", "subnet", out)
+    try:
+        report = worker.call(
+            "quality", progress=bar, timeout_s=None, run_dir=str(run.root),
+            samples=samples, epochs=epochs, seed=cfg.seed,
+        )
+    except TrialFailure as exc:
+        print(f"supernet quality report failed: {exc}", file=out)
+        return {}
+    finally:
+        bar.close()
+    print(
+        f"supernet quality: Kendall tau {report['kendall_tau']:.2f} between inherited and "
+        f"fine-tuned accuracy over {report['samples']} sub-networks (noise ceiling "
+        f"{report['noise_ceiling_tau']:.2f}: fine-tuned vs fine-tuned again); narrowest "
+        f"{report['narrowest_accuracy']:.3f}, largest {report['largest_accuracy']:.3f} "
+        f"(validation, inherited weights); {run.root / 'supernet_quality.json'}",
+        file=out,
+    )
+    return report
+
+
+def measure_references(
+    worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO, shape: DataShape
+) -> list[dict[str, Any]]:
+    """Measure the maximal network in float32 and int8 once per run (fine-tuned like the front)."""
+    if run.references_file.is_file():
+        return json.loads(run.references_file.read_text())
+    tune = cfg.finetune_epochs * estimates.network_epoch_s(cfg.space_spec, shape)
+    print(f"references: the maximal network in float32 and int8, measured and fine-tuned, "
+          f"expected about {estimates.duration(2 * estimates.EVAL_S + 3 * tune)}", file=out,
+          flush=True)
+    refs = []
+    space = cfg.space_spec
+    choices = cfg.layer_choices()
+    for precision in ("float32", "int8"):
+        if any(precision not in c for c in choices.values()):
+            continue
+        cand = space.max_candidate(precision)
+        name = f"max-{precision}"
+        path = run.cache / f"reference-{name}.tflite"
+        try:
+            search = retry_when_back(
+                lambda c=cand, p=path: worker.call("evaluate", candidate=c.to_dict(),
+                                                   model_path=str(p)), cfg.profile_spec, out)
+            final = search
+            if cfg.finetune_epochs > 0:
+                final = retry_when_back(
+                    lambda c=cand, p=path: worker.call(
+                        "finetune", candidate=c.to_dict(), model_path=str(p),
+                        epochs=cfg.finetune_epochs, seed=cfg.seed), cfg.profile_spec, out)
+        except TrialFailure as exc:
+            print(f"reference {name} could not be measured: {exc}", file=out)
+            continue
+        measured = {k: v for k, v in Measurement.from_attrs(final).to_attrs().items()
+                    if k not in REFERENCE_DROPS}
+        ref = {"name": name, "candidate": cand.to_dict(), **measured,
+               "model": f"cache/{path.name}", "search": brief(search)}
+        if "finetune" in final:
+            ref["finetune"] = final["finetune"]
+        refs.append(ref)
+    write_atomic(run.references_file, json.dumps(refs, indent=1))
+    return refs
+
+
+def noise_floor(
+    worker: EvalChild, run: RunDir, references: list[dict[str, Any]], profile: Any, out: TextIO
+) -> None:
+    """Measure the profile's noise floor once per run on the first reference model."""
+    path = run.root / "noise_floor.json"
+    if path.is_file() or not references:
+        return
+    try:
+        res = retry_when_back(
+            lambda: worker.call("noise_floor", path=str(run.root / references[0]["model"])),
+            profile, out)
+    except TrialFailure as exc:
+        print(f"noise floor not measured: {exc}", file=out)
+        return
+    res["reference"] = references[0]["name"]
+    path.write_text(json.dumps(res, indent=1))
+    print(
+        f"noise floor: latency median varies by {res['cv']:.1%} (coefficient of variation) over "
+        f"{res['repeats']} measurements of {res['reference']} (target 3 % or less)",
+        file=out,
+    )
+
+
+def latency_screen(cfg: SearchConfig, data: Any, worker: EvalChild, out: TextIO) -> Screen | None:
+    """The latency predictor of the run (None when the profile has no model here)."""
+    model = load_model(cfg.profile_spec)
+    if model is None:
+        return None
+    speed = 1.0
+    known = fidelity(cfg.profile_spec, model)
+    if cfg.latency != "measured":
+        speed = retry_when_back(lambda: speed_factor(cfg.profile_spec, model, worker),
+                                cfg.profile_spec, out)
+        print(f"latency: {cfg.latency}, with the model of {cfg.profile_spec.name} "
+              f"(device speed factor {speed:.3f} against its build; "
+              f"{known.describe() if known else 'fidelity unknown'})", file=out)
+    return Screen(model, cfg.space_spec, data.num_classes, data.channels, cfg.profile_spec,
+                  speed, known.p95 if known is not None else None)

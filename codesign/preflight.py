@@ -1,0 +1,79 @@
+"""Pre-flight: load what validated settings name, before a search starts any work.
+
+:meth:`codesign.config.SearchConfig.validate` checks values only; this step
+reads the data set (bad data is refused here, with the file and the problem),
+reads the profile and checks its runtime (a remote device is reached and asked
+what it runs), resolves the latency mode from the latency models on this
+machine, and sizes the supernet's epochs to the data. Opening the study's
+storage is the search's first step (:func:`codesign.engine.job.run_search`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from codesign.config import SearchConfig, check_runtime_version, lookup_support
+from codesign.data import load_dataset
+from codesign.errors import CodesignError
+from codesign.hardware.profile import Profile, load_profile
+from codesign.tflite.support import layer_choices
+
+
+def preflight(cfg: SearchConfig) -> SearchConfig:
+    """Validate ``cfg`` and load what it names; return it ready to search.
+
+    Returns:
+        A copy with the data path resolved, the profile loaded, the latency mode
+        chosen and the epochs set.
+
+    Raises:
+        CodesignError: On an invalid setting, bad data, a profile this machine
+            (or its device) cannot run, or a mode without its latency model.
+    """
+    cfg.validate()
+    data = cfg.data
+    if Path(data).exists() and data not in ("digits",):
+        data = str(Path(data).resolve())
+    loaded = load_dataset(data, cfg.seed)
+    profile = load_profile(cfg.profile)
+    check_runtime_version(profile)
+    space = cfg.space_spec
+    layer_choices(space, lookup_support(profile), profile.precisions)
+    latency = _latency_mode(cfg, profile)
+    _check_accuracy_mode(cfg, profile)
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise CodesignError(f"--out {cfg.out} is a file; give a directory")
+    epochs = cfg.epochs
+    if epochs is None:
+        from codesign.engine.estimates import DataShape, auto_epochs
+
+        shape = DataShape(len(loaded.y_train), loaded.channels, loaded.num_classes)
+        epochs = auto_epochs(space, shape, cfg.time_budget_min)
+    return replace(cfg, data=data, epochs=epochs, latency=latency, _profile=profile)
+
+
+def _latency_mode(cfg: SearchConfig, profile: Profile) -> str:
+    """The latency mode: as asked, or hybrid when a latency model exists."""
+    from codesign.latency.build import load_model
+
+    has_model = load_model(profile) is not None
+    if cfg.latency is None:
+        return "hybrid" if has_model else "measured"
+    if cfg.latency != "measured" and not has_model:
+        raise CodesignError(
+            f"--latency {cfg.latency} needs a latency model of profile {profile.name} on "
+            f"this machine: run codesign profile build {profile.name}, or use --latency "
+            "measured"
+        )
+    return cfg.latency
+
+
+def _check_accuracy_mode(cfg: SearchConfig, profile: Profile) -> None:
+    from codesign.latency.build import load_model
+
+    if cfg.accuracy != "measured" and load_model(profile) is None:
+        raise CodesignError(
+            f"--accuracy {cfg.accuracy} searches on predicted latency too: run codesign "
+            f"profile build {profile.name} first, or use --accuracy measured"
+        )

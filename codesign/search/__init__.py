@@ -1,1 +1,0 @@
-"""The Optuna study: run directory, sampler, storage and the trial loop."""
