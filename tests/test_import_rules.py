@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "codesign"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "codesign"
 HEAVY = ("tensorflow", "tf_keras", "keras", "keras_tuner")
 # What the search process runs: the command line and the search (its functions' own imports
 # are followed too); the evaluation child's handlers are imported by name, in the child.
@@ -162,3 +163,14 @@ def test_no_module_is_over_five_hundred_lines() -> None:
     long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_every_package_ships_in_the_wheel() -> None:
+    """pyproject.toml lists packages explicitly: a new sub-package must be in that list."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "codesign").rglob("__init__.py")}
+    assert found <= listed, f"add to pyproject.toml's packages: {sorted(found - listed)}"
