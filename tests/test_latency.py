@@ -118,7 +118,9 @@ def test_hybrid_search_times_only_what_could_enter_the_front(built: Path,
                                                              seeded_run: Path) -> None:
     args = [a for a in TINY if a not in ("--latency", "measured")]
     proc = run_cli("search", "--data", "digits", *args, "--finetune-epochs", "0", "--trials",
-                   "12", "--out", str(seeded_run))  # hybrid: the default once a model exists
+                   "20", "--out", str(seeded_run))  # hybrid: the default once a model exists
+    # (20 trials: past the seeded candidates, random precision mixes run several times slower,
+    # dominated even after the model's 95th-percentile error widens their prediction)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import optuna
 
