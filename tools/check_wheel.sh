@@ -34,6 +34,7 @@ Path("m.tflite").write_bytes(convert_float(keras.Model(inp, out)))
 print(f"profiles from {PROFILE_DIR}, device script {DEVICE_BENCH}")
 PY
 "$bin/codesign" benchmark m.tflite --profile xnnpack-1t
-"$bin/python" "$("$bin/python" -c 'from codesign.hardware.runner import DEVICE_BENCH; print(DEVICE_BENCH)')" m.tflite --runs 10 | head -c 300
+"$bin/python" "$("$bin/python" -c 'from codesign.hardware.runner import DEVICE_BENCH; print(DEVICE_BENCH)')" m.tflite --runs 10 >bench.json
+head -c 300 bench.json
 echo
 echo "wheel check passed"

@@ -231,8 +231,12 @@ def main(argv=None):
         **machine_facts(),
         "models": measure_all(args.models, interpreter_cls, resolver_enum, args),
     }
-    json.dump(doc, sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    try:
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): nothing left to tell it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
