@@ -1,0 +1,171 @@
+"""The trained-model source in the evaluation child: ``trained_*`` requests.
+
+The user's model is loaded once per context (:func:`codesign.models.load.load_user_model`),
+its channel groups analysed (:func:`codesign.hyper.graph.channel_graph`) and the
+data mapped to its input units (:mod:`codesign.compress.inputs`). A candidate
+keeps each group's most important channels by L1 norm
+(:func:`codesign.hyper.prune.prune_model`), then batch norm is recalibrated on
+training images; the one evaluation path (:func:`codesign.child.source.evaluate`)
+converts it with its per-layer precisions, reads it back and measures it.
+Every request carries its context, so a restarted child needs no set-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.child.source import Built, ModelSource, evaluate
+from codesign.child.timing import DeviceTiming
+from codesign.compress.inputs import InputMap, diagnose, input_map, near_chance
+from codesign.data import load_dataset, resize_bilinear
+from codesign.errors import CodesignError
+from codesign.hardware.profile import Profile, load_profile
+
+CALIBRATION_IMAGES = 128
+BN_IMAGES = 512
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class Loaded:
+    """A context's model, graph, profile and data in the model's input units.
+
+    Attributes:
+        user: The :class:`codesign.models.load.UserModel`.
+        graph: Its channel groups.
+        profile: The hardware profile.
+        inputs: How codesign's images become the model's input.
+        train: Training images (for calibration and batch-norm statistics) and labels.
+        val: Validation split.
+        test: Test split.
+        validation: Where the validation split came from.
+    """
+
+    user: Any
+    graph: Any
+    profile: Profile
+    inputs: InputMap
+    train: Split
+    val: Split
+    test: Split
+    validation: str
+
+
+class TrainedHandlers(ModelSource):
+    """Request handlers of the trained-model source (methods ``do_<request>``).
+
+    Args:
+        progress: Sends a progress record to the search process (unused: no training).
+    """
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self._ctx: dict[str, Any] | None = None
+        self._loaded: Loaded | None = None
+        self._timing = DeviceTiming()
+
+    def _prepare(self, ctx: dict[str, Any]) -> Loaded:
+        if ctx != self._ctx or self._loaded is None:
+            self._loaded = _load(ctx)
+            self._ctx = ctx
+        return self._loaded
+
+    def do_trained_check(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        """Load and check the model against the data; describe it for the search process.
+
+        Raises:
+            CodesignError: If the model is not one codesign can compress, its
+                classes or channels differ from the data's, or it scores near
+                chance on the validation split (naming the likely cause).
+        """
+        got = self._prepare(ctx)
+        user, (xv, yv) = got.user, got.val
+        pred = np.argmax(np.asarray(user.model.predict(xv, batch_size=256, verbose=0)), axis=-1)
+        acc = float(np.mean(pred == yv))
+        if near_chance(acc, yv):
+            raise CodesignError(diagnose(pred, yv, got.inputs, user.num_classes))
+        return {"graph": got.graph.describe(), "input_shape": list(user.input_shape),
+                "classes": user.num_classes, "output": user.output, "format": user.format,
+                "translated": user.translated, "notes": list(user.notes),
+                "preprocessing": [p.layer for p in user.preprocessing],
+                "input": {"formula": got.inputs.formula, "source": got.inputs.source},
+                "keras_val_accuracy": acc, "params": int(user.model.count_params()),
+                "validation": got.validation}
+
+    def do_trained_evaluate(self, ctx: dict[str, Any], prune: dict[str, float],
+                            precision: dict[str, str], model_path: str) -> dict[str, Any]:
+        """Prune, recalibrate, convert and measure one candidate; write its file."""
+        got = self._prepare(ctx)
+        return evaluate(self, {"prune": prune, "precision": precision}, got.profile,
+                        Path(model_path))[0]
+
+    def do_trained_time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
+        """Latency figures of a written candidate on the profile's device (exclusive)."""
+        got = self._prepare(ctx)
+        blob = Path(model_path).read_bytes()
+        return self._timing.time(got.profile, blob, Path(model_path), got.val[0][:1])
+
+    def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
+        """The user's model with each group's most important channels kept, BN recalibrated."""
+        import time
+
+        from codesign.hyper.prune import prune_model
+        from codesign.nn.bn import recalibrate_bn
+
+        assert self._loaded is not None
+        got = self._loaded
+        t0 = time.perf_counter()
+        narrow, counts = prune_model(got.user.model, got.graph, candidate["prune"])
+        if narrow is not got.user.model:
+            recalibrate_bn(narrow, got.train[0][:BN_IMAGES])
+        times["prune"] = round(time.perf_counter() - t0, 4)
+        precision = candidate["precision"]
+        layers = [
+            {"name": name, "kind": kind, "channels": int(narrow.get_layer(name).output_shape[-1]),
+             "precision": precision[name]}
+            for name, kind in got.graph.precision_layers
+        ]
+        channels = {g: counts[g] for g, grp in got.graph.groups.items() if grp.prunable}
+        return Built(narrow, precision, got.train[0][:CALIBRATION_IMAGES], (got.val, got.test),
+                     layers, {"params": int(narrow.count_params()), "channels": channels})
+
+
+def _load(ctx: dict[str, Any]) -> Loaded:
+    """Read the model, data and profile of a context; check they fit together.
+
+    Raises:
+        CodesignError: If the model cannot be used or does not fit the data.
+    """
+    import codesign  # noqa: F401  (tf_keras before TensorFlow loads)
+    from codesign.hyper.graph import channel_graph
+    from codesign.models.load import load_user_model
+
+    data = load_dataset(ctx["data"], ctx["seed"], ctx.get("val_data"))
+    user = load_user_model(ctx["model"])
+    h, w, c = user.input_shape
+    if user.num_classes != data.num_classes:
+        raise CodesignError(
+            f"{ctx['model']} has {user.num_classes} outputs but the data has "
+            f"{data.num_classes} classes ({', '.join(data.labels[:6])}"
+            f"{'...' if data.num_classes > 6 else ''}): give the data the model was trained for")
+    if c != data.channels:
+        raise CodesignError(f"{ctx['model']} takes {c}-channel images but the data's have "
+                            f"{data.channels}: give images with {c} channel(s)")
+    pre = data.preprocessing
+    inputs = input_map(float(pre["scale"]), float(pre["offset"]),
+                       [p.layer for p in user.preprocessing], tuple(ctx["input"]))
+    try:
+        graph = channel_graph(user.model)
+    except Exception as exc:  # TrialFailure or Keras: the model's graph is not followable
+        raise CodesignError(f"{ctx['model']}: codesign cannot follow its graph ({exc})") from None
+
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        return inputs(resize_bilinear(x, (h, w))), y
+
+    return Loaded(user, graph, load_profile(ctx["profile"]), inputs,
+                  split(data.x_train, data.y_train), split(data.x_val, data.y_val),
+                  split(data.x_test, data.y_test), data.validation)
