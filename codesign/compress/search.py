@@ -92,21 +92,20 @@ class CompressPlan(SearchPlan):
                             self.trained.settings.prune_ratios, Path(self.trained.model).name)
 
     def start(self, study: optuna.Study, out: TextIO) -> None:
-        """Seed a new study with uniformly pruned candidates (float32, and int8 if it runs)."""
+        """Seed a new study: uniform pruning (two smallest ratios float32, the smallest int8)."""
         if study.get_trials(deepcopy=False):
             return
         space = self._space()
-        ratios = sorted(r for r in space.prune_ratios if r > 0)
+        ratios = sorted(r for r in space.prune_ratios if r > 0)[:2]
         groups = [g["name"] for g in space.graph["groups"] if g["prunable"]]
-        for ratio in ratios[len(ratios) // 2:len(ratios) // 2 + 1] if groups else [0.0]:
-            for precision in ("float32", "int8"):
-                cand = space.uniform(precision)
-                if not all(precision in c for c in space.choices.values()):
-                    continue
-                params = {f"prune/{g}": ratio for g in groups}
-                params.update({f"precision/{n}": p for n, p in cand.precision.items()})
-                study.enqueue_trial(params, user_attrs={"anchor": f"uniform {ratio:g} "
-                                                                  f"{precision}"})
+        seeds = [(r, "float32") for r in ratios] + [(r, "int8") for r in ratios[:1]]
+        for ratio, precision in seeds if groups else [(0.0, "int8")]:
+            if not all(precision in c for c in space.choices.values()):
+                continue
+            params: dict[str, Any] = {f"prune/{g}": ratio for g in groups}
+            params.update({f"precision/{n}": p
+                           for n, p in space.uniform(precision).precision.items()})
+            study.enqueue_trial(params, user_attrs={"anchor": f"uniform {ratio:g} {precision}"})
 
     def prepare(self, ctx: JobContext) -> Prepared:
         """The references (once per run), the budget they anchor, the space and the trial."""
