@@ -270,3 +270,64 @@ def test_channel_groups_say_why_they_froze_and_rescaling_passes_through() -> Non
     assert groups["head"].frozen_by == ("reaches the model's output (head)",)
     described = {g["name"]: g for g in graph.describe()["groups"]}
     assert described["b"]["frozen_by"] == ["reshape (Reshape) cannot be followed"]
+
+
+def _tf_keras_net(concat: bool):  # noqa: ANN202  (a tf_keras model)
+    """A small tf_keras ResNet-style net (residual additions), or one with concatenations."""
+    import tf_keras
+
+    layers = tf_keras.layers
+    inp = tf_keras.Input((32, 32, 3))
+    x = layers.Rescaling(1 / 255.0)(inp)
+    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(
+        layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)))
+    for width in (16, 32):
+        if width != x.shape[-1]:
+            x = layers.Conv2D(width, 1, strides=2, use_bias=False)(x)
+        h = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(
+            layers.Conv2D(width, 3, padding="same", use_bias=False)(x)))
+        h = layers.BatchNormalization(momentum=0.9)(
+            layers.Conv2D(width, 3, padding="same", use_bias=False)(h))
+        if concat:
+            side = layers.Conv2D(8, 1, activation="relu")(x)
+            x = layers.Concatenate()([h, side])
+        else:
+            x = layers.ReLU()(layers.Add()([x, h]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return tf_keras.Model(inp, layers.Dense(CLASSES)(x))  # logits
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["h5", "savedmodel"])
+def test_tf_keras_models_with_residuals_and_concatenations(trained: dict[str, Path],
+                                                           tmp_path: Path, kind: str) -> None:
+    import tf_keras
+
+    x, y = rgb_images(800, 0)
+    tf_keras.utils.set_random_seed(0)
+    model = _tf_keras_net(concat=kind == "savedmodel")
+    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    path = tmp_path / ("m.h5" if kind == "h5" else "saved")
+    model.save(path)
+    out = tmp_path / "run"
+    proc = run_cli("search", "--model", str(path), "--data", str(trained["dval"]), "--trials",
+                   "4", "--sampler", "random", "--no-report", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    doc = json.loads((out / "pareto.json").read_text())
+    assert doc["run"]["model"]["format"] == kind and doc["run"]["model"]["output"] == "logits"
+    refs = {r["name"]: r for r in doc["references"]}
+    assert refs["original-float32"]["val_accuracy"] > 0.9
+    base = refs["original-float32"]["latency_ms"]["median"]
+    assert min(p["latency_ms"]["median"] for p in doc["points"]) < base
+    from ai_edge_litert.interpreter import Interpreter
+
+    for p in doc["points"]:
+        Interpreter(model_path=str(out / p["model"])).allocate_tensors()
+    groups = doc["run"]["model"]["groups"]
+    prunable = {g["name"] for g in groups if g["prunable"]}
+    assert set(doc["points"][0]["candidate"]["prune"]) == prunable
+    if kind == "h5":  # residual additions tie their branches: one group, several producers
+        assert any(len(g["producers"]) >= 2 and g["prunable"] for g in groups)
+    else:  # concatenated groups stay side by side, each prunable
+        assert sum(g["prunable"] for g in groups) >= 4

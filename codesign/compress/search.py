@@ -153,6 +153,8 @@ class CompressPlan(SearchPlan):
                       "input_shape": f["input_shape"], "classes": f["classes"],
                       "output": f["output"], "preprocessing": f["preprocessing"],
                       "input": f["input"], "notes": f["notes"],
+                      "groups": [{k: g[k] for k in ("name", "size", "producers", "prunable")}
+                                 for g in f["graph"]["groups"]],
                       "frozen": [{"group": g["name"], "size": g["size"], "by": g["frozen_by"]}
                                  for g in f["graph"]["groups"] if not g["prunable"]]},
             "compress": t.settings.to_dict(),
