@@ -105,7 +105,11 @@ def test_a_keras3_model_gives_a_front_that_loads_and_beats_the_original(
     assert min(p["latency_ms"]["median"] for p in doc["points"]) < base
     from ai_edge_litert.interpreter import Interpreter
 
-    for p in doc["points"]:
+    for p in doc["points"]:  # fine-tuned toward the original's outputs, kept if no worse
+        tuned = p["finetune"]
+        assert tuned["method"] == "distillation" and tuned["teacher"] == "original model"
+        assert 1 <= tuned["epochs_run"] <= tuned["epochs"] == 3
+        assert p["val_accuracy"] >= p["search"]["val_accuracy"]  # never worse than the search's
         assert p["candidate"]["prune"] and set(p["candidate"]["precision"]) == {
             layer["name"] for layer in p["layers"]}
         interp = Interpreter(model_path=str(out / p["model"]))
@@ -138,7 +142,7 @@ def test_max_accuracy_drop_and_a_named_validation_split(trained: dict[str, Path]
     out = tmp_path / "api"
     text = io.StringIO()
     res = search(SearchConfig(out=out, data=str(trained["dval"]), trials=3, sampler="random",
-                              latency="measured"),
+                              latency="measured", finetune_epochs=0),
                  model=trained["model"], compress=CompressSettings(max_accuracy_drop=0.02),
                  out=text)
     doc = res.pareto

@@ -6,7 +6,10 @@ original model in float32 and all-int8 (the run's references; the float32 one
 anchors ``--max-accuracy-drop``); each trial asks the trial for a prune ratio
 per group and a precision per layer (:class:`~codesign.compress.space.TrainedSpace`),
 and the child prunes, recalibrates, converts, measures and times it
-(:class:`CompressTrial`). This process never imports TensorFlow.
+(:class:`CompressTrial`) on the inherited weights. The front (and the layer
+under it) is then fine-tuned with the user's data, distilled from the original
+model, quantized per layer and measured again. This process never imports
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, TextIO
 import optuna
 from tqdm import tqdm
 
+from codesign.child import EvalChild
 from codesign.compress.settings import CompressConfig, CompressSettings, validation_note
 from codesign.compress.space import TrainedCandidate, TrainedSpace
 from codesign.config import SearchConfig
@@ -59,7 +63,7 @@ class CompressPlan(SearchPlan):
         cfg: The trained-model search's settings (the model checked).
     """
 
-    tune_front = False  # candidates keep the user's trained weights (recalibrated)
+    tune_front = True  # the front is fine-tuned, distilled from the original model
 
     def __init__(self, cfg: CompressConfig) -> None:
         self.trained = cfg
@@ -132,6 +136,12 @@ class CompressPlan(SearchPlan):
                   f"{self.min_accuracy:.4f} (the original float32 .tflite scores "
                   f"{base['val_accuracy']:.4f})", file=ctx.out)
         return Prepared(space, trial, references=refs)
+
+    def finetune(self, child: EvalChild, candidate: dict[str, Any], model_path: str,
+                 epochs: int) -> dict[str, Any]:
+        """Fine-tune a front candidate with the original model as the teacher; measure it."""
+        return child.call("trained_finetune", ctx=self.trained.child_ctx(), candidate=candidate,
+                          model_path=model_path, epochs=epochs)
 
     def describe_data(self, info: dict[str, Any]) -> dict[str, Any]:
         """The data as the model is fed: its own preprocessing or the flags."""

@@ -27,6 +27,10 @@ from codesign.hardware.profile import Profile, load_profile
 
 CALIBRATION_IMAGES = 128
 BN_IMAGES = 512
+FINETUNE_LR = 5e-4
+FINETUNE_PATIENCE = 2
+FINETUNE_BATCH = 64
+DISTILLATION = "targets: half the label, half the original's outputs softened at T=2"
 Split = tuple[np.ndarray, np.ndarray]
 
 
@@ -43,6 +47,7 @@ class Loaded:
         val: Validation split.
         test: Test split.
         validation: Where the validation split came from.
+        teacher: The original model's outputs on the training images (once needed).
     """
 
     user: Any
@@ -53,6 +58,7 @@ class Loaded:
     val: Split
     test: Split
     validation: str
+    teacher: np.ndarray | None = None
 
 
 class TrainedHandlers(ModelSource):
@@ -109,6 +115,26 @@ class TrainedHandlers(ModelSource):
         blob = Path(model_path).read_bytes()
         return self._timing.time(got.profile, blob, Path(model_path), got.val[0][:1])
 
+    def do_trained_finetune(self, ctx: dict[str, Any], candidate: dict[str, Any],
+                            model_path: str, epochs: int) -> dict[str, Any]:
+        """Prune, fine-tune distilled from the original model, convert, measure and time.
+
+        Returns:
+            The measurement with its latency and a ``finetune`` record.
+        """
+        got = self._prepare(ctx)
+        cand = {"prune": candidate["prune"], "precision": candidate["precision"],
+                "finetune_epochs": int(epochs)}
+        m, blob = evaluate(self, cand, got.profile, Path(model_path))
+        m["latency_ms"] = self._timing.time(got.profile, blob, Path(model_path), got.val[0][:1])
+        trained = m.pop("training", {})
+        m["finetune"] = {"method": "distillation", "epochs": int(epochs),
+                         "epochs_run": trained.get("epochs"),
+                         "keras_val_accuracy": trained.get("val_accuracy"),
+                         "teacher": trained.get("teacher"),
+                         "distillation": trained.get("distillation")}
+        return m
+
     def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
         """The user's model with each group's most important channels kept, BN recalibrated."""
         import time
@@ -123,6 +149,13 @@ class TrainedHandlers(ModelSource):
         if narrow is not got.user.model:
             recalibrate_bn(narrow, got.train[0][:BN_IMAGES])
         times["prune"] = round(time.perf_counter() - t0, 4)
+        made: dict[str, Any] = {}
+        if candidate.get("finetune_epochs"):
+            t1 = time.perf_counter()
+            if narrow is got.user.model:  # the user's own weights stay untouched
+                narrow = clone_with_weights(narrow)
+            made["training"] = self._distill(narrow, int(candidate["finetune_epochs"]))
+            times["fine_tune"] = round(time.perf_counter() - t1, 4)
         precision = candidate["precision"]
         layers = [
             {"name": name, "kind": kind, "channels": int(narrow.get_layer(name).output_shape[-1]),
@@ -131,7 +164,24 @@ class TrainedHandlers(ModelSource):
         ]
         channels = {g: counts[g] for g, grp in got.graph.groups.items() if grp.prunable}
         return Built(narrow, precision, got.train[0][:CALIBRATION_IMAGES], (got.val, got.test),
-                     layers, {"params": int(narrow.count_params()), "channels": channels})
+                     layers, {"params": int(narrow.count_params()), "channels": channels, **made})
+
+    def _distill(self, model: Any, epochs: int) -> dict[str, Any]:
+        """Fine-tune ``model`` on the training images toward labels and the original's outputs."""
+        import tf_keras as keras
+
+        from codesign.hyper.train import Schedule, distill_targets, train
+
+        assert self._loaded is not None and self._ctx is not None
+        got = self._loaded
+        if got.teacher is None:
+            got.teacher = np.asarray(got.user.model.predict(got.train[0], batch_size=256,
+                                                            verbose=0))
+        targets = distill_targets(got.train[1], got.teacher, got.user.output != "logits")
+        info = train(model, got.train, got.val,
+                     Schedule(epochs, FINETUNE_PATIENCE, FINETUNE_BATCH, int(self._ctx["seed"])),
+                     keras.optimizers.Adam(FINETUNE_LR), None, targets)
+        return {**info, "teacher": "original model", "distillation": DISTILLATION}
 
 
 def _load(ctx: dict[str, Any]) -> Loaded:
@@ -169,3 +219,12 @@ def _load(ctx: dict[str, Any]) -> Loaded:
     return Loaded(user, graph, load_profile(ctx["profile"]), inputs,
                   split(data.x_train, data.y_train), split(data.x_val, data.y_val),
                   split(data.x_test, data.y_test), data.validation)
+
+
+def clone_with_weights(model: Any) -> Any:
+    """A copy of a tf_keras model with its weights (training it leaves ``model`` alone)."""
+    import tf_keras as keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -111,7 +111,8 @@ def _run_locked(plan: SearchPlan, run: RunDir, out: TextIO, started: float) -> P
                 study=study, child=child, cfg=plan.cfg, run=run, loc=loc, out=out,
                 data_info=data_info, run_info=plan.run_info, table=plan.table,
                 tune_front=plan.tune_front, references=prepared.references,
-                quality=prepared.quality))
+                quality=prepared.quality,
+                finetune=lambda c, p, e: plan.finetune(child, c, p, e)))
     finally:
         helpers.stop()
 

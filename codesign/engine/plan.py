@@ -104,6 +104,12 @@ class SearchPlan(ABC):
         relative to a measured reference); the front applies those.
         """
 
+    def finetune(self, child: EvalChild, candidate: dict[str, Any], model_path: str,
+                 epochs: int) -> dict[str, Any]:
+        """Fine-tune a front candidate in the child; its measurement and ``finetune`` record."""
+        return child.call("finetune", candidate=candidate, model_path=model_path, epochs=epochs,
+                          seed=self.cfg.seed)
+
     def describe_data(self, info: dict[str, Any]) -> dict[str, Any]:
         """The data's description in manifests and ``pareto.json`` (a source may add to it)."""
         return info
