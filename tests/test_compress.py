@@ -335,3 +335,27 @@ def test_tf_keras_models_with_residuals_and_concatenations(trained: dict[str, Pa
         assert any(len(g["producers"]) >= 2 and g["prunable"] for g in groups)
     else:  # concatenated groups stay side by side, each prunable
         assert sum(g["prunable"] for g in groups) >= 4
+
+
+def test_the_batch_norm_criterion_keeps_the_largest_scales() -> None:
+    import tf_keras
+
+    from codesign.hyper.graph import channel_graph
+    from codesign.hyper.prune import importance, prune_model
+
+    L = tf_keras.layers
+    inp = tf_keras.Input((8, 8, 3))
+    x = L.BatchNormalization(name="bn")(L.Conv2D(6, 3, name="conv")(inp))
+    out = L.Dense(2, name="head")(L.GlobalAveragePooling2D()(L.ReLU()(x)))
+    model = tf_keras.Model(inp, out)
+    gamma = np.array([0.1, 3.0, 0.2, 2.0, 0.3, 1.0], np.float32)
+    model.get_layer("bn").gamma.assign(gamma)
+    kernel = model.get_layer("conv").kernel.numpy()
+    kernel[..., :] = np.arange(1, 7, dtype=np.float32)  # L1 grows with the channel index
+    model.get_layer("conv").kernel.assign(kernel)
+    graph = channel_graph(model)
+    assert np.argsort(-importance(model, graph, "bn")["conv"])[:3].tolist() == [1, 3, 5]
+    assert np.argsort(-importance(model, graph, "l1")["conv"])[:3].tolist() == [5, 4, 3]
+    narrow, counts = prune_model(model, graph, {"conv": 0.5}, "bn")
+    assert counts["conv"] == 3
+    assert np.allclose(narrow.get_layer("bn").gamma.numpy(), [3.0, 2.0, 1.0])

@@ -21,6 +21,8 @@ from codesign.errors import CodesignError
 from codesign.hyper.settings import DEFAULT_PRUNE_RATIOS, check_prune_ratios
 from codesign.preflight import preflight
 
+PRUNE_CRITERIA = ("l1", "bn")  # codesign.hyper.prune.CRITERIA (that module imports tf_keras)
+
 
 @dataclass(frozen=True)
 class CompressSettings:
@@ -33,12 +35,15 @@ class CompressSettings:
         input_scale: Model input = raw pixels * this + ``input_offset``, for a
             model without its own ``Rescaling``/``Normalization`` (None: [0, 1]).
         input_offset: See ``input_scale``.
+        prune_criterion: Which channels a pruned group keeps: ``l1`` (the
+            filters' L1 norm) or ``bn`` (the batch-norm scale after each producer).
     """
 
     prune_ratios: tuple[float, ...] = DEFAULT_PRUNE_RATIOS
     max_accuracy_drop: float | None = None
     input_scale: float | None = None
     input_offset: float | None = None
+    prune_criterion: str = "l1"
 
     def validate(self) -> CompressSettings:
         """Return ``self`` if every setting is in range.
@@ -55,6 +60,9 @@ class CompressSettings:
                         ("--input-offset", self.input_offset)):
             if v is not None and not math.isfinite(v):
                 raise CodesignError(f"{flag} must be a finite number, got {v}")
+        if self.prune_criterion not in PRUNE_CRITERIA:
+            raise CodesignError(f"--prune-criterion is {self.prune_criterion!r}; use one of: "
+                                f"{', '.join(PRUNE_CRITERIA)}")
         if self.input_scale == 0.0:
             raise CodesignError("--input-scale must not be 0")
         return self
@@ -102,7 +110,8 @@ class CompressConfig:
         s = self.search
         return {"model": self.model, "data": s.data, "seed": s.seed, "val_data": s.val_data,
                 "profile": s.profile_spec.path,
-                "input": [self.settings.input_scale, self.settings.input_offset]}
+                "input": [self.settings.input_scale, self.settings.input_offset],
+                "criterion": self.settings.prune_criterion}
 
 
 def compress_config(model: str | Path, settings: SearchConfig,

@@ -145,7 +145,8 @@ class TrainedHandlers(ModelSource):
         assert self._loaded is not None
         got = self._loaded
         t0 = time.perf_counter()
-        narrow, counts = prune_model(got.user.model, got.graph, candidate["prune"])
+        narrow, counts = prune_model(got.user.model, got.graph, candidate["prune"],
+                                     str(self._ctx.get("criterion", "l1")) if self._ctx else "l1")
         if narrow is not got.user.model:
             recalibrate_bn(narrow, got.train[0][:BN_IMAGES])
         times["prune"] = round(time.perf_counter() - t0, 4)

@@ -139,7 +139,8 @@ def _source_args(info: dict[str, Any]) -> list[Any]:
             args += ["--val-data", info["val_data"]]
         for key, value in (info.get("compress") or {}).items():
             if key != "prune_ratios" and value is not None:
-                args += [f"--{key.replace('_', '-')}", f"{value:g}"]
+                args += [f"--{key.replace('_', '-')}",
+                         f"{value:g}" if isinstance(value, float) else value]
         return args
     hyper = info.get("hypermodel")
     if isinstance(hyper, dict):
