@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --model: most validation accuracy lost against the original's "
                         "float32 .tflite, a fraction (0.01 = one point)")
     s.add_argument("--prune-criterion", default=None, choices=("l1", "bn"),
-                   help="with --model: channels a pruned group keeps, by filter L1 norm "
-                        "(default) or batch-norm scale")
+                   help="with --model: channels a pruned group keeps, by batch-norm scale "
+                        "(default) or filter L1 norm")
     s.add_argument("--candidate-epochs", type=int, default=10,
                    help="with --hypermodel: most training epochs per candidate, early "
                         "stopping on validation (default 10)")

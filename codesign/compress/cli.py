@@ -45,7 +45,7 @@ def compress_config(args: argparse.Namespace) -> CompressConfig:
     search = measured_search(args, "--model", INCOMPATIBLE)
     settings = CompressSettings(max_accuracy_drop=args.max_accuracy_drop,
                                 input_scale=args.input_scale, input_offset=args.input_offset,
-                                prune_criterion=args.prune_criterion or "l1")
+                                prune_criterion=args.prune_criterion or "bn")
     return compress_config(args.model, search, settings)
 
 

@@ -34,7 +34,9 @@ from codesign.engine.workers import joinable
 from codesign.errors import TrialFailure
 from codesign.hyper.space import layer_choices
 from codesign.report.manifest import brief
+from codesign.report.stats import kendall_tau
 from codesign.report.table import format_table, precision_mix
+from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
 from codesign.run.info import package_versions, profile_summary
 from codesign.run.measurement import Measurement
@@ -69,6 +71,7 @@ class CompressPlan(SearchPlan):
         self.trained = cfg
         self.cfg = cfg.search
         self.min_accuracy: float | None = None
+        self.run: RunDir | None = None
 
     @classmethod
     def joined(cls, saved: dict[str, Any], cfg: SearchConfig) -> CompressPlan:
@@ -121,6 +124,7 @@ class CompressPlan(SearchPlan):
         if note:
             print(note, file=ctx.out)
         space = self._space()
+        self.run = ctx.run
         trial = CompressTrial(ctx.child, s, ctx.run, t.child_ctx())
         with ctx.coord.file_lock("references", "waiting for another worker to measure the "
                                  "original model"):
@@ -132,7 +136,9 @@ class CompressPlan(SearchPlan):
             self.min_accuracy = max(floor, s.min_accuracy or 0.0)
             self.cfg = replace(s, min_accuracy=self.min_accuracy)
             trial.cfg = self.cfg
-            print(f"--max-accuracy-drop {drop:g}: candidates need validation accuracy >= "
+            when = ("the fine-tuned front's points need" if s.finetune_epochs > 0
+                    else "candidates need")
+            print(f"--max-accuracy-drop {drop:g}: {when} validation accuracy >= "
                   f"{self.min_accuracy:.4f} (the original float32 .tflite scores "
                   f"{base['val_accuracy']:.4f})", file=ctx.out)
         return Prepared(space, trial, references=refs)
@@ -169,14 +175,19 @@ class CompressPlan(SearchPlan):
                                  for g in f["graph"]["groups"] if not g["prunable"]]},
             "compress": t.settings.to_dict(),
             "min_accuracy": self.min_accuracy if self.min_accuracy is not None else s.min_accuracy,
+            "inherited_vs_finetuned": fidelity(self.run, trials),
             "sampler": s.sampler, "seed": s.seed, "trials": len(trials),
             "latency": "measured", "accuracy": "measured",
             "package_versions": package_versions(PACKAGES),
         }
 
     def table(self, doc: dict[str, Any]) -> str:
-        """The front with the references below it, and each point's speed-up."""
-        return front_table(doc)
+        """The front with the references below it, each point's speed-up, the score's fidelity."""
+        f = doc["run"].get("inherited_vs_finetuned") or {}
+        if f.get("kendall_tau") is None:
+            return front_table(doc)
+        return (front_table(doc) + f"\ninherited-weight scores rank the fine-tuned ones with "
+                f"Kendall tau {f['kendall_tau']:.2f} over the {f['n']} fine-tuned candidates")
 
 
 class CompressTrial(ChildTrial):
@@ -186,7 +197,11 @@ class CompressTrial(ChildTrial):
                  bar: tqdm) -> tuple[float, ...]:
         """Prune, recalibrate, convert and measure ``cand``; time it; its objective values."""
         trial.set_user_attr("candidate", cand.to_dict())
-        m = measure_trial(trial, self.child, self.cfg, Requests(*REQUESTS, self.ctx),
+        budgets = self.cfg.budgets()
+        if self.cfg.finetune_epochs > 0:  # the accuracy floor holds after fine-tuning
+            budgets.pop("min_accuracy", None)
+        m = measure_trial(trial, self.child, self.cfg,
+                          Requests(*REQUESTS, self.ctx, budgets=budgets),
                           {"prune": cand.prune, "precision": cand.precision},
                           str(self.run.trial_model(trial.number)))
         return m.objective_values(self.cfg.objectives)
@@ -224,6 +239,23 @@ def references(trial: CompressTrial, space: TrainedSpace, out: TextIO) -> list[d
               f"{m.latency_median * 1000:.1f} us, {m.size_bytes / 1024:.1f} KB", file=out)
     write_atomic(run.references_file, json.dumps(refs, indent=1))
     return refs
+
+
+def fidelity(run: RunDir | None, trials: list[Any]) -> dict[str, Any]:
+    """How well the search's scores (inherited, recalibrated weights) rank fine-tuned accuracy.
+
+    Over the candidates the front fine-tuned (the front and the layer under
+    it): Kendall tau of validation accuracy before and after fine-tuning (the
+    ``.tflite``'s both times), as the supernet quality report does for sub-networks.
+    """
+    pairs = []
+    for t in trials:
+        record = run.root / "finetune" / f"trial-{t.number}.json" if run else None
+        if record is not None and record.is_file():
+            tuned = json.loads(record.read_text())
+            pairs.append((t.user_attrs["val_accuracy"], tuned["val_accuracy"]))
+    tau = kendall_tau([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 3 else None
+    return {"kendall_tau": tau, "n": len(pairs)}
 
 
 def front_table(doc: dict[str, Any]) -> str:

@@ -35,15 +35,16 @@ class CompressSettings:
         input_scale: Model input = raw pixels * this + ``input_offset``, for a
             model without its own ``Rescaling``/``Normalization`` (None: [0, 1]).
         input_offset: See ``input_scale``.
-        prune_criterion: Which channels a pruned group keeps: ``l1`` (the
-            filters' L1 norm) or ``bn`` (the batch-norm scale after each producer).
+        prune_criterion: Which channels a pruned group keeps: ``bn`` (the
+            batch-norm scale after each producer, L1 where there is none) or
+            ``l1`` (the filters' L1 norm).
     """
 
     prune_ratios: tuple[float, ...] = DEFAULT_PRUNE_RATIOS
     max_accuracy_drop: float | None = None
     input_scale: float | None = None
     input_offset: float | None = None
-    prune_criterion: str = "l1"
+    prune_criterion: str = "bn"  # measured: tools/bench_prune_criterion.py (README)
 
     def validate(self) -> CompressSettings:
         """Return ``self`` if every setting is in range.

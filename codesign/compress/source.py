@@ -27,6 +27,7 @@ from codesign.hardware.profile import Profile, load_profile
 
 CALIBRATION_IMAGES = 128
 BN_IMAGES = 512
+TIMINGS = 3  # timings of one file at most, while the machine stays disturbed
 FINETUNE_LR = 5e-4
 FINETUNE_PATIENCE = 2
 FINETUNE_BATCH = 64
@@ -112,8 +113,19 @@ class TrainedHandlers(ModelSource):
     def do_trained_time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate on the profile's device (exclusive)."""
         got = self._prepare(ctx)
-        blob = Path(model_path).read_bytes()
-        return self._timing.time(got.profile, blob, Path(model_path), got.val[0][:1])
+        return self._time(got, Path(model_path).read_bytes(), Path(model_path))
+
+    def _time(self, got: Loaded, blob: bytes, path: Path) -> dict[str, Any]:
+        """Time ``blob``; again while the machine was disturbed (drift); the fastest is kept."""
+        best: dict[str, Any] | None = None
+        for _ in range(TIMINGS):
+            record = self._timing.time(got.profile, blob, path, got.val[0][:1])
+            if best is None or record["median"] < best["median"]:
+                best = record
+            if not record.get("disturbed"):
+                break
+        assert best is not None
+        return best
 
     def do_trained_finetune(self, ctx: dict[str, Any], candidate: dict[str, Any],
                             model_path: str, epochs: int) -> dict[str, Any]:
@@ -126,7 +138,7 @@ class TrainedHandlers(ModelSource):
         cand = {"prune": candidate["prune"], "precision": candidate["precision"],
                 "finetune_epochs": int(epochs)}
         m, blob = evaluate(self, cand, got.profile, Path(model_path))
-        m["latency_ms"] = self._timing.time(got.profile, blob, Path(model_path), got.val[0][:1])
+        m["latency_ms"] = self._time(got, blob, Path(model_path))
         trained = m.pop("training", {})
         m["finetune"] = {"method": "distillation", "epochs": int(epochs),
                          "epochs_run": trained.get("epochs"),
@@ -146,7 +158,7 @@ class TrainedHandlers(ModelSource):
         got = self._loaded
         t0 = time.perf_counter()
         narrow, counts = prune_model(got.user.model, got.graph, candidate["prune"],
-                                     str(self._ctx.get("criterion", "l1")) if self._ctx else "l1")
+                                     str(self._ctx.get("criterion", "bn")) if self._ctx else "bn")
         if narrow is not got.user.model:
             recalibrate_bn(narrow, got.train[0][:BN_IMAGES])
         times["prune"] = round(time.perf_counter() - t0, 4)

@@ -49,6 +49,7 @@ class Requests:
         ctx: What every request carries (model, data, seed, profile...).
         progress: Receives the child's progress records (or None).
         extra_times: Seconds spent in the search process before evaluation, by stage.
+        budgets: The budgets the trial is held to (None: all of the settings').
     """
 
     evaluate: str
@@ -56,6 +57,7 @@ class Requests:
     ctx: dict[str, Any]
     progress: Any = None
     extra_times: dict[str, float] = field(default_factory=dict)
+    budgets: dict[str, float] | None = None
 
 
 def measure_trial(trial: optuna.Trial, child: EvalChild, cfg: SearchConfig, req: Requests,
@@ -85,6 +87,7 @@ def measure_trial(trial: optuna.Trial, child: EvalChild, cfg: SearchConfig, req:
                           "total": round(time.perf_counter() - t0 + spent, 4)})
     for key, value in m.to_attrs().items():
         trial.set_user_attr(key, value)
-    for key, value in m.constraint_values(cfg.budgets()).items():
+    budgets = cfg.budgets() if req.budgets is None else req.budgets
+    for key, value in m.constraint_values(budgets).items():
         trial.set_constraint(key, value)
     return m
