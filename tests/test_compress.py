@@ -1,10 +1,11 @@
 """Compressing a user's own trained model: ``codesign search --model`` end to end, real parts.
 
 The module trains a small Keras 3 MobileNetV2-style model (with its own
-``Rescaling``) on an RGB npz it makes, saves it as ``.keras``, and searches it
-for a few trials: references, a front whose files load and export, a point
-faster than the original float32, ``--max-accuracy-drop`` against the original's
-float32 ``.tflite`` and a named validation split; and every bad input stops in one line.
+``Rescaling``; ``examples/trained_models.py``) on an RGB npz it makes, saves
+it as ``.keras``, and searches it for a few trials: references, a front whose
+files load and export, a point faster than the original float32,
+``--max-accuracy-drop`` against the original's float32 ``.tflite`` and a
+named validation split; and every bad input stops in one line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 import codesign  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from codesign.compress.inputs import diagnose, input_map, near_chance
+from examples.trained_models import mobilenet_v2_style, resnet_style
 from tests.conftest import ROOT, run_cli
 
 CLASSES = 4
@@ -37,29 +39,6 @@ def rgb_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype("uint8"), y.astype("int64")
 
 
-def mobilenet_style(rescale: bool = True):  # noqa: ANN201  (a Keras 3 model)
-    """Inverted residual blocks (expand, depthwise, project, add), ReLU6, BN momentum 0.9."""
-    import keras
-
-    layers = keras.layers
-    inp = keras.Input((32, 32, 3))
-    x = layers.Rescaling(1 / 255.0)(inp) if rescale else inp
-    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
-    x = layers.ReLU(6.0)(layers.BatchNormalization(momentum=0.9)(x))
-    for filters, stride in ((16, 1), (24, 2), (24, 1), (32, 2)):
-        cin = x.shape[-1]
-        h = layers.Conv2D(cin * 3, 1, use_bias=False)(x)
-        h = layers.ReLU(6.0)(layers.BatchNormalization(momentum=0.9)(h))
-        h = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(h)
-        h = layers.ReLU(6.0)(layers.BatchNormalization(momentum=0.9)(h))
-        h = layers.BatchNormalization(momentum=0.9)(layers.Conv2D(filters, 1, use_bias=False)(h))
-        x = layers.Add()([x, h]) if stride == 1 and cin == filters else h
-    x = layers.Conv2D(64, 1, use_bias=False)(x)
-    x = layers.ReLU(6.0)(layers.BatchNormalization(momentum=0.9)(x))
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inp, layers.Dense(CLASSES, activation="softmax")(x))
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The data (carved and named validation), the trained ``.keras`` model, bad inputs."""
@@ -72,7 +51,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     xv, yv = rgb_images(200, 2)
     np.savez(root / "dval.npz", x_train=x, y_train=y, x_val=xv, y_val=yv, x_test=xt, y_test=yt)
     keras.utils.set_random_seed(0)
-    model = mobilenet_style()
+    model = mobilenet_v2_style(CLASSES)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=6, batch_size=32, verbose=0)
     assert model.evaluate(xt, yt, verbose=0)[1] > 0.9  # the test's model really learned
@@ -280,31 +259,6 @@ def test_channel_groups_say_why_they_froze_and_rescaling_passes_through() -> Non
     assert described["b"]["frozen_by"] == ["reshape (Reshape) cannot be followed"]
 
 
-def _tf_keras_net(concat: bool):  # noqa: ANN202  (a tf_keras model)
-    """A small tf_keras ResNet-style net (residual additions), or one with concatenations."""
-    import tf_keras
-
-    layers = tf_keras.layers
-    inp = tf_keras.Input((32, 32, 3))
-    x = layers.Rescaling(1 / 255.0)(inp)
-    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(
-        layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)))
-    for width in (16, 32):
-        if width != x.shape[-1]:
-            x = layers.Conv2D(width, 1, strides=2, use_bias=False)(x)
-        h = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(
-            layers.Conv2D(width, 3, padding="same", use_bias=False)(x)))
-        h = layers.BatchNormalization(momentum=0.9)(
-            layers.Conv2D(width, 3, padding="same", use_bias=False)(h))
-        if concat:
-            side = layers.Conv2D(8, 1, activation="relu")(x)
-            x = layers.Concatenate()([h, side])
-        else:
-            x = layers.ReLU()(layers.Add()([x, h]))
-    x = layers.GlobalAveragePooling2D()(x)
-    return tf_keras.Model(inp, layers.Dense(CLASSES)(x))  # logits
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["h5", "savedmodel"])
 def test_tf_keras_models_with_residuals_and_concatenations(trained: dict[str, Path],
@@ -313,7 +267,7 @@ def test_tf_keras_models_with_residuals_and_concatenations(trained: dict[str, Pa
 
     x, y = rgb_images(800, 0)
     tf_keras.utils.set_random_seed(0)
-    model = _tf_keras_net(concat=kind == "savedmodel")
+    model = resnet_style(CLASSES, concat=kind == "savedmodel")
     model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=6, batch_size=32, verbose=0)
     path = tmp_path / ("m.h5" if kind == "h5" else "saved")
