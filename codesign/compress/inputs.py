@@ -108,6 +108,6 @@ def diagnose(pred: np.ndarray, labels: np.ndarray, inputs: InputMap, classes: in
            "flags": "pixels scaled by --input-scale/--input-offset",
            "default": "images in [0, 1], because the model has no Rescaling or Normalization "
                       "layer"}[inputs.source]
-    return (f"{head}: codesign fed it {how} ({inputs.formula}); the likely cause is "
-            "preprocessing: give --input-scale/--input-offset as in training (e.g. "
-            "--input-scale 1 for raw 0..255 pixels)")
+    return (f"{head}: codesign fed it {how} ({inputs.formula}); unless the model is "
+            "untrained, the likely cause is preprocessing: give --input-scale/--input-offset "
+            "as in training (e.g. --input-scale 1 for raw 0..255 pixels)")
