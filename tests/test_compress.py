@@ -146,6 +146,37 @@ def test_max_accuracy_drop_and_a_named_validation_split(trained: dict[str, Path]
             assert t.constraints["accuracy"] == pytest.approx(floor - acc)
 
 
+def test_two_workers_share_the_study_and_a_rerun_resumes(trained: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """A joining worker rebuilds the plan from the study; a rerun keeps references and trials."""
+    import optuna
+
+    from codesign.run.directory import RunDir
+    from codesign.run.study import load_study
+
+    out = tmp_path / "run"
+    args = ["search", "--model", str(trained["model"]), "--data", str(trained["dval"]),
+            "--sampler", "random", "--finetune-epochs", "0", "--no-report", "--out", str(out)]
+    proc = run_cli(*args, "--trials", "4", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    joined = (out / "logs" / "worker-2.log").read_text()
+    assert "joins" in joined and "completed" in joined, joined[-2000:]
+    refs = (out / "references.json").read_text()
+    proc = run_cli(*args, "--trials", "6", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    assert "reference original" not in proc.stdout  # measured once per run
+    assert (out / "references.json").read_text() == refs
+    study = load_study(RunDir(out).storage_url)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 6
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # no candidate evaluated twice
+    assert all(set(t.user_attrs["candidate"]) == {"resolution", "prune", "precision", "model"}
+               for t in complete)
+    proc = run_cli(*args[:-2], "--max-accuracy-drop", "0.05", "--out", str(out), "--trials", "6")
+    assert proc.returncode == 2 and "was run with different compress" in proc.stderr
+
+
 def _refused(*args: str, out: Path) -> str:
     proc = run_cli("search", *args, "--trials", "2", "--out", str(out), timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
