@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-accuracy-drop", type=float, default=None,
                    help="with --model: most validation accuracy lost against the original's "
                         "float32 .tflite, a fraction (0.01 = one point)")
+    s.add_argument("--search-resolution", action="store_true", default=None,
+                   help="with --model: search the input resolution too, where the model is "
+                        "fully convolutional up to global pooling (default: the model's own)")
     s.add_argument("--prune-criterion", default=None, choices=("l1", "bn"),
                    help="with --model: channels a pruned group keeps, by batch-norm scale "
                         "(default) or filter L1 norm")

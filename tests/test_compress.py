@@ -348,3 +348,34 @@ def test_the_batch_norm_criterion_keeps_the_largest_scales() -> None:
     narrow, counts = prune_model(model, graph, {"conv": 0.5}, "bn")
     assert counts["conv"] == 3
     assert np.allclose(narrow.get_layer("bn").gamma.numpy(), [3.0, 2.0, 1.0])
+
+
+def test_search_resolution_offers_what_the_model_runs_at(trained: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    import optuna
+    import tf_keras
+
+    from codesign.compress.resolution import resolutions
+    from codesign.hardware import litert
+
+    out = tmp_path / "res"
+    proc = run_cli("search", "--model", str(trained["model"]), "--data", str(trained["dval"]),
+                   "--search-resolution", "--trials", "5", "--sampler", "random",
+                   "--finetune-epochs", "0", "--no-report", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    assert "input resolutions searched: 32, 24, 16" in proc.stdout
+    doc = json.loads((out / "pareto.json").read_text())
+    assert doc["run"]["model"]["resolutions"] == [32, 24, 16]
+    study = optuna.load_study(study_name="codesign", storage=f"sqlite:///{out / 'study.db'}")
+    sizes = set()
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        size = t.user_attrs["candidate"]["resolution"]
+        blob = (out / "cache" / f"trial-{t.number}.tflite").read_bytes()
+        assert litert.io_details(blob)["input"]["shape"][1:3] == [size, size]
+        sizes.add(size)
+    assert 32 in sizes and sizes - {32}  # the anchors keep the model's own, others vary
+    L = tf_keras.layers  # a Flatten before the classifier fixes the input size
+    inp = tf_keras.Input((16, 16, 3))
+    flat = L.Flatten()(L.Conv2D(4, 3, padding="same")(inp))
+    sizes_, why = resolutions(tf_keras.Model(inp, L.Dense(3)(flat)), (16, 16, 3), 3)
+    assert sizes_ == [16] and why.startswith("at 8x8")

@@ -10,7 +10,8 @@ from codesign.errors import CodesignError
 if TYPE_CHECKING:
     from codesign.compress.settings import CompressConfig
 
-MODEL_ONLY = ("val_data", "input_scale", "input_offset", "max_accuracy_drop", "prune_criterion")
+MODEL_ONLY = ("val_data", "input_scale", "input_offset", "max_accuracy_drop", "prune_criterion",
+              "search_resolution")
 INCOMPATIBLE = (  # flag, attribute, value that means "not given"
     ("--hypermodel", "hypermodel", None),
     ("--space", "space", "default"),
@@ -45,7 +46,8 @@ def compress_config(args: argparse.Namespace) -> CompressConfig:
     search = measured_search(args, "--model", INCOMPATIBLE)
     settings = CompressSettings(max_accuracy_drop=args.max_accuracy_drop,
                                 input_scale=args.input_scale, input_offset=args.input_offset,
-                                prune_criterion=args.prune_criterion or "bn")
+                                prune_criterion=args.prune_criterion or "bn",
+                                search_resolution=bool(args.search_resolution))
     return compress_config(args.model, search, settings)
 
 

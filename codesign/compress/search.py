@@ -96,7 +96,8 @@ class CompressPlan(SearchPlan):
         f = self.trained.facts
         return TrainedSpace(f["graph"], int(f["input_shape"][0]),
                             layer_choices(self.cfg.profile_spec),
-                            self.trained.settings.prune_ratios, Path(self.trained.model).name)
+                            self.trained.settings.prune_ratios, Path(self.trained.model).name,
+                            f.get("resolutions") or ())
 
     def start(self, study: optuna.Study, out: TextIO) -> None:
         """Seed a new study: uniform pruning (two smallest ratios float32, the smallest int8)."""
@@ -110,6 +111,8 @@ class CompressPlan(SearchPlan):
             if not all(precision in c for c in space.choices.values()):
                 continue
             params: dict[str, Any] = {f"prune/{g}": ratio for g in groups}
+            if len(space.resolutions) > 1:
+                params["resolution"] = space.resolution
             params.update({f"precision/{n}": p
                            for n, p in space.uniform(precision).precision.items()})
             study.enqueue_trial(params, user_attrs={"anchor": f"uniform {ratio:g} {precision}"})
@@ -167,6 +170,7 @@ class CompressPlan(SearchPlan):
             "space": f"trained model {Path(t.model).name}",
             "model": {"path": t.model, "format": f["format"], "translated": f["translated"],
                       "input_shape": f["input_shape"], "classes": f["classes"],
+                      "resolutions": f.get("resolutions"), "fixed_size": f.get("fixed_size"),
                       "output": f["output"], "preprocessing": f["preprocessing"],
                       "input": f["input"], "notes": f["notes"],
                       "groups": [{k: g[k] for k in ("name", "size", "producers", "prunable")}
@@ -202,7 +206,8 @@ class CompressTrial(ChildTrial):
             budgets.pop("min_accuracy", None)
         m = measure_trial(trial, self.child, self.cfg,
                           Requests(*REQUESTS, self.ctx, budgets=budgets),
-                          {"prune": cand.prune, "precision": cand.precision},
+                          {"prune": cand.prune, "precision": cand.precision,
+                           "resolution": cand.resolution},
                           str(self.run.trial_model(trial.number)))
         return m.objective_values(self.cfg.objectives)
 

@@ -35,6 +35,8 @@ class CompressSettings:
         input_scale: Model input = raw pixels * this + ``input_offset``, for a
             model without its own ``Rescaling``/``Normalization`` (None: [0, 1]).
         input_offset: See ``input_scale``.
+        search_resolution: Search the input resolution too, where the model
+            allows it (fully convolutional up to global pooling).
         prune_criterion: Which channels a pruned group keeps: ``bn`` (the
             batch-norm scale after each producer, L1 where there is none) or
             ``l1`` (the filters' L1 norm).
@@ -44,6 +46,7 @@ class CompressSettings:
     max_accuracy_drop: float | None = None
     input_scale: float | None = None
     input_offset: float | None = None
+    search_resolution: bool = False
     prune_criterion: str = "bn"  # measured: tools/bench_prune_criterion.py (README)
 
     def validate(self) -> CompressSettings:
@@ -112,7 +115,8 @@ class CompressConfig:
         return {"model": self.model, "data": s.data, "seed": s.seed, "val_data": s.val_data,
                 "profile": s.profile_spec.path,
                 "input": [self.settings.input_scale, self.settings.input_offset],
-                "criterion": self.settings.prune_criterion}
+                "criterion": self.settings.prune_criterion,
+                "search_resolution": self.settings.search_resolution}
 
 
 def compress_config(model: str | Path, settings: SearchConfig,
@@ -162,6 +166,12 @@ def say_model(facts: dict[str, Any], out: TextIO) -> None:
         if not g["prunable"]:
             print(f"  frozen {g['name']} ({g['size']} channels): "
                   f"{'; '.join(g['frozen_by']) or 'not prunable'}", file=out)
+    sizes = facts.get("resolutions") or [h]
+    if len(sizes) > 1:
+        print(f"input resolutions searched: {', '.join(map(str, sizes))}", file=out)
+    elif facts.get("fixed_size"):
+        print(f"the input resolution stays {h}x{w}: the model does not run "
+              f"{facts['fixed_size']}", file=out)
     if not prunable:
         print("nothing can be pruned (every channel group is frozen, see above): a "
               "precision-only search", file=out)

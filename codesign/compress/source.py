@@ -12,7 +12,7 @@ Every request carries its context, so a restarted child needs no set-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 from codesign.child.source import Built, ModelSource, evaluate
 from codesign.child.timing import DeviceTiming
 from codesign.compress.inputs import InputMap, diagnose, input_map, near_chance
+from codesign.compress.resolution import Variant, at_resolution, resolutions
 from codesign.data import load_dataset, resize_bilinear
 from codesign.errors import CodesignError
 from codesign.hardware.profile import Profile, load_profile
@@ -48,7 +49,9 @@ class Loaded:
         val: Validation split.
         test: Test split.
         validation: Where the validation split came from.
+        data: The data set (codesign's [0, 1] images).
         teacher: The original model's outputs on the training images (once needed).
+        variants: The model at other input resolutions, as they are asked for.
     """
 
     user: Any
@@ -59,7 +62,9 @@ class Loaded:
     val: Split
     test: Split
     validation: str
+    data: Any = None
     teacher: np.ndarray | None = None
+    variants: dict[int, Variant] = field(default_factory=dict)
 
 
 class TrainedHandlers(ModelSource):
@@ -92,6 +97,9 @@ class TrainedHandlers(ModelSource):
         got = self._prepare(ctx)
         user, (xv, yv) = got.user, got.val
         pred = np.argmax(np.asarray(user.model.predict(xv, batch_size=256, verbose=0)), axis=-1)
+        sizes, why = [user.input_shape[0]], ""
+        if ctx.get("search_resolution"):
+            sizes, why = resolutions(user.model, user.input_shape, user.num_classes)
         acc = float(np.mean(pred == yv))
         if near_chance(acc, yv):
             raise CodesignError(diagnose(pred, yv, got.inputs, user.num_classes))
@@ -101,14 +109,15 @@ class TrainedHandlers(ModelSource):
                 "preprocessing": [p.layer for p in user.preprocessing],
                 "input": {"formula": got.inputs.formula, "source": got.inputs.source},
                 "keras_val_accuracy": acc, "params": int(user.model.count_params()),
-                "validation": got.validation}
+                "validation": got.validation, "resolutions": sizes, "fixed_size": why}
 
     def do_trained_evaluate(self, ctx: dict[str, Any], prune: dict[str, float],
-                            precision: dict[str, str], model_path: str) -> dict[str, Any]:
+                            precision: dict[str, str], model_path: str,
+                            resolution: int | None = None) -> dict[str, Any]:
         """Prune, recalibrate, convert and measure one candidate; write its file."""
         got = self._prepare(ctx)
-        return evaluate(self, {"prune": prune, "precision": precision}, got.profile,
-                        Path(model_path))[0]
+        return evaluate(self, {"prune": prune, "precision": precision, "resolution": resolution},
+                        got.profile, Path(model_path))[0]
 
     def do_trained_time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate on the profile's device (exclusive)."""
@@ -117,9 +126,13 @@ class TrainedHandlers(ModelSource):
 
     def _time(self, got: Loaded, blob: bytes, path: Path) -> dict[str, Any]:
         """Time ``blob``; again while the machine was disturbed (drift); the fastest is kept."""
+        from codesign.hardware import litert
+
+        size = litert.io_details(blob)["input"]["shape"][1:3]
+        sample = resize_bilinear(got.val[0][:1], (int(size[0]), int(size[1])))
         best: dict[str, Any] | None = None
         for _ in range(TIMINGS):
-            record = self._timing.time(got.profile, blob, path, got.val[0][:1])
+            record = self._timing.time(got.profile, blob, path, sample)
             if best is None or record["median"] < best["median"]:
                 best = record
             if not record.get("disturbed"):
@@ -136,7 +149,7 @@ class TrainedHandlers(ModelSource):
         """
         got = self._prepare(ctx)
         cand = {"prune": candidate["prune"], "precision": candidate["precision"],
-                "finetune_epochs": int(epochs)}
+                "resolution": candidate.get("resolution"), "finetune_epochs": int(epochs)}
         m, blob = evaluate(self, cand, got.profile, Path(model_path))
         m["latency_ms"] = self._time(got, blob, Path(model_path))
         trained = m.pop("training", {})
@@ -157,29 +170,31 @@ class TrainedHandlers(ModelSource):
         assert self._loaded is not None
         got = self._loaded
         t0 = time.perf_counter()
-        narrow, counts = prune_model(got.user.model, got.graph, candidate["prune"],
+        v = at_resolution(got, int(candidate.get("resolution") or got.user.input_shape[0]),
+                          got.variants)
+        narrow, counts = prune_model(v.model, v.graph, candidate["prune"],
                                      str(self._ctx.get("criterion", "bn")) if self._ctx else "bn")
-        if narrow is not got.user.model:
-            recalibrate_bn(narrow, got.train[0][:BN_IMAGES])
+        if narrow is not v.model:
+            recalibrate_bn(narrow, v.train[0][:BN_IMAGES])
         times["prune"] = round(time.perf_counter() - t0, 4)
         made: dict[str, Any] = {}
         if candidate.get("finetune_epochs"):
             t1 = time.perf_counter()
-            if narrow is got.user.model:  # the user's own weights stay untouched
+            if narrow is v.model:  # the user's own (or cached) weights stay untouched
                 narrow = clone_with_weights(narrow)
-            made["training"] = self._distill(narrow, int(candidate["finetune_epochs"]))
+            made["training"] = self._distill(narrow, int(candidate["finetune_epochs"]), v)
             times["fine_tune"] = round(time.perf_counter() - t1, 4)
         precision = candidate["precision"]
         layers = [
             {"name": name, "kind": kind, "channels": int(narrow.get_layer(name).output_shape[-1]),
              "precision": precision[name]}
-            for name, kind in got.graph.precision_layers
+            for name, kind in v.graph.precision_layers
         ]
-        channels = {g: counts[g] for g, grp in got.graph.groups.items() if grp.prunable}
-        return Built(narrow, precision, got.train[0][:CALIBRATION_IMAGES], (got.val, got.test),
+        channels = {g: counts[g] for g, grp in v.graph.groups.items() if grp.prunable}
+        return Built(narrow, precision, v.train[0][:CALIBRATION_IMAGES], (v.val, v.test),
                      layers, {"params": int(narrow.count_params()), "channels": channels, **made})
 
-    def _distill(self, model: Any, epochs: int) -> dict[str, Any]:
+    def _distill(self, model: Any, epochs: int, v: Variant) -> dict[str, Any]:
         """Fine-tune ``model`` on the training images toward labels and the original's outputs."""
         import tf_keras as keras
 
@@ -191,7 +206,7 @@ class TrainedHandlers(ModelSource):
             got.teacher = np.asarray(got.user.model.predict(got.train[0], batch_size=256,
                                                             verbose=0))
         targets = distill_targets(got.train[1], got.teacher, got.user.output != "logits")
-        info = train(model, got.train, got.val,
+        info = train(model, v.train, v.val,
                      Schedule(epochs, FINETUNE_PATIENCE, FINETUNE_BATCH, int(self._ctx["seed"])),
                      keras.optimizers.Adam(FINETUNE_LR), None, targets)
         return {**info, "teacher": "original model", "distillation": DISTILLATION}
@@ -231,7 +246,7 @@ def _load(ctx: dict[str, Any]) -> Loaded:
 
     return Loaded(user, graph, load_profile(ctx["profile"]), inputs,
                   split(data.x_train, data.y_train), split(data.x_val, data.y_val),
-                  split(data.x_test, data.y_test), data.validation)
+                  split(data.x_test, data.y_test), data.validation, data)
 
 
 def clone_with_weights(model: Any) -> Any:

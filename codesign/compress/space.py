@@ -47,21 +47,27 @@ class TrainedSpace(Space):
         choices: Precisions offered per layer kind.
         prune_ratios: Fractions of a group that may be removed.
         model: The model's file name.
+        resolutions: Input sides the model runs at (its own first); with
+            more than one, the trial is asked for ``resolution`` too.
     """
 
     def __init__(self, graph: Mapping[str, Any], resolution: int,
                  choices: Mapping[str, tuple[str, ...]], prune_ratios: Sequence[float],
-                 model: str) -> None:
+                 model: str, resolutions: Sequence[int] = ()) -> None:
         self.graph = graph
         self.resolution = resolution
+        self.resolutions = list(resolutions) or [resolution]
         self.choices = choices
         self.prune_ratios = prune_ratios
         self.model = model
 
     def suggest(self, trial: Any) -> TrainedCandidate:
         """Ask ``trial`` for every group's prune ratio and every layer's precision."""
+        resolution = self.resolution
+        if len(self.resolutions) > 1:
+            resolution = int(trial.suggest_categorical("resolution", self.resolutions))
         prune, precision = suggest_genes(trial, self.graph, self.choices, self.prune_ratios)
-        return TrainedCandidate(self.resolution, prune, precision, self.model)
+        return TrainedCandidate(resolution, prune, precision, self.model)
 
     def uniform(self, precision: str) -> TrainedCandidate:
         """The unpruned model with every layer at ``precision`` (a reference)."""

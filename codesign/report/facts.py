@@ -138,9 +138,11 @@ def _source_args(info: dict[str, Any]) -> list[Any]:
         if info.get("val_data"):
             args += ["--val-data", info["val_data"]]
         for key, value in (info.get("compress") or {}).items():
-            if key != "prune_ratios" and value is not None:
-                args += [f"--{key.replace('_', '-')}",
-                         f"{value:g}" if isinstance(value, float) else value]
+            flag = f"--{key.replace('_', '-')}"
+            if isinstance(value, bool):
+                args += [flag] if value else []
+            elif key != "prune_ratios" and value is not None:
+                args += [flag, f"{value:g}" if isinstance(value, float) else value]
         return args
     hyper = info.get("hypermodel")
     if isinstance(hyper, dict):
