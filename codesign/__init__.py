@@ -6,9 +6,10 @@ itself never imports TensorFlow at import time: command-line validation stays
 fast and the search process stays light.
 
 The Python API (``__all__``): ``codesign.search(settings, hypermodel=None,
-training=None)`` with a :class:`SearchConfig` for the built-in space and a
-HyperModel alike (:class:`HyperSettings` says how a HyperModel's candidates are
-trained).
+training=None, model=None, compress=None)`` with a :class:`SearchConfig` for
+the built-in space, a HyperModel (:class:`HyperSettings` says how its
+candidates are trained) and a trained model to compress alike
+(:class:`CompressSettings` says how it is pruned and fed).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any  # noqa: E402
 from codesign.errors import CodesignError, TrialFailure  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["CodesignError", "HyperSettings", "SearchConfig", "TrialFailure", "__version__",
-           "search"]
+__all__ = ["CodesignError", "CompressSettings", "HyperSettings", "SearchConfig", "TrialFailure",
+           "__version__", "search"]
 
 # Public names and the private modules that hold them, imported on first use (Optuna's
 # way), so `import codesign` stays light and never imports TensorFlow.
@@ -32,6 +33,7 @@ _LAZY = {
     "search": "codesign._api",
     "SearchConfig": "codesign.config",
     "HyperSettings": "codesign.hyper.settings",
+    "CompressSettings": "codesign.compress.settings",
 }
 
 

@@ -108,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hypermodel", default=None, metavar="FILE.py:NAME",
                    help="search your own keras-tuner HyperModel (or build(hp) function, "
                         "FILE.py:NAME or module:NAME) instead of the built-in space")
+    s.add_argument("--model", default=None, metavar="PATH",
+                   help="compress your own trained model (.keras, .h5 or SavedModel dir): "
+                        "prune ratio per channel group and precision per layer")
+    s.add_argument("--val-data", default=None, metavar="NPZ",
+                   help="with --model: validation images the model has not seen (x_val, "
+                        "y_val; default: the npz's own, else carved from training)")
+    s.add_argument("--input-scale", type=float, default=None,
+                   help="with --model: model input = raw * this + --input-offset (when the "
+                        "model has no Rescaling/Normalization layer)")
+    s.add_argument("--input-offset", type=float, default=None, help="see --input-scale")
+    s.add_argument("--max-accuracy-drop", type=float, default=None,
+                   help="with --model: most validation accuracy lost against the original's "
+                        "float32 .tflite, a fraction (0.01 = one point)")
+    s.add_argument("--search-resolution", action="store_true", default=None,
+                   help="with --model: search the input resolution too, where the model is "
+                        "fully convolutional up to global pooling (default: the model's own)")
+    s.add_argument("--prune-criterion", default=None, choices=("l1", "bn"),
+                   help="with --model: channels a pruned group keeps, by batch-norm scale "
+                        "(default) or filter L1 norm")
     s.add_argument("--candidate-epochs", type=int, default=10,
                    help="with --hypermodel: most training epochs per candidate, early "
                         "stopping on validation (default 10)")
@@ -211,6 +230,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    from codesign.compress.cli import check_model_flags, search_model
+
+    check_model_flags(args)
+    if args.model is not None:
+        search_model(args)
+        if not args.no_report:
+            _report_after_search(args.out)
+        return 0
     if args.hypermodel is not None:
         from codesign.hyper.cli import search_hypermodel
 

@@ -61,6 +61,8 @@ class SearchConfig:
         workers: Local worker processes sharing the study (1: this process alone).
         storage: Database server URL of the study (None: in the run directory).
         study: The study's name on the server.
+        val_data: An npz whose ``x_val``/``y_val`` are the validation split
+            (None: the data's own ``x_val``/``y_val``, else carved from training).
     """
 
     out: Path
@@ -88,6 +90,7 @@ class SearchConfig:
     workers: int = 1
     storage: str | None = None
     study: str = "codesign"
+    val_data: str | None = None
     _profile: Profile | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
@@ -124,6 +127,10 @@ class SearchConfig:
                 f"--min-accuracy is a fraction from 0 to 1, got {self.min_accuracy}"
             )
         validate_data_name(self.data)
+        if self.val_data is not None and not (Path(self.val_data).is_file()
+                                              and Path(self.val_data).suffix == ".npz"):
+            raise CodesignError(f"--val-data {self.val_data}: not an .npz file (it needs x_val "
+                                "and y_val)")
         if self.quality_samples is not None:
             _positive_int("--quality-samples", self.quality_samples, 0, 1000)
         _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
@@ -175,7 +182,9 @@ class SearchConfig:
 
     def identity(self) -> dict[str, Any]:
         """Settings that must not change when a run is resumed."""
+        extra = {} if self.val_data is None else {"val_data": data_fingerprint(self.val_data)}
         return {
+            **extra,
             "data": data_fingerprint(self.data),
             "seed": self.seed,
             "space": self.space_spec.to_dict(),

@@ -9,17 +9,26 @@ input resolution ``r`` sees them resized with :func:`resize_bilinear`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from codesign.datasets import KERAS_DATASETS, checked, read_folder, read_keras, read_npz
+from codesign.datasets import (
+    KERAS_DATASETS,
+    checked,
+    checked_val,
+    read_folder,
+    read_keras,
+    read_npz,
+    read_val,
+)
 from codesign.errors import CodesignError
 
 BUILTIN_DATASETS = ("digits",)
+CARVED = "carved from the training split"
 VAL_FRACTION = 0.2  # of the training split, for sources that bring only train and test
 SPLIT = (0.6, 0.2, 0.2)  # train, validation, test
 
@@ -38,6 +47,8 @@ class Dataset:
         y_test: Test labels.
         labels: One name per class.
         preprocessing: How raw inputs become model inputs, for manifests.
+        validation: Where the validation split comes from: :data:`CARVED`,
+            ``x_val/y_val of FILE`` or ``--val-data FILE``.
     """
 
     name: str
@@ -49,6 +60,7 @@ class Dataset:
     y_test: np.ndarray
     labels: tuple[str, ...]
     preprocessing: dict = field(default_factory=dict)
+    validation: str = CARVED
 
     @property
     def num_classes(self) -> int:
@@ -99,8 +111,11 @@ def data_fingerprint(name: str) -> str:
     return f"{path.resolve()} sha256:{digest.hexdigest()[:16]}"
 
 
-def load_dataset(name: str, seed: int) -> Dataset:
+def load_dataset(name: str, seed: int, val_data: str | None = None) -> Dataset:
     """Load a data set and split it deterministically from ``seed``.
+
+    The validation split is ``x_val``/``y_val`` of an npz that holds them, or
+    ``val_data``'s; otherwise it is carved from the training images.
 
     Args:
         name: ``digits`` (scikit-learn's shipped 8x8 digits); ``mnist``,
@@ -108,6 +123,8 @@ def load_dataset(name: str, seed: int) -> Dataset:
             path to an ``.npz`` with ``x_train, y_train, x_test, y_test``; or
             a folder with one sub-folder of images per class.
         seed: Seed of the stratified splits.
+        val_data: An npz with ``x_val``/``y_val`` (or ``x``/``y``) in the
+            training images' format, used as the validation split.
 
     Returns:
         The split data set.
@@ -116,9 +133,31 @@ def load_dataset(name: str, seed: int) -> Dataset:
         CodesignError: Naming the file and what is wrong with the data.
     """
     validate_data_name(name)
+    if val_data is not None:
+        return _with_val(name, seed, val_data)
     if name == "digits":
         return _load_digits(seed)
     return _load_other(name, seed)
+
+
+@lru_cache(maxsize=4)
+def _with_val(name: str, seed: int, val_data: str) -> Dataset:
+    """The data set with ``val_data``'s validation split (carved images go back to training)."""
+    data = load_dataset(name, seed)
+    path = Path(val_data)
+    if not path.is_file() or path.suffix != ".npz":
+        raise CodesignError(f"--val-data {val_data}: not an .npz file")
+    raw = read_val(path, own=False)
+    assert raw is not None
+    pre = data.preprocessing
+    x, y = checked_val(str(path), raw[0], raw[1], data.x_train, data.num_classes,
+                       (float(pre["scale"]), float(pre["offset"])))
+    x_train, y_train = data.x_train, data.y_train
+    if data.validation == CARVED:
+        x_train = np.concatenate([x_train, data.x_val])
+        y_train = np.concatenate([y_train, data.y_val])
+    return replace(data, x_train=x_train, y_train=y_train, x_val=x, y_val=y,
+                   validation=f"--val-data {path}")
 
 
 @lru_cache(maxsize=4)
@@ -133,6 +172,11 @@ def _load_other(name: str, seed: int) -> Dataset:
         raw = read_npz(Path(name))
         source = f"npz file {name}"
     x_tr, y_tr, x_te, y_te, labels, scale, offset = checked(name, *raw)
+    own = read_val(Path(name), own=True) if source.startswith("npz") else None
+    if own is not None:
+        x_va, y_va = checked_val(name, own[0], own[1], x_tr, len(labels), (scale, offset))
+        return Dataset(name, x_tr, y_tr, x_va, y_va, x_te, y_te, labels,
+                       _preprocessing(source, scale, offset, x_tr), f"x_val/y_val of {name}")
     idx = np.arange(len(y_tr))
     counts = np.bincount(y_tr)
     stratify = y_tr if counts[counts > 0].min() >= 2 else None
@@ -151,15 +195,20 @@ def _load_other(name: str, seed: int) -> Dataset:
         x_test=x_te,
         y_test=y_te,
         labels=labels,
-        preprocessing={
-            "source": source,
-            "scale": scale,
-            "offset": offset,
-            "resize": "bilinear, half-pixel centres (codesign.data.resize_bilinear)",
-            "channels": int(x_tr.shape[-1]),
-            "formula": "input = resize(raw * scale + offset)",
-        },
+        preprocessing=_preprocessing(source, scale, offset, x_tr),
     )
+
+
+def _preprocessing(source: str, scale: float, offset: float, x: np.ndarray) -> dict:
+    """How raw inputs become the images codesign feeds, for manifests."""
+    return {
+        "source": source,
+        "scale": scale,
+        "offset": offset,
+        "resize": "bilinear, half-pixel centres (codesign.data.resize_bilinear)",
+        "channels": int(x.shape[-1]),
+        "formula": "input = resize(raw * scale + offset)",
+    }
 
 
 @lru_cache(maxsize=4)
@@ -214,17 +263,18 @@ def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
-def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
-    """Resize NHWC images to ``size`` x ``size`` (bilinear, half-pixel centres).
+def resize_bilinear(x: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize NHWC images to ``size`` x ``size`` (or ``(height, width)``), bilinear.
 
-    This is the same rule as ``tf.image.resize(..., "bilinear")``, written in
-    numpy so that evaluation needs no TensorFlow.
+    This is the same rule as ``tf.image.resize(..., "bilinear")`` (half-pixel
+    centres), written in numpy so that evaluation needs no TensorFlow.
     """
     n, h, w, c = x.shape
-    if (h, w) == (size, size):
+    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if (h, w) == (out_h, out_w):
         return x.astype(np.float32, copy=False)
-    mh = _interp_matrix(h, size)
-    mw = _interp_matrix(w, size)
+    mh = _interp_matrix(h, out_h)
+    mw = _interp_matrix(w, out_w)
     out = np.einsum("oh,nhwc->nowc", mh, x.astype(np.float32))
     out = np.einsum("pw,nowc->nopc", mw, out)
     return np.ascontiguousarray(out, dtype=np.float32)

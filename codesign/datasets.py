@@ -17,6 +17,7 @@ from codesign.errors import CodesignError
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+VAL_KEYS = (("x_val", "y_val"), ("x", "y"))  # a validation npz may name its arrays either way
 
 Raw = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...] | None]
 
@@ -156,3 +157,60 @@ def checked(
     prep = [(x.astype(np.float64) * scale + offset).astype(np.float32) for x in (x_train, x_test)]
     labels = names if names is not None else tuple(str(i) for i in range(classes))
     return prep[0], y_train, prep[1], y_test, labels, scale, offset
+
+
+def read_val(path: Path, own: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """A named validation split: ``x_val``/``y_val`` of an npz (or ``x``/``y`` of ``--val-data``).
+
+    Args:
+        path: The npz file.
+        own: True for the data set's own npz (only ``x_val``/``y_val`` count; None if absent).
+
+    Raises:
+        CodesignError: If a ``--val-data`` file holds neither pair, or cannot be read.
+    """
+    keys = VAL_KEYS[:1] if own else VAL_KEYS
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for xk, yk in keys:
+                if xk in f.files and yk in f.files:
+                    return f[xk], f[yk]
+            found = sorted(f.files)
+    except (OSError, ValueError, EOFError) as exc:
+        raise CodesignError(f"{path}: cannot read it as an npz file ({exc})") from None
+    if own:
+        return None
+    raise CodesignError(f"{path}: holds {found}; a validation npz needs x_val and y_val (or x "
+                        "and y)")
+
+
+def checked_val(source: str, x: np.ndarray, y: np.ndarray, like: np.ndarray, classes: int,
+                scale_offset: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a named validation split against the training images; scale it like them.
+
+    Args:
+        source: Where it came from (for messages).
+        x: Raw validation images.
+        y: Their labels.
+        like: The training images (already scaled; shape and channels must match).
+        classes: The data set's classes.
+        scale_offset: The training images' ``(scale, offset)``.
+
+    Raises:
+        CodesignError: Naming ``source`` and the first problem.
+    """
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[1:] != like.shape[1:] or len(x) == 0:
+        raise CodesignError(f"{source}: validation images have shape {x.shape}; the training "
+                            f"images are {like.shape[1:]} each")
+    if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
+        raise CodesignError(f"{source}: y_val must hold one integer label per image, got shape "
+                            f"{y.shape} and dtype {y.dtype}")
+    if x.dtype.kind not in "uif" or (x.dtype.kind == "f" and not np.isfinite(x).all()):
+        raise CodesignError(f"{source}: x_val must hold finite uint8 or float pixels")
+    if (y < 0).any() or int(y.max()) >= classes:
+        raise CodesignError(f"{source}: y_val holds label {int(y.max())}; the data has labels "
+                            f"0..{classes - 1}")
+    scale, offset = scale_offset
+    return (x.astype(np.float64) * scale + offset).astype(np.float32), y.astype(np.int64)

@@ -35,7 +35,8 @@ def preflight(cfg: SearchConfig) -> SearchConfig:
     data = cfg.data
     if Path(data).exists() and data not in ("digits",):
         data = str(Path(data).resolve())
-    loaded = load_dataset(data, cfg.seed)
+    val = str(Path(cfg.val_data).resolve()) if cfg.val_data is not None else None
+    loaded = load_dataset(data, cfg.seed, val)
     profile = load_profile(cfg.profile)
     check_runtime_version(profile)
     space = cfg.space_spec
@@ -50,7 +51,8 @@ def preflight(cfg: SearchConfig) -> SearchConfig:
 
         shape = DataShape(len(loaded.y_train), loaded.channels, loaded.num_classes)
         epochs = auto_epochs(space, shape, cfg.time_budget_min)
-    return replace(cfg, data=data, epochs=epochs, latency=latency, _profile=profile)
+    return replace(cfg, data=data, epochs=epochs, latency=latency, val_data=val,
+                   _profile=profile)
 
 
 def _latency_mode(cfg: SearchConfig, profile: Profile) -> str:

@@ -34,3 +34,18 @@ def test_a_hypermodel_search_refuses_estimators(tmp_path: Path) -> None:
         codesign.search(codesign.SearchConfig(out=tmp_path / "run"),
                         training=codesign.HyperSettings())
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_search_refuses_estimators_and_a_second_source(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(CodesignError, match="measures every candidate"):
+        codesign.search(codesign.SearchConfig(out=run, accuracy="hybrid"), model="m.keras")
+    with pytest.raises(CodesignError, match="pass one of them"):
+        codesign.search(codesign.SearchConfig(out=run), model="m.keras",
+                        hypermodel="examples/small_cnn.py:SmallCNN")
+    with pytest.raises(CodesignError, match="apply to model= searches"):
+        codesign.search(codesign.SearchConfig(out=run),
+                        compress=codesign.CompressSettings(max_accuracy_drop=0.01))
+    with pytest.raises(CodesignError, match="no such file"):
+        codesign.search(codesign.SearchConfig(out=run), model=tmp_path / "missing.keras")
+    assert not run.exists()

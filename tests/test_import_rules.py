@@ -14,9 +14,11 @@ HEAVY = ("tensorflow", "tf_keras", "keras", "keras_tuner")
 # What the search process runs: the command line and the search (its functions' own imports
 # are followed too); the evaluation child's handlers are imported by name, in the child.
 SEARCH_ENTRIES = ("codesign.cli", "codesign._api", "codesign.engine.job",
-                  "codesign.engine.builtin", "codesign.hyper.search")
+                  "codesign.engine.builtin", "codesign.hyper.search", "codesign.compress.search")
 SEARCH_PROCESS = ("codesign.cli", "codesign._api", "codesign.preflight", "codesign.engine",
-                  "codesign.hyper.search", "codesign.hyper.cli", "codesign.hyper.space")
+                  "codesign.hyper.search", "codesign.hyper.cli", "codesign.hyper.space",
+                  "codesign.compress.search", "codesign.compress.cli",
+                  "codesign.compress.settings", "codesign.compress.space")
 MAX_PARAMETERS = 8
 MAX_LINES = 500
 LOOP_MODULE = "codesign/engine/trials.py"
@@ -100,9 +102,11 @@ def _heavy(found: dict[str, str]) -> list[str]:
 def test_the_search_process_never_imports_tensorflow_or_keras_tuner() -> None:
     found = reachable(SEARCH_ENTRIES, SEARCH_PROCESS)
     assert "codesign.engine.trials" in found and "codesign.hyper.space" in found
+    assert "codesign.compress.space" in found and "codesign.compress.settings" in found
     assert _heavy(found) == []
     assert _chains(found, ("codesign.nn", "codesign.tflite.convert", "codesign.child.builtin",
-                           "codesign.hyper.evaluate")) == []
+                           "codesign.hyper.evaluate", "codesign.compress.source",
+                           "codesign.models")) == []
 
 
 def test_the_checker_sees_a_heavy_import() -> None:

@@ -1,8 +1,9 @@
 """The loop's guarantees, run against every search space (as Optuna's suites run every sampler).
 
 Each test drives the one loop (:func:`codesign.engine.trials.run_trials`) with a
-real space: the built-in family, and a HyperModel whose ``build`` runs in a
-real evaluation child (the define-by-run callback). The evaluation stands at
+real space: the built-in family, a HyperModel whose ``build`` runs in a
+real evaluation child (the define-by-run callback), and a trained model's genes
+(the channel groups of a real tf_keras graph). The evaluation stands at
 the loop's seam (:data:`codesign.engine.trials.Evaluate`): it records what it
 was given, so each test can say exactly which candidates were evaluated.
 """
@@ -39,7 +40,7 @@ from codesign.space.base import Space
 from codesign.space.suggest import FamilySpace
 from tests.device import LoopbackBoard
 
-SOURCES = ("builtin", "hypermodel")
+SOURCES = ("builtin", "hypermodel", "trained")
 BUILD = '''
 import tf_keras as keras
 
@@ -69,6 +70,19 @@ def _space(source: str, profile: Profile, request: pytest.FixtureRequest) -> Spa
     if source == "builtin":
         spec = get_space("tiny")
         return FamilySpace(spec, {n: ("float32", "int8") for n in spec.layer_names()})
+    if source == "trained":
+        import tf_keras
+
+        from codesign.compress.space import TrainedSpace
+        from codesign.hyper.graph import channel_graph
+
+        layers = tf_keras.layers
+        inp = tf_keras.Input((8, 8, 1))
+        x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, name="conv")(inp)))
+        x = layers.Conv2D(6, 1, name="mix")(x)
+        out = layers.Dense(10, name="classifier")(layers.GlobalAveragePooling2D()(x))
+        graph = channel_graph(tf_keras.Model(inp, out)).describe()
+        return TrainedSpace(graph, 8, layer_choices(profile), (0.0, 0.5), "m.keras")
     child, ctx = request.getfixturevalue("hyper_child")
     return HyperModelSpace(lambda a: child.call("hyper_build", ctx=ctx, answers=a),
                            layer_choices(profile), (0.0, 0.5), "tiny_build.py:build")

@@ -16,6 +16,7 @@ from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 HANDLERS = (
     "codesign.child.builtin:BuiltinHandlers",
     "codesign.hyper.evaluate:HyperHandlers",
+    "codesign.compress.source:TrainedHandlers",
 )
 Handler = Callable[..., Any]
 

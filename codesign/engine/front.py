@@ -72,6 +72,8 @@ class FrontJob:
         tune_front: Fine-tune the front (candidates inherited their weights).
         references: Reference networks measured once per run.
         quality: The supernet quality report.
+        finetune: Fine-tunes one candidate in the child: ``(candidate, model path,
+            epochs) -> measurement with a finetune record`` (the plan's).
     """
 
     study: optuna.Study
@@ -86,6 +88,7 @@ class FrontJob:
     tune_front: bool = True
     references: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
+    finetune: Callable[[dict[str, Any], str, int], dict[str, Any]] | None = None
 
 
 def publish(job: FrontJob) -> Published:
@@ -213,10 +216,10 @@ def _cached_finetune(job: FrontJob, number: int, candidate: dict[str, Any],
         if saved.get("finetune", {}).get("epochs") == cfg.finetune_epochs:
             return saved
     try:
-        res = retry_when_back(
-            lambda: job.child.call("finetune", candidate=candidate, model_path=str(path),
-                                epochs=cfg.finetune_epochs, seed=cfg.seed),
-            cfg.profile_spec, out)
+        assert job.finetune is not None
+        tune = job.finetune
+        res = retry_when_back(lambda: tune(candidate, str(path), cfg.finetune_epochs),
+                              cfg.profile_spec, out)
     except TrialFailure:
         return None
     res["finetune"]["kept"] = res["val_accuracy"] >= search_val

@@ -72,9 +72,11 @@ def _run_locked(plan: SearchPlan, run: RunDir, out: TextIO, started: float) -> P
     loc = choose_storage(run, cfg)
     study = open_study(loc, make_sampler(cfg.sampler, cfg.seed, cfg.trials), cfg.objectives)
     coord = Coordinator(run, loc, out)
-    data = load_dataset(cfg.data, cfg.seed)
-    data_info = {"name": data.name, "seed": cfg.seed, "labels": list(data.labels),
-                 "preprocessing": data.preprocessing}
+    data = load_dataset(cfg.data, cfg.seed, cfg.val_data)
+    data_info = plan.describe_data({"name": data.name, "seed": cfg.seed,
+                                    "labels": list(data.labels),
+                                    "preprocessing": data.preprocessing,
+                                    "validation": data.validation})
     study.set_user_attr("settings", plan.identity())
     study.set_user_attr("data_info", data_info)
     study.set_user_attr("profile", cfg.profile_spec.to_dict())
@@ -105,11 +107,12 @@ def _run_locked(plan: SearchPlan, run: RunDir, out: TextIO, started: float) -> P
             said = budget.summary(*session.front_and_complete())
             if said:
                 print(said, file=out)
-            return publish(FrontJob(
-                study=study, child=child, cfg=cfg, run=run, loc=loc, out=out,
+            return publish(FrontJob(  # the plan's settings: set-up may resolve a budget
+                study=study, child=child, cfg=plan.cfg, run=run, loc=loc, out=out,
                 data_info=data_info, run_info=plan.run_info, table=plan.table,
                 tune_front=plan.tune_front, references=prepared.references,
-                quality=prepared.quality))
+                quality=prepared.quality,
+                finetune=lambda c, p, e: plan.finetune(child, c, p, e)))
     finally:
         helpers.stop()
 
@@ -156,7 +159,7 @@ def run_worker(run_dir: Path, storage: str | None = None, study_name: str = "cod
     coord = Coordinator(run, loc, out)
     me = f"{coord.me['host']}:{coord.me['pid']}"
     print(f"worker {me} joins {loc.masked()}: {cfg.trials} trials asked", file=out, flush=True)
-    data = load_dataset(cfg.data, cfg.seed)
+    data = load_dataset(cfg.data, cfg.seed, cfg.val_data)
     log = str(run.root / "logs" / f"worker-{coord.me['host']}-{coord.me['pid']}.log")
     with EvalChild(timeout_s=cfg.timeout_s, log_path=log) as child:
         ctx = JobContext(child, run, study, coord, data, _budget(study, cfg), out)

@@ -98,7 +98,21 @@ class SearchPlan(ABC):
 
     @abstractmethod
     def prepare(self, ctx: JobContext) -> Prepared:
-        """Set-up before the trials (every worker; the first makes what is shared)."""
+        """Set-up before the trials (every worker; the first makes what is shared).
+
+        A plan may replace ``self.cfg`` here with settings it resolved (a budget
+        relative to a measured reference); the front applies those.
+        """
+
+    def finetune(self, child: EvalChild, candidate: dict[str, Any], model_path: str,
+                 epochs: int) -> dict[str, Any]:
+        """Fine-tune a front candidate in the child; its measurement and ``finetune`` record."""
+        return child.call("finetune", candidate=candidate, model_path=model_path, epochs=epochs,
+                          seed=self.cfg.seed)
+
+    def describe_data(self, info: dict[str, Any]) -> dict[str, Any]:
+        """The data's description in manifests and ``pareto.json`` (a source may add to it)."""
+        return info
 
     @abstractmethod
     def run_info(self, trials: list[Any]) -> dict[str, Any]:
@@ -116,6 +130,10 @@ def plan_of(saved: Any, cfg: SearchConfig) -> SearchPlan:
         saved: The study's ``config`` user attribute.
         cfg: The common settings rebuilt from it (validated here).
     """
+    if isinstance(saved, dict) and saved.get("trained") is not None:
+        from codesign.compress.search import CompressPlan
+
+        return CompressPlan.joined(saved, cfg)
     if isinstance(saved, dict) and saved.get("hypermodel") is not None:
         from codesign.hyper.search import HyperPlan
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from codesign.errors import CodesignError
 
 if TYPE_CHECKING:
+    from codesign.config import SearchConfig
     from codesign.hyper.settings import HyperConfig
 
 INCOMPATIBLE = (  # flag, attribute, value that means "not given"
@@ -23,20 +24,40 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
     Raises:
         CodesignError: On a flag a hypermodel search does not take, or a bad setting.
     """
-    from codesign.config import DEFAULT_SAMPLER, SearchConfig
     from codesign.hyper.load import parse_spec
     from codesign.hyper.settings import HyperConfig, HyperSettings
     from codesign.preflight import preflight
 
-    for flag, attr, default in INCOMPATIBLE:
-        if getattr(args, attr, default) != default:
-            raise CodesignError(f"{flag} does not apply to --hypermodel searches (measured "
-                                "accuracy, the HyperModel's own space); drop it")
-    if args.latency not in (None, "measured"):
-        raise CodesignError("--hypermodel searches time every candidate: drop --latency "
-                            f"{args.latency}")
+    common = measured_search(args, "--hypermodel", INCOMPATIBLE)
     spec = parse_spec(args.hypermodel, Path.cwd())
-    search = preflight(SearchConfig(
+    search = preflight(common)
+    settings = HyperSettings(epochs=args.candidate_epochs,
+                             finetune_epochs=min(args.finetune_epochs, 1000)).validate()
+    return HyperConfig(hypermodel=spec, search=search, settings=settings)
+
+
+def measured_search(args: argparse.Namespace, what: str,
+                    incompatible: tuple[tuple[str, str, Any], ...]) -> SearchConfig:
+    """The common settings of a search that measures every candidate (not yet pre-flighted).
+
+    Args:
+        args: ``codesign search``'s parsed arguments.
+        what: The flag that chose the search (``--hypermodel``, ``--model``).
+        incompatible: ``(flag, attribute, value meaning "not given")`` it refuses.
+
+    Raises:
+        CodesignError: On a flag such a search does not take.
+    """
+    from codesign.config import DEFAULT_SAMPLER, SearchConfig
+
+    for flag, attr, default in incompatible:
+        if getattr(args, attr, default) != default:
+            raise CodesignError(f"{flag} does not apply to {what} searches (every candidate "
+                                "measured, in its own space); drop it")
+    if args.latency not in (None, "measured"):
+        raise CodesignError(f"{what} searches time every candidate: drop --latency "
+                            f"{args.latency}")
+    return SearchConfig(
         out=args.out, data=args.data, trials=args.trials, seed=args.seed, profile=args.profile,
         sampler=args.sampler or DEFAULT_SAMPLER, timeout_s=args.timeout, quality_samples=0,
         finetune_epochs=args.finetune_epochs,
@@ -44,11 +65,8 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
         max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb,
         max_memory_mb=args.max_memory_mb, min_accuracy=args.min_accuracy, latency="measured",
         accuracy="measured", time_budget_min=args.time_budget_min, workers=args.workers,
-        storage=args.storage, study=args.study,
-    ))
-    settings = HyperSettings(epochs=args.candidate_epochs,
-                             finetune_epochs=min(args.finetune_epochs, 1000)).validate()
-    return HyperConfig(hypermodel=spec, search=search, settings=settings)
+        storage=args.storage, study=args.study, val_data=getattr(args, "val_data", None),
+    )
 
 
 def search_hypermodel(args: argparse.Namespace) -> None:

@@ -8,7 +8,8 @@ each) and flattening, and tied to other groups by element-wise merges
 ``Concatenate`` keeps its inputs' groups side by side. Groups that reach the
 model's output, come from its input, or meet a layer codesign does not know
 (``Reshape``, a lambda, a nested model, a shared layer) are frozen: never
-pruned. Runs in the evaluation child.
+pruned, and each says which layers froze it and why. A scalar ``Rescaling``
+passes channels through. Runs in the evaluation child.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import tf_keras as keras
 
 from codesign.errors import TrialFailure
@@ -59,12 +61,14 @@ class Group:
         size: Channels.
         producers: Conv2D / Dense layers whose outputs are these channels.
         prunable: False if the group is frozen or has one channel.
+        frozen_by: Why it is frozen: which layer, and what it does.
     """
 
     name: str
     size: int
     producers: list[str] = field(default_factory=list)
     prunable: bool = True
+    frozen_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,8 @@ class ChannelGraph:
         """Plain data for the search process (see ``codesign.hyper.suggest.suggest_genes``)."""
         return {
             "groups": [{"name": g.name, "size": g.size, "producers": g.producers,
-                        "prunable": g.prunable} for g in self.groups.values()],
+                        "prunable": g.prunable, "frozen_by": list(g.frozen_by)}
+                       for g in self.groups.values()],
             "layers": [{"name": n, "kind": k} for n, k in self.precision_layers],
         }
 
@@ -100,12 +105,14 @@ class _Vars:
         self.size: list[int] = []
         self.frozen: list[bool] = []
         self.producers: list[list[str]] = []
+        self.reasons: list[list[str]] = []
 
     def new(self, size: int, producer: str | None = None, frozen: bool = False) -> int:
         self.parent.append(len(self.parent))
         self.size.append(int(size))
         self.frozen.append(frozen)
         self.producers.append([producer] if producer else [])
+        self.reasons.append([])
         return len(self.parent) - 1
 
     def find(self, v: int) -> int:
@@ -114,21 +121,25 @@ class _Vars:
             v = self.parent[v]
         return v
 
-    def union(self, a: int, b: int) -> None:
+    def union(self, a: int, b: int, why: str = "") -> None:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return
         if self.size[ra] != self.size[rb]:
-            self.freeze(ra)
-            self.freeze(rb)
+            self.freeze(ra, f"{why} ties it to a group of another size")
+            self.freeze(rb, f"{why} ties it to a group of another size")
             return
         lo, hi = min(ra, rb), max(ra, rb)  # the earlier variable stays the root (naming)
         self.parent[hi] = lo
         self.frozen[lo] = self.frozen[lo] or self.frozen[hi]
         self.producers[lo] += self.producers[hi]
+        self.reasons[lo] += self.reasons[hi]
 
-    def freeze(self, v: int) -> None:
-        self.frozen[self.find(v)] = True
+    def freeze(self, v: int, why: str = "") -> None:
+        root = self.find(v)
+        self.frozen[root] = True
+        if why and why not in self.reasons[root]:
+            self.reasons[root].append(why)
 
 
 def channel_graph(model: keras.Model) -> ChannelGraph:
@@ -158,9 +169,11 @@ def channel_graph(model: keras.Model) -> ChannelGraph:
             out = None if len(nodes) > 1 else _propagate(layer, node, ins, uf, weighted_in,
                                                         produced)
             if out is None:  # unknown or shared layer: freeze what it reads and writes
+                why = (f"{layer.name} ({type(layer).__name__}) "
+                       f"{'is shared' if len(nodes) > 1 else 'cannot be followed'}")
                 for lay in ins:
                     for g, _ in (lay.segments if lay else ()):
-                        uf.freeze(g)
+                        uf.freeze(g, why)
                 for t, tensor in enumerate(outs):
                     layouts[(layer.name, index, t)] = Layout(
                         ((uf.new(_last_dim(tensor), frozen=True), _last_dim(tensor)),))
@@ -171,7 +184,7 @@ def channel_graph(model: keras.Model) -> ChannelGraph:
         history = tensor._keras_history  # noqa: SLF001
         lay = layouts.get((history.layer.name, history.node_index, history.tensor_index))
         for g, _ in (lay.segments if lay else ()):
-            uf.freeze(g)
+            uf.freeze(g, f"reaches the model's output ({history.layer.name})")
     return _resolve(uf, weighted_in, produced, tuple(precision_layers))
 
 
@@ -204,6 +217,8 @@ def _propagate(
         return first
     if isinstance(layer, PASS_THROUGH) and not layer.weights and len(ins) == 1:
         return first
+    if t is L.Rescaling and _scalar(layer.scale) and _scalar(layer.offset) and len(ins) == 1:
+        return first
     if t is L.Flatten and first.repeat == 1:
         spatial = layer.input_shape[1:-1]
         if any(d is None for d in spatial):
@@ -218,7 +233,7 @@ def _propagate(
             return None
         for lay in ins[1:]:
             for (a, _), (b, _) in zip(first.segments, lay.segments, strict=True):
-                uf.union(a, b)
+                uf.union(a, b, f"{layer.name} ({type(layer).__name__})")
         return first
     return None
 
@@ -231,8 +246,11 @@ def _resolve(uf: _Vars, weighted_in: dict[str, Layout], produced: dict[str, int]
         root = uf.find(var)
         if root not in names:
             names[root] = layer
+            why = tuple(uf.reasons[root]) if uf.frozen[root] else ()
+            if not why and uf.size[root] < 2:
+                why = ("has one channel",)
             groups[layer] = Group(layer, uf.size[root], list(uf.producers[root]),
-                                  not uf.frozen[root] and uf.size[root] >= 2)
+                                  not uf.frozen[root] and uf.size[root] >= 2, why)
 
     def name(var: int) -> str:
         root = uf.find(var)
@@ -252,6 +270,11 @@ def _flat(outputs: Any) -> list[Any]:
 
 def _last_dim(tensor: Any) -> int:
     return int(tensor.shape[-1]) if tensor.shape[-1] is not None else 1
+
+
+def _scalar(value: Any) -> bool:
+    """Whether a ``Rescaling`` scale or offset is one number for every channel."""
+    return int(np.size(value)) == 1
 
 
 def _last_axis(axis: Any, rank: int) -> bool:

@@ -31,23 +31,48 @@ def kept_counts(graph: ChannelGraph, ratios: Mapping[str, float]) -> dict[str, i
     }
 
 
-def importance(model: keras.Model, graph: ChannelGraph) -> dict[str, np.ndarray]:
-    """Per prunable group: each channel's summed, normalised L1 norm over its producers."""
+CRITERIA = ("l1", "bn")
+
+
+def importance(model: keras.Model, graph: ChannelGraph, criterion: str = "l1"
+               ) -> dict[str, np.ndarray]:
+    """Per prunable group: each channel's summed, normalised score over its producers.
+
+    Args:
+        model: The trained model.
+        graph: Its channel groups.
+        criterion: ``l1``, the L1 norm of each producer's filters; or ``bn``,
+            the magnitude of the batch-norm scale that follows a producer
+            (Network Slimming; a producer without one falls back to L1).
+    """
     scores = {}
     for name, g in graph.groups.items():
         if not g.prunable:
             continue
         total = np.zeros(g.size, np.float64)
         for producer in g.producers:
-            kernel = np.asarray(model.get_layer(producer).kernel.numpy())
-            l1 = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
-            total += l1 / max(float(l1.max()), 1e-12)
+            layer = model.get_layer(producer)
+            bn = _next_batch_norm(layer) if criterion == "bn" else None
+            if bn is not None and bn.scale:
+                score = np.abs(np.asarray(bn.gamma.numpy(), np.float64))
+            else:
+                kernel = np.asarray(layer.kernel.numpy())
+                score = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+            total += score / max(float(score.max()), 1e-12)
         scores[name] = total
     return scores
 
 
+def _next_batch_norm(layer: Any) -> Any:
+    """The batch norm that alone reads ``layer``'s output, if there is one."""
+    nodes = layer.outbound_nodes
+    if len(nodes) == 1 and isinstance(nodes[0].outbound_layer, L.BatchNormalization):
+        return nodes[0].outbound_layer
+    return None
+
+
 def prune_model(
-    model: keras.Model, graph: ChannelGraph, ratios: Mapping[str, float]
+    model: keras.Model, graph: ChannelGraph, ratios: Mapping[str, float], criterion: str = "l1"
 ) -> tuple[keras.Model, dict[str, int]]:
     """A narrower copy of ``model`` that keeps each group's most important channels.
 
@@ -55,6 +80,7 @@ def prune_model(
         model: The trained model ``graph`` describes.
         graph: Its channel groups.
         ratios: Fraction of channels to remove per group (missing: 0).
+        criterion: Which channels count as most important (see :func:`importance`).
 
     Returns:
         ``(model, channels kept per group)``; ``model`` itself if nothing is pruned.
@@ -66,7 +92,7 @@ def prune_model(
     cut = {n for n, k in counts.items() if graph.groups[n].prunable and k < graph.groups[n].size}
     if not cut:
         return model, counts
-    scores = importance(model, graph)
+    scores = importance(model, graph, criterion)
     kept = {n: np.sort(np.argsort(-scores[n], kind="stable")[:counts[n]]) for n in cut}
     width = {layer: counts[group] for layer, group in graph.outputs.items() if group in cut}
 

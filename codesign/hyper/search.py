@@ -16,19 +16,16 @@ from __future__ import annotations
 import base64
 import json
 import sys
-import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
 from tqdm import tqdm
 
-from codesign.child import EvalChild
 from codesign.config import SearchConfig
+from codesign.engine.measured import ChildTrial, Requests, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
 from codesign.engine.workers import joinable
-from codesign.hardware.devicelock import host_work
 from codesign.hyper.encoding import EVALUATIONS_FILE
 from codesign.hyper.load import HyperSpec
 from codesign.hyper.settings import HyperConfig, HyperSettings
@@ -122,48 +119,25 @@ class HyperPlan(SearchPlan):
         return front_table(doc)
 
 
-@dataclass
-class HyperTrial:
-    """Evaluates a HyperModel candidate for the loop.
-
-    Attributes:
-        child: The evaluation child.
-        cfg: The search's settings.
-        run: The run directory.
-        ctx: What the child's hypermodel requests carry (HyperModel, data,
-            seed, profile, training).
-    """
-
-    child: EvalChild
-    cfg: SearchConfig
-    run: RunDir
-    ctx: dict[str, Any]
+class HyperTrial(ChildTrial):
+    """Evaluates a HyperModel candidate for the loop (the child's ``hyper_*`` requests)."""
 
     def __call__(self, trial: optuna.Trial, cand: HyperCandidate,
                  bar: tqdm) -> tuple[float, ...]:
         """Train, prune, convert and measure ``cand``; time it; return its objective values."""
-        t0 = time.perf_counter()
         trial.set_user_attr("candidate", cand.to_dict())
-        path = str(self.run.trial_model(trial.number))
 
         def progress(info: dict[str, Any]) -> None:
             if "epoch" in info:
                 bar.set_postfix_str(f"trial {trial.number} {info['stage']} {info['epoch']}/"
                                     f"{info['epochs']} val {info['val_accuracy']:.3f}")
 
-        with host_work(self.cfg.profile_spec.remote):  # off the cores while a timing runs
-            m = Measurement.from_attrs(self.child.call(
-                "hyper_evaluate", progress=progress, ctx=self.ctx, answers=cand.answers,
-                prune=cand.prune, precision=cand.precision, model_path=path))
-        t1 = time.perf_counter()
-        m = m.timed(self.child.call("hyper_time", ctx=self.ctx, model_path=path),
-                    time.perf_counter() - t1)
-        m = replace(m, times={**m.times, "build": cand.build_s,
-                              "total": round(time.perf_counter() - t0 + cand.build_s, 4)})
-        for key, value in m.to_attrs().items():
-            trial.set_user_attr(key, value)
-        for key, value in m.constraint_values(self.cfg.budgets()).items():
-            trial.set_constraint(key, value)
+        req = Requests("hyper_evaluate", "hyper_time", self.ctx, progress,
+                       {"build": cand.build_s})
+        m = measure_trial(trial, self.child, self.cfg, req,
+                          {"answers": cand.answers, "prune": cand.prune,
+                           "precision": cand.precision},
+                          str(self.run.trial_model(trial.number)))
         _record(self.run, trial.number, cand, m)
         return m.objective_values(self.cfg.objectives)
 

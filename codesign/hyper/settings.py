@@ -45,9 +45,7 @@ class HyperSettings:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise CodesignError(f"{flag} must be an integer from {low} to {high}, "
                                     f"got {value!r}")
-        if not self.prune_ratios or any(not 0.0 <= r < 1.0 for r in self.prune_ratios):
-            raise CodesignError(f"prune ratios must be fractions from 0 to below 1, got "
-                                f"{self.prune_ratios}")
+        check_prune_ratios(self.prune_ratios)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,6 +53,16 @@ class HyperSettings:
         d = asdict(self)
         d["prune_ratios"] = list(self.prune_ratios)
         return d
+
+
+def check_prune_ratios(ratios: tuple[float, ...]) -> None:
+    """Refuse prune ratios that are not fractions from 0 to below 1.
+
+    Raises:
+        CodesignError: Naming the ratios.
+    """
+    if not ratios or any(not 0.0 <= r < 1.0 for r in ratios):
+        raise CodesignError(f"prune ratios must be fractions from 0 to below 1, got {ratios}")
 
 
 @dataclass(frozen=True)

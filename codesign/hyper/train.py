@@ -79,6 +79,7 @@ def train(
     schedule: Schedule,
     optimizer: keras.optimizers.Optimizer | None = None,
     on_epoch: Callable[[int, int, float], None] | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place; stop when validation loss stops improving, keep the best.
 
@@ -89,6 +90,9 @@ def train(
         schedule: Epochs, patience, batch size and seed.
         optimizer: The optimizer (default: Adam, 1e-3).
         on_epoch: Called with ``(epoch, epochs, validation accuracy)`` after each epoch.
+        soft_targets: Per training image, a target distribution to learn instead
+            of its label (knowledge distillation, see :func:`distill_targets`);
+            validation still scores the labels.
 
     Returns:
         ``{"epochs": run, "val_accuracy": best Keras-side validation accuracy}``.
@@ -97,12 +101,15 @@ def train(
     if epochs <= 0:
         return {"epochs": 0, "val_accuracy": None}
     keras.utils.set_random_seed(schedule.seed)
-    model.compile(
-        optimizer=optimizer or keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=not outputs_probabilities(model)),
-        metrics=["accuracy"],
-    )
+    logits = not outputs_probabilities(model)
+    loss: keras.losses.Loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
+    if soft_targets is not None:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=logits)
+        classes = soft_targets.shape[-1]
+        train_xy = (train_xy[0], soft_targets)
+        val_xy = (val_xy[0], np.eye(classes, dtype=np.float32)[val_xy[1]])
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss,
+                  metrics=["accuracy"])
     callbacks: list[keras.callbacks.Callback] = [
         RecalibrateBN(train_xy[0][:BN_IMAGES]),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
@@ -115,3 +122,27 @@ def train(
                         shuffle=True, verbose=0, callbacks=callbacks)
     return {"epochs": len(history.history["loss"]),
             "val_accuracy": round(float(max(history.history["val_accuracy"])), 4)}
+
+
+def distill_targets(labels: np.ndarray, teacher: np.ndarray, probabilities: bool,
+                    weight: float = 0.5, temperature: float = 2.0) -> np.ndarray:
+    """Soft targets of knowledge distillation: labels mixed with the teacher's softened outputs.
+
+    Args:
+        labels: Integer labels.
+        teacher: The teacher's outputs on the same images.
+        probabilities: Whether ``teacher`` holds probabilities (else logits).
+        weight: Share of the teacher in the target (the rest is the one-hot label).
+        temperature: Softening of the teacher's distribution (``p ** (1 / T)``
+            renormalised, i.e. ``softmax(logits / T)``).
+
+    Returns:
+        ``(images, classes)`` float32 target distributions.
+    """
+    t = np.asarray(teacher, np.float64)
+    logs = np.log(np.clip(t, 1e-12, 1.0)) if probabilities else t
+    z = logs / temperature
+    soft = np.exp(z - z.max(axis=-1, keepdims=True))
+    soft /= soft.sum(axis=-1, keepdims=True)
+    onehot = np.eye(t.shape[-1])[labels]
+    return ((1.0 - weight) * onehot + weight * soft).astype(np.float32)

@@ -31,6 +31,15 @@ def setting_rows(run: RunData) -> list[tuple[str, str]]:
         labels = data_info.get("labels", [])
         rows.append(("split seed, labels", f"{data_info.get('seed', '?')}, {len(labels)} labels "
                      f"({', '.join(map(str, labels[:12]))}{', ...' if len(labels) > 12 else ''})"))
+    if data_info.get("validation"):
+        note = info.get("validation_note")
+        rows.append(("validation split", str(data_info["validation"]) + (
+            f" ({note})" if note else "")))
+    model = info.get("model")
+    if isinstance(model, dict):
+        frozen = "; ".join(f"{g['group']}: {', '.join(g['by'])}" for g in model.get("frozen", []))
+        rows.append(("trained model", f"{model.get('path')} ({model.get('format')}); "
+                     f"{model.get('input', {}).get('formula')}; frozen groups: {frozen or 'none'}"))
     runner = prof.get("runner", {}) if isinstance(prof.get("runner"), dict) else {}
     rows += [
         ("profile", f"{prof.get('name', '?')}: {prof.get('runtime', '?')} "
@@ -105,12 +114,13 @@ def search_command(run: RunData) -> str:
     args: list[Any] = ["codesign", "search", "--data", info.get("data", "digits"),
                        "--out", run.root, "--trials", run.config.get("trials", info.get("trials")),
                        "--seed", info.get("seed", 0), "--profile", profile,
-                       "--space", info.get("space", "default"),
-                       "--sampler", info.get("sampler", "nsga2")]
+                       *_source_args(info), "--sampler", info.get("sampler", "nsga2")]
     if ident.get("objectives"):
         args += ["--objectives", ",".join(ident["objectives"])]
-    args += ["--epochs", info.get("epochs", 40),
-             "--finetune-epochs", info.get("finetune_epochs", 3)]
+    if "model" not in info and "hypermodel" not in info:
+        args += ["--epochs", info.get("epochs", 40)]
+    if "model" not in info:
+        args += ["--finetune-epochs", info.get("finetune_epochs", 3)]
     if info.get("latency"):
         args += ["--latency", info["latency"]]
     if info.get("accuracy"):
@@ -118,6 +128,26 @@ def search_command(run: RunData) -> str:
     for key, value in (ident.get("budgets") or {}).items():
         args += [f"--{key.replace('_', '-')}", f"{value:g}"]
     return shell_command(*args)
+
+
+def _source_args(info: dict[str, Any]) -> list[Any]:
+    """What names the run's model source: a trained model, a HyperModel or a space preset."""
+    model = info.get("model")
+    if isinstance(model, dict):
+        args: list[Any] = ["--model", model.get("path")]
+        if info.get("val_data"):
+            args += ["--val-data", info["val_data"]]
+        for key, value in (info.get("compress") or {}).items():
+            flag = f"--{key.replace('_', '-')}"
+            if isinstance(value, bool):
+                args += [flag] if value else []
+            elif key != "prune_ratios" and value is not None:
+                args += [flag, f"{value:g}" if isinstance(value, float) else value]
+        return args
+    hyper = info.get("hypermodel")
+    if isinstance(hyper, dict):
+        return ["--hypermodel", hyper.get("spec")]
+    return ["--space", info.get("space", "default")]
 
 
 def export_command(run: RunData, trial: int) -> str:

@@ -45,6 +45,8 @@ def _run_summary(view: RunView, factor: float, unit: str, multi: bool) -> list[s
                f"{md(run.profile_name)}; accuracies are fractions, latency is the median of "
                f"the timed runs in {unit}.")
     out.append("")
+    if run.run_info.get("validation_note"):
+        out += [md(run.run_info["validation_note"]), ""]
     if "pareto" in view.pngs:
         out += [f"![Pareto front]({view.pngs['pareto']})", ""]
     out += [md_table(*facts.front_table(run, factor, unit)), ""]

@@ -1,0 +1,58 @@
+"""``codesign search --model``: from parsed arguments to a trained-model search."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from codesign.errors import CodesignError
+
+if TYPE_CHECKING:
+    from codesign.compress.settings import CompressConfig
+
+MODEL_ONLY = ("val_data", "input_scale", "input_offset", "max_accuracy_drop", "prune_criterion",
+              "search_resolution")
+INCOMPATIBLE = (  # flag, attribute, value that means "not given"
+    ("--hypermodel", "hypermodel", None),
+    ("--space", "space", "default"),
+    ("--accuracy", "accuracy", "measured"),
+)
+
+
+def check_model_flags(args: argparse.Namespace) -> None:
+    """Refuse flags of a ``--model`` search given without ``--model``.
+
+    Raises:
+        CodesignError: Naming the flag.
+    """
+    if args.model is None:
+        for attr in MODEL_ONLY:
+            if getattr(args, attr) is not None:
+                flag = "--" + attr.replace("_", "-")
+                raise CodesignError(f"{flag} applies to --model searches (your own trained "
+                                    "model); add --model PATH or drop it")
+
+
+def compress_config(args: argparse.Namespace) -> CompressConfig:
+    """The checked :class:`~codesign.compress.settings.CompressConfig` of ``codesign search``.
+
+    Raises:
+        CodesignError: On a flag a ``--model`` search does not take, a bad
+            setting, bad data or a model that does not fit the data.
+    """
+    from codesign.compress.settings import CompressSettings, compress_config
+    from codesign.hyper.cli import measured_search
+
+    search = measured_search(args, "--model", INCOMPATIBLE)
+    settings = CompressSettings(max_accuracy_drop=args.max_accuracy_drop,
+                                input_scale=args.input_scale, input_offset=args.input_offset,
+                                prune_criterion=args.prune_criterion or "bn",
+                                search_resolution=bool(args.search_resolution))
+    return compress_config(args.model, search, settings)
+
+
+def search_model(args: argparse.Namespace) -> None:
+    """Run ``codesign search --model`` (the caller writes the report)."""
+    from codesign.compress.search import run_compress_search
+
+    run_compress_search(compress_config(args))
