@@ -12,7 +12,11 @@ file is re-timed side by side in one batch on the profile, scored on the test
 split, and the tool prints per model: hypervolume of (test accuracy, latency)
 with the reference point (chance accuracy, 1.1x the slowest latency) for the
 front and each baseline, the speed-up of the fastest front point at most one
-point below the original's test accuracy, and sizes; it writes
+point below the original's test accuracy, and sizes. As Liu et al. (2018,
+"Rethinking the value of network pruning") ask, the architectures of the
+front's most accurate points (``--scratch``, default 3) are also trained from
+a fresh initialisation for the same epochs as the original, quantized like
+their front point, and both test accuracies are printed side by side. It writes
 ``OUT/bench_compress.json`` and ``OUT/bench_compress.png``.
 
     .venv/bin/python tools/bench_compress.py --out runs/bench --trials 30
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="mobilenet,resnet")
     ap.add_argument("--profile", default="xnnpack-1t")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scratch", type=int, default=3,
+                    help="front points whose architecture is also trained from scratch")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     data = make_data(args.out / "shapes.npz", args.train, args.seed)
@@ -126,7 +132,10 @@ def bench_model(name: str, model_path: Path, data: Path, args: argparse.Namespac
                        model_path=str(path), epochs=args.finetune_epochs)
             files[f"uniform {ratio:.0%} int8"] = path
     files["tfmot 50% sparse int8"] = tfmot_baseline(cfg, run, args.finetune_epochs)
-    return measure_all(files, front, cfg)
+    res = measure_all(files, front, cfg)
+    best = sorted(doc["points"], key=lambda p: -p["test_accuracy"])[:args.scratch]
+    res["scratch"] = [from_scratch(cfg, p, args.epochs, args.seed) for p in best]
+    return res
 
 
 def _inputs(cfg: Any) -> tuple[Any, Any, Any]:
@@ -170,6 +179,36 @@ def tfmot_baseline(cfg: Any, run: Path, epochs: int) -> Path:
     path = run / "tfmot-50-int8.tflite"
     path.write_bytes(convert(stripped, precision, feed(data.x_train[:128])))
     return path
+
+
+def from_scratch(cfg: Any, point: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
+    """A front point's architecture trained from a fresh start, quantized like the point.
+
+    Returns:
+        The point's trial, its (fine-tuned) test accuracy and the from-scratch one.
+    """
+    import tf_keras as keras
+
+    from codesign.hardware import litert
+    from codesign.hyper.graph import channel_graph
+    from codesign.hyper.prune import prune_model
+    from codesign.tflite.convert import convert
+
+    user, data, feed = _inputs(cfg)
+    cand = point["candidate"]
+    narrow, _ = prune_model(user.model, channel_graph(user.model), cand["prune"])
+    keras.utils.set_random_seed(seed)
+    model = keras.models.clone_model(narrow)  # same layers and widths, fresh weights
+    model.compile(optimizer="adam", metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=user.output == "logits"))
+    model.fit(feed(data.x_train), data.y_train, epochs=epochs, batch_size=64, verbose=0)
+    blob = convert(model, cand["precision"], feed(data.x_train[:128]))
+    profile = cfg.search.profile_spec
+    acc = litert.accuracy(blob, feed(data.x_test), data.y_test, profile.threads,
+                          profile.resolver)
+    return {"trial": point["trial"], "pruned_finetuned": point["test_accuracy"],
+            "from_scratch": acc, "epochs": epochs}
 
 
 def measure_all(files: dict[str, Path], front: list[str], cfg: Any) -> dict[str, Any]:
@@ -221,6 +260,9 @@ def show(name: str, res: dict[str, Any]) -> None:
         lat = "-" if r["latency_ms"] is None else f"{r['latency_ms'] * 1000:.1f}"
         print(f"  {n:28s} {r['test_accuracy']:8.3f} {lat:>10s} {r['size_bytes'] / 1024:7.1f} "
               f"{r['size_gzip_bytes'] / 1024:8.1f}")
+    for r in res.get("scratch", []):
+        print(f"  trial {r['trial']}: pruned and fine-tuned {r['pruned_finetuned']:.3f}, "
+              f"same architecture from scratch ({r['epochs']} epochs) {r['from_scratch']:.3f}")
     s = res["speed_up_within_1pt"]
     print(f"  speed-up of the fastest front point within 1 point of the original: "
           f"{'none' if s is None else f'{s:.2f}x'}; {res['seconds']:.0f} s")
