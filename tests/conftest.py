@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["CODESIGN_HOME"] = tempfile.mkdtemp(prefix="codesign-home-")
 CODESIGN = [sys.executable, "-m", "codesign.cli"]
 TINY = ["--space", "tiny", "--epochs", "10", "--seed", "0", "--quality-samples", "0",
-        "--finetune-epochs", "1"]
+        "--finetune-epochs", "0"]
 BASE_TRIALS = 8
 QUALITY_SAMPLES = 12
 BASE_ARGS = [*TINY[:-4], "--quality-samples", str(QUALITY_SAMPLES), "--finetune-epochs", "2",

@@ -30,7 +30,9 @@ def test_budget_rules() -> None:
 
 
 def test_one_minute_budget_ends_with_a_front_of_three(seeded_run: Path) -> None:
-    proc = run_cli("search", "--data", "digits", *TINY, "--trials", "1000",
+    tuned = list(TINY)  # as by default, the front is fine-tuned (and more points are sought)
+    tuned[tuned.index("--finetune-epochs") + 1] = "1"
+    proc = run_cli("search", "--data", "digits", *tuned, "--trials", "1000",
                    "--time-budget-min", "1", "--out", str(seeded_run))
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     assert "time budget: 1 min" in proc.stdout
