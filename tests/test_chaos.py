@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+# Three processes, a database restart and a full disk: minutes; in make test-slow.
+pytestmark = pytest.mark.slow
 
 
 def test_chaos_quick_loses_nothing(postgres: object, tmp_path: Path) -> None:

@@ -146,6 +146,7 @@ def test_max_accuracy_drop_and_a_named_validation_split(trained: dict[str, Path]
             assert t.constraints["accuracy"] == pytest.approx(floor - acc)
 
 
+@pytest.mark.slow  # two workers, then a resume (the shared loop suite covers the rest fast)
 def test_two_workers_share_the_study_and_a_rerun_resumes(trained: dict[str, Path],
                                                          tmp_path: Path) -> None:
     """A joining worker rebuilds the plan from the study; a rerun keeps references and trials."""

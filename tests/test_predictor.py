@@ -152,6 +152,7 @@ def test_proposals_come_off_the_predicted_front() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # predictor samples, two regressors, a search and its resume: minutes
 def test_predictor_driven_search(built: Path, seeded_run: Path) -> None:
     args = ["search", "--data", "digits", *TINY, "--finetune-epochs", "0", "--trials", "8",
             "--accuracy", "hybrid", "--predictor-float-samples", "30",

@@ -27,7 +27,7 @@ from codesign.run.urls import mask_url, without_password
 from tests.conftest import CODESIGN, ROOT, run_cli
 
 TINY_FAST = ["--space", "tiny", "--epochs", "4", "--seed", "0", "--quality-samples", "0",
-             "--finetune-epochs", "1", "--latency", "measured", "--no-report"]
+             "--finetune-epochs", "0", "--latency", "measured", "--no-report"]
 
 
 # --- fast: no TensorFlow, no server --------------------------------------------------------
@@ -246,12 +246,11 @@ def test_workers_on_postgres_finish_exactly_the_trials_asked(postgres: object,
 def test_local_workers_share_a_journal_and_resume(tmp_path: Path) -> None:
     """No server: --workers 2 keeps the study in RUN/study.journal; one worker resumes it."""
     run = tmp_path / "run"
-    fast = [*TINY_FAST, "--finetune-epochs", "0"]  # the front's fine-tuning: the postgres test
-    proc = run_cli("search", *fast, "--trials", "6", "--workers", "2", "--out", str(run))
+    proc = run_cli("search", *TINY_FAST, "--trials", "6", "--workers", "2", "--out", str(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "study.journal").is_file() and not (run / "study.db").exists()
     assert "workers: this process and 1 more" in proc.stdout
-    more = run_cli("search", *fast, "--trials", "8", "--out", str(run))
+    more = run_cli("search", *TINY_FAST, "--trials", "8", "--out", str(run))
     assert more.returncode == 0, more.stderr[-3000:]
     study = load_study(RunDir(run).storage_url)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
