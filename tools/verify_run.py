@@ -5,8 +5,11 @@ Re-measures every model of RUN/pareto.json (points and references) with
 codesign/hardware/device_bench.py in a separate process (five repeats in turns,
 the quietest counts), and prints each model's reported and re-measured median,
 their ratio, and how far the repeats spread (a wide spread says the machine was
-disturbed). Exits 1 if a model fails to load or a ratio is off by more than
---tolerance.
+disturbed). With three models or more, a shift that every model shares (the
+median ratio, more than 5 % off 1: the machine is busier or quieter now than
+during the search) is reported as a disturbance and divided out, so each model
+is judged against the others. Exits 1 if a model fails to load or a ratio
+(after the shift) is off by more than --tolerance.
 
     .venv/bin/python tools/verify_run.py runs/check --tolerance 0.25
 """
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 DISTURBED = 0.10  # repeats of one model further apart than this: the machine was busy
+SHIFT = 0.05  # every model slower (faster) by more than this: the machine is not as it was
 BENCH = Path(__file__).resolve().parents[1] / "codesign" / "hardware" / "device_bench.py"
 
 
@@ -46,26 +51,37 @@ def main(argv: list[str] | None = None) -> int:
         print(proc.stderr, file=sys.stderr)
         return 1
     measured = {m["model"]: m for m in json.loads(proc.stdout)["models"]}
+    rows = []
     bad = disturbed = 0
-    print(f"{'model':<14} {'reported us':>12} {'re-measured us':>15} {'ratio':>6} "
-          f"{'repeats spread':>15}")
     for (label, entry), path in zip(entries, paths, strict=True):
         m = measured[path]
         if "error" in m:
             print(f"{label:<14} fails to load: {m['error']}")
             bad += 1
             continue
-        rep = entry["latency_ms"]["median"]
-        ratio = m["median_ms"] / rep
         meds = m.get("medians_ms") or [m["median_ms"]]
-        spread = max(meds) / min(meds) - 1
+        rows.append((label, entry["latency_ms"]["median"], m["median_ms"],
+                     max(meds) / min(meds) - 1))
+    # A machine busier (or quieter) now than during the search slows (or speeds) every model
+    # alike; with 3 or more models that shift is told apart from a model timed wrongly.
+    shift = statistics.median(r[2] / r[1] for r in rows) if len(rows) >= 3 else 1.0
+    shifted = abs(shift - 1) > SHIFT
+    print(f"{'model':<14} {'reported us':>12} {'re-measured us':>15} {'ratio':>6} "
+          f"{'/ shift':>8} {'repeats spread':>15}")
+    for label, rep, now, spread in rows:
+        ratio = now / rep
         disturbed += spread > DISTURBED
-        flag = "" if abs(ratio - 1) <= args.tolerance else "  <-- off"
+        flag = "" if abs(ratio / shift - 1) <= args.tolerance else "  <-- off"
         bad += bool(flag)
-        print(f"{label:<14} {rep * 1000:>12.2f} {m['median_ms'] * 1000:>15.2f} {ratio:>6.3f} "
-              f"{spread:>14.0%}{flag}")
+        print(f"{label:<14} {rep * 1000:>12.2f} {now * 1000:>15.2f} {ratio:>6.3f} "
+              f"{ratio / shift:>8.3f} {spread:>14.0%}{flag}")
     print(f"{len(entries)} models, {len(doc['points'])} points, "
-          f"{len(doc['references'])} references, {bad} off by more than {args.tolerance:.0%}")
+          f"{len(doc['references'])} references, {bad} off by more than {args.tolerance:.0%}"
+          + (" after the shift" if shifted else ""))
+    if shifted:
+        print(f"the machine was disturbed: every model runs {abs(shift - 1):.0%} "
+              f"{'slower' if shift > 1 else 'faster'} now than during the search (median "
+              f"ratio {shift:.3f}); each model is judged by its ratio divided by that shift")
     if disturbed:
         print(f"the machine was disturbed while re-measuring: the repeats of {disturbed} models "
               f"differ by more than {DISTURBED:.0%} (the quietest repeat is compared)")
