@@ -34,6 +34,7 @@ from codesign.run.measurement import Measurement, constraint_values, objective_v
 from codesign.run.storage import Locator
 from codesign.run.study import DIRECTIONS, complete_trials
 
+TUNE_ROUNDS = 4  # rounds of fine-tuning (re-measuring) the front at most (see _tuned_front)
 PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "optuna",
             "ai-edge-litert", "ai-edge-quantizer", "numpy", "codesign")
 
@@ -137,9 +138,13 @@ def _tuned_front(job: FrontJob, trials: list[Any], tune: bool
     """Fine-tune and re-measure the front; publish what stays undominated and within budget.
 
     Fine-tuning moves points, and one can come to dominate another. So the
-    next Pareto layer is tuned too (:func:`front_layers`), and while the
-    tuned front holds fewer than :data:`MIN_FRONT` points, a few more trials
-    of the next layers are, twice at most.
+    next Pareto layer is tuned too (:func:`front_layers`); then the front is
+    taken over every trial, each by its tuned figures where it was tuned and
+    its search figures otherwise. A trial that is not tuned (or re-measured) yet
+    but makes that front is in the next round, and while the tuned front holds fewer
+    than :data:`MIN_FRONT` points a few trials of the next layers are too, for
+    :data:`TUNE_ROUNDS` rounds at most. Only tuned (or, without fine-tuning,
+    re-measured) points are published.
     """
     cfg = job.cfg
     directions = [DIRECTIONS[o] for o in cfg.objectives]
@@ -147,22 +152,39 @@ def _tuned_front(job: FrontJob, trials: list[Any], tune: bool
     todo = front_layers(trials, directions, MIN_FRONT + 1) if tune else front_trials(
         trials, directions)
     done: dict[int, tuple[int, dict[str, Any], Path]] = {}
-    for _ in range(3):
+    front: list[tuple[int, dict[str, Any], Path]] = []
+    for _ in range(TUNE_ROUNDS):
         for item in _finalize_front(job, todo, tune):
             done[item[0]] = item
-        front = [f for f in done.values()
-                 if all(v <= 0 for v in constraint_values(f[1], budgets).values())]
-        keep = pareto_indices([objective_values(a, cfg.objectives) for _, a, _ in front],
+        pool = _pool(trials, done, budgets)
+        keep = pareto_indices([objective_values(a, cfg.objectives) for _, a in pool],
                               directions)
-        front = [front[i] for i in keep]
-        if not tune or len(front) >= MIN_FRONT:
+        ahead = [pool[i][0] for i in keep]
+        front = [done[n] for n in ahead if n in done]
+        waiting = {n for n in ahead if n not in done}
+        if not waiting and (not tune or len(front) >= MIN_FRONT):
             break
-        need = MIN_FRONT - len(front) + 1  # a few more, best layers first, not whole layers
-        todo = [t for t in front_layers(trials, directions, len(done) + need)
-                if t.number not in done][:need]
+        need = max(0, MIN_FRONT - len(front)) if tune else 0  # a few more, best layers first
+        extra = [t for t in front_layers(trials, directions, len(done) + need + len(waiting))
+                 if t.number not in done and t.number not in waiting][:need]
+        todo = [t for t in trials if t.number in waiting] + extra
         if not todo:
             break
     return front
+
+
+def _pool(trials: list[Any], done: dict[int, tuple[int, dict[str, Any], Path]],
+          budgets: dict[str, float]) -> list[tuple[int, dict[str, Any]]]:
+    """Every trial within budget once: by its tuned figures if it was tuned, else the search's."""
+    pool = []
+    for t in trials:
+        if t.number in done:
+            attrs = done[t.number][1]
+            if all(v <= 0 for v in constraint_values(attrs, budgets).values()):
+                pool.append((t.number, attrs))
+        elif feasible(t):
+            pool.append((t.number, Measurement.from_attrs(t.user_attrs).to_attrs()))
+    return pool
 
 
 def _finalize_front(job: FrontJob, front: list[Any], tune: bool
