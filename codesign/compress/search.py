@@ -26,7 +26,7 @@ from tqdm import tqdm
 from codesign.child import EvalChild
 from codesign.compress.settings import CompressConfig, CompressSettings, validation_note
 from codesign.compress.space import TrainedCandidate, TrainedSpace
-from codesign.config import SearchConfig
+from codesign.config import SearchConfig, reference_runs
 from codesign.engine.device import retry_when_back
 from codesign.engine.measured import ChildTrial, Requests, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
@@ -226,7 +226,8 @@ def references(trial: CompressTrial, space: TrainedSpace, out: TextIO) -> list[d
         return json.loads(run.references_file.read_text())
     refs = []
     for precision in ("float32", "int8"):
-        if not all(precision in c for c in space.choices.values()):
+        if not (all(precision in c for c in space.choices.values())
+                or reference_runs(trial.cfg.profile_spec, precision)):
             continue
         cand = space.uniform(precision)
         name = f"original-{precision}"

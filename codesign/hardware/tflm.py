@@ -256,11 +256,12 @@ def accuracy(model: bytes, x: np.ndarray, y: np.ndarray, arena_size: int | None 
 
 
 def time_latency(model: bytes, sample: np.ndarray, warmup: int = 3, runs: int = 20,
-                 arena_size: int | None = None) -> LatencyStats:
+                 arena_size: int | None = None, rounds: int = 3) -> LatencyStats:
     """Time batch-1 inference on the host's TFLM: ``warmup`` untimed runs, then ``runs``.
 
     These are host times of TFLM's reference kernels: a relative figure, not a
-    microcontroller's latency.
+    microcontroller's latency. The runs are split into ``rounds``; a disturbance
+    only slows a round down, so the median is the fastest round's.
 
     Raises:
         TrialFailure: If TFLM cannot prepare or run the model.
@@ -268,6 +269,7 @@ def time_latency(model: bytes, sample: np.ndarray, warmup: int = 3, runs: int = 
     interp = load(model, arena_size)
     io = io_details(model, interp)
     interp.set_input(_to_input(sample[:1], io["input"]), 0)
+    rounds = max(1, min(rounds, runs))
     times = np.empty(runs, dtype=np.float64)
     with _running(model):
         for _ in range(warmup):
@@ -276,10 +278,14 @@ def time_latency(model: bytes, sample: np.ndarray, warmup: int = 3, runs: int = 
             t0 = time.perf_counter_ns()
             interp.invoke()
             times[i] = (time.perf_counter_ns() - t0) / 1e6
+    medians = np.array([np.median(r) for r in np.array_split(times, rounds)])
+    best = float(medians.min())
+    kept = medians[medians <= best * 1.04]
     return LatencyStats(
-        median=float(np.median(times)), p90=float(np.percentile(times, 90)),
+        median=best, p90=float(np.percentile(times, 90)),
         mean=float(times.mean()), std=float(times.std()), min=float(times.min()),
-        runs=runs, warmup=warmup,
+        runs=runs, warmup=warmup, rounds=rounds, quiet_rounds=int(kept.size),
+        spread=float(kept.max() / best - 1.0),
     )
 
 

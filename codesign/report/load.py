@@ -15,7 +15,8 @@ from typing import Any
 from codesign.errors import CodesignError
 
 SCHEMA_VERSION = 1  # the pareto.json schema this report reads (docs/pareto-schema.md)
-METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb"}
+METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb",
+                "ram": "ram_kb", "flash": "flash_kb"}
 
 
 @dataclass(frozen=True)
