@@ -174,12 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write one trial's .tflite and manifest")
     e.add_argument("run", type=Path, help="run directory")
-    pick = e.add_mutually_exclusive_group(required=True)
+    pick = e.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, help="trial number (see pareto.json)")
     pick.add_argument("--max-latency-ms", type=float,
                       help="the most accurate front point at or under this latency")
     pick.add_argument("--min-accuracy", type=float,
                       help="the fastest front point at or above this validation accuracy")
+    e.add_argument("--max-ram-kb", type=float,
+                   help="only front points whose tensor arena fits in this many KB (alone: "
+                        "the most accurate of them)")
+    e.add_argument("--max-flash-kb", type=float,
+                   help="only front points whose .tflite fits in this many KB")
     e.add_argument("--out", type=Path, required=True, help="destination FILE.tflite")
     e.add_argument("--io-type", default="float32", choices=("float32", "int8", "uint8"),
                    help="input and output type (int8/uint8 need int8 first and last layers)")
@@ -287,7 +292,7 @@ def _search(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage=args.storage,
         study=args.study,
-    ))
+    ), builtin=True)
     from codesign.engine.job import run_search
 
     run_search(cfg)
@@ -343,14 +348,20 @@ def _export(args: argparse.Namespace) -> int:
     from codesign.export import export_trial, pick_trial
 
     trial = args.trial
+    if trial is not None and (args.max_ram_kb, args.max_flash_kb) != (None, None):
+        raise CodesignError("--trial picks one trial: drop --max-ram-kb and --max-flash-kb")
     if trial is None:
-        trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy)
+        trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy, args.max_ram_kb,
+                           args.max_flash_kb)
         print(f"picked trial {trial}")
     manifest = export_trial(args.run, trial, args.out, args.io_type)
     print(
         f"wrote {args.out} and {args.out.with_suffix('.json')} "
         f"(test accuracy {manifest['test_accuracy']:.3f}, "
-        f"latency {manifest['latency_ms']['median']:.3f} ms on {manifest['profile']['name']})"
+        f"latency {manifest['latency_ms']['median']:.3f} ms on {manifest['profile']['name']}"
+        + (" (a host stand-in)" if manifest["latency_ms"].get("stand_in") else "")
+        + (f", tensor arena {manifest['tensor_arena_bytes']} bytes"
+           if manifest.get("tensor_arena_bytes") else "") + ")"
     )
     return 0
 

@@ -105,7 +105,13 @@ def _micro_profile(args: argparse.Namespace, profile: Profile) -> int:
             f"profile {profile.name} has no latency model to build: its host latency is a "
             "relative stand-in, measured for every candidate; codesign profile check "
             f"{profile.name} validates the RAM estimates instead")
-    raise CodesignError("not yet")
+    from codesign.ramcheck import check_ram, report_lines
+
+    if not 2 <= args.n <= 100000:
+        raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
+    for line in report_lines(check_ram(profile, args.n)):
+        print(line)
+    return 0
 
 
 def _flag_fidelity(known: object) -> None:

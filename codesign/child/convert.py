@@ -84,9 +84,13 @@ def measure_and_write(blob: bytes, profile: Profile, splits: tuple[Split, Split]
 def ram_record(blob: bytes, profile: Profile) -> dict[str, Any]:
     """The RAM a TFLM firmware reserves for ``blob``: its tensor arena, head and tail.
 
-    On a TFLM profile the figures are TFLM's recording allocator's (``source``
-    ``tflm``); on other profiles they are estimated from the file (``estimate``:
-    the head as TFLM's greedy planner packs the activations, the tail roughly).
+    On a TFLM profile the figures are TFLM's (``source`` ``tflm``): ``bytes`` the
+    smallest arena TFLM prepares and runs the model in (its temporary
+    allocations while preparing can exceed what stays allocated),
+    ``recorded_bytes`` the recording allocator's total, ``head_bytes`` and
+    ``tail_bytes`` its parts. On other profiles they are estimated from the
+    file (``estimate``: the head as TFLM's greedy planner packs the
+    activations, the tail roughly; ``bytes`` their sum).
     A file the estimate cannot read (several subgraphs) has ``bytes`` None.
 
     Raises:
@@ -96,8 +100,9 @@ def ram_record(blob: bytes, profile: Profile) -> dict[str, Any]:
         from codesign.hardware import tflm
 
         facts = tflm.arena(blob)
-        return {"bytes": facts.total_bytes, "head_bytes": facts.head_bytes,
-                "tail_bytes": facts.tail_bytes, "source": "tflm"}
+        return {"bytes": tflm.needed_arena(blob, facts), "recorded_bytes": facts.total_bytes,
+                "head_bytes": facts.head_bytes, "tail_bytes": facts.tail_bytes,
+                "source": "tflm"}
     from codesign.tflite import memplan
 
     try:

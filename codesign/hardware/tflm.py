@@ -32,6 +32,7 @@ from codesign.hardware.litert import LatencyStats
 
 DEFAULT_ARENA = 4 << 20  # bytes offered first; grown when TFLM says more is missing
 MAX_ARENA = 256 << 20
+ARENA_STEP = 16  # TFLM aligns its buffers to 16 bytes: arenas are sized in these steps
 MIN_ARENA = 1024  # TFLM segfaults below about 500 bytes (its allocator's own structs do not fit)
 _TOTALS = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _PREPARE = re.compile(r"Node (\S+) \(number (\d+)\) failed to (prepare|invoke)")
@@ -208,6 +209,53 @@ def arena(model: bytes, arena_size: int | None = None) -> ArenaFacts:
     if set(found) != {"total", "head", "tail"}:
         raise TrialFailure(f"TFLM reported no arena allocation: {err[0].strip()[:200]!r}")
     return ArenaFacts(found["total"], found["head"], found["tail"])
+
+
+def needed_arena(model: bytes, facts: ArenaFacts | None = None) -> int:
+    """The smallest arena (in 16-byte steps) in which TFLM prepares and runs ``model``.
+
+    The recording allocator's total counts what stays allocated; preparing the
+    model also borrows temporary memory from the arena (and the memory
+    planner's own scratch), so a firmware may need a little more. Measured, not
+    guessed: from the recorded total up, by bisection on whether TFLM itself
+    loads and invokes the model in that arena.
+
+    Raises:
+        TrialFailure: If TFLM cannot run the model at all.
+    """
+    facts = facts if facts is not None else arena(model)
+    low = facts.total_bytes
+    if _runs_in(model, low):
+        return low
+    step = max(1024, low // 8)
+    high = low + step
+    while not _runs_in(model, high):
+        if high >= MAX_ARENA:
+            raise TrialFailure(f"TFLM cannot run the model in {MAX_ARENA} bytes of arena")
+        low, step = high, 2 * step
+        high = min(MAX_ARENA, high + step)
+    while high - low > ARENA_STEP:
+        mid = (low + high) // 2 // ARENA_STEP * ARENA_STEP
+        if mid <= low:
+            break
+        if _runs_in(model, mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _runs_in(model: bytes, size: int) -> bool:
+    """Whether TFLM loads ``model`` into an arena of ``size`` bytes and invokes it."""
+    try:
+        interp = load(model, size)
+        detail = interp.get_input_details(0)
+        interp.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), 0)
+        with _running(model):
+            interp.invoke()
+    except TrialFailure:
+        return False
+    return True
 
 
 def io_details(model: bytes, interp: Any = None) -> dict[str, dict]:

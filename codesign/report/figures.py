@@ -59,9 +59,9 @@ def _describe(rec: dict[str, Any], factor: float, unit: str, title: str) -> str:
              f"latency {lat(latency.get('median'), factor, unit)} "
              f"(p90 {lat(latency.get('p90'), factor, unit)})",
              f"size {kb(rec.get('size_bytes'))} KB (gzip {kb(rec.get('size_gzip_bytes'))} KB)"]
-    memory = rec.get("peak_memory_mb", latency.get("peak_memory_mb"))
-    if memory is not None:
-        lines.append(f"peak memory {num(memory, '.2f')} MB")
+    ram = rec.get("ram_bytes", (rec.get("ram") or {}).get("bytes"))
+    if ram is not None:
+        lines.append(f"RAM {kb(ram)} KB (tensor arena)")
     if cand:
         depths = "-".join(str(d) for d in cand.get("depths", []))
         lines.append(f"resolution {plot_text(cand.get('resolution'))}, depths {plot_text(depths)}")
@@ -78,7 +78,7 @@ def _describe(rec: dict[str, Any], factor: float, unit: str, title: str) -> str:
 def _trial_rec(t: TrialRecord) -> dict[str, Any]:
     return {k: t.attrs.get(k) for k in ("val_accuracy", "test_accuracy", "latency_ms",
                                          "size_bytes", "size_gzip_bytes", "candidate",
-                                         "layers")}
+                                         "layers", "ram")}
 
 
 def pareto_figure(run: RunData, factor: float, unit: str) -> go.Figure:

@@ -25,7 +25,7 @@ class Measurement:
         val_accuracy: Accuracy of the converted file on the validation split.
         test_accuracy: The same on the test split.
         latency_ms: The latency record: ``median``, ``p90``, ``mean``, ``std``,
-            ``min`` (the spread), ``peak_memory_mb``, ``source`` (``measured``
+            ``min`` (the spread), ``host_rss_growth_mb``, ``source`` (``measured``
             or ``predicted``), the device and runtime and the timing's
             re-timing counts; None until it is timed.
         size_bytes: The ``.tflite`` file's size.
