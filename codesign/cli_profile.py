@@ -43,16 +43,18 @@ def profiles() -> int:
     return 0
 
 
-def _model_status(profile: object) -> str:
+def _model_status(profile: Profile) -> str:
     """A profile's latency model on this machine and its measured fidelity, in a few words."""
     from codesign.latency import build as latency
 
-    if not latency.model_path(profile).is_file():  # type: ignore[arg-type]
+    if profile.micro:
+        return "none (host stand-in; profile check validates RAM)"
+    if not latency.model_path(profile).is_file():
         return "none"
-    model = latency.load_model(profile)  # type: ignore[arg-type]
+    model = latency.load_model(profile)
     if model is None:
         return "outdated: rebuild it"
-    known = latency.fidelity(profile, model)  # type: ignore[arg-type]
+    known = latency.fidelity(profile, model)
     return known.describe() if known is not None else "built, fidelity unknown"
 
 

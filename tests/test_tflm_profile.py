@@ -186,3 +186,15 @@ def test_without_the_package_the_profile_says_how_to_install_it(tmp_path) -> Non
         assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "pip install tflite-micro==0.dev" in lines[0]
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_a_budget_no_trial_meets_lists_the_closest_with_their_ram(tmp_path) -> None:
+    from tests.conftest import TINY, run_cli
+
+    out = tmp_path / "run"
+    proc = run_cli("search", *TINY, "--profile", "tflm", "--trials", "2", "--finetune-epochs",
+                   "0", "--max-flash-kb", "1", "--no-report", "--out", str(out), timeout=1200)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no trial meets" in proc.stderr
+    closest = [ln for ln in proc.stdout.splitlines() if ln.startswith("  trial ")]
+    assert closest and all(" KB, RAM " in ln and "flash" in ln for ln in closest)

@@ -156,29 +156,11 @@ def export_command(run: RunData, trial: int) -> str:
                          f"trial-{trial}.tflite")
 
 
-def ram_label(run: RunData) -> str:
-    """Where the run's RAM figures come from, in a few words (for headers and axes)."""
-    sources = {(r.get("ram") or {}).get("source") for r in [*run.points, *run.references]}
-    if "tflm" in sources:
-        return "TFLM arena"
-    if "estimate" in sources:
-        return "estimated arena"
-    return "not recorded"
-
-
-def stand_in(run: RunData) -> str:
-    """The label a latency carries when it is a host stand-in (TFLM), else empty."""
-    for rec in [*run.points, *run.references]:
-        if (rec.get("latency_ms") or {}).get("stand_in"):
-            return "host TFLM stand-in"
-    return ""
-
-
 def front_table(run: RunData, factor: float, unit: str) -> Table:
     """One row per Pareto point, then the references."""
-    latency_unit = f"{unit}, {stand_in(run)}" if stand_in(run) else unit
+    latency_unit = f"{unit}, {stats.stand_in(run)}" if stats.stand_in(run) else unit
     headers = ["model", "val acc", "test acc", f"latency ({latency_unit})", f"p90 ({unit})",
-               f"RAM KB ({ram_label(run)})", "flash KB", "gzip KB", "resolution", "depths",
+               f"RAM KB ({stats.ram_label(run)})", "flash KB", "gzip KB", "resolution", "depths",
                "precisions"]
     rows = []
     for rec, name in [(p, f"trial {p['trial']}") for p in run.points] + [

@@ -41,7 +41,8 @@ def run_unit(runs: Sequence[RunData]) -> tuple[float, str]:
     for run in runs:
         values += [p["latency_ms"]["median"] for p in run.points]
         values += [r["latency_ms"]["median"] for r in run.references]
-        values += [t.values[1] for t in run.complete if len(t.values) > 1]
+        values += [t.attrs["latency_ms"]["median"] for t in run.complete
+                   if (t.attrs.get("latency_ms") or {}).get("median") is not None]
     return stats.latency_unit(values)
 
 
@@ -156,7 +157,8 @@ def pareto_figure(run: RunData, factor: float, unit: str) -> go.Figure:
     fig.update_layout(
         **_LAYOUT, height=520,
         title=f"Accuracy against measured latency on {plot_text(run.profile_name)}",
-        xaxis_title=f"latency, median per inference ({unit})",
+        xaxis_title=f"latency, median per inference ({unit}"
+                    + (f", {stats.stand_in(run)})" if stats.stand_in(run) else ")"),
         yaxis_title="validation accuracy (fraction)",
         legend={"orientation": "h", "y": -0.18},
     )
@@ -317,8 +319,8 @@ def hypervolume_box_text(run: RunData) -> str:
     for name, r, d in zip(run.metric_names, ref, run.directions, strict=False):
         parts.append(f"{name} from 0 to {'1' if d == 'maximize' else num(r, '.4g')}")
     return ("The box spans " + ", ".join(parts) + " (each minimized objective up to 1.1 "
-            "times its worst trial; latency in ms, size in KB). Infeasible trials do not "
-            "count.")
+            "times its worst trial; latency in ms, size, ram and flash in KB). Infeasible trials "
+            "do not count.")
 
 
 def stages_figure(run: RunData) -> go.Figure | None:
@@ -383,7 +385,8 @@ def fronts_figure(runs: Sequence[RunData], factor: float, unit: str) -> go.Figur
     fig.update_layout(**_LAYOUT, height=520,
                       title="Fronts of the runs, each timed on its own profile "
                             "(stars: references)",
-                      xaxis_title=f"latency, median per inference ({unit})",
+                      xaxis_title=f"latency, median per inference ({unit}"
+                    + (f", {stats.stand_in(run)})" if stats.stand_in(run) else ")"),
                       yaxis_title="validation accuracy (fraction)",
                       legend={"orientation": "h", "y": -0.18})
     return fig

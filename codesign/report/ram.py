@@ -13,8 +13,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from codesign.report.facts import ram_label
 from codesign.report.load import RunData
+from codesign.report.stats import ram_label
 from codesign.report.style import FRONT_COLOUR, REFERENCE_COLOUR, TRIAL_GREY, plot_text
 
 KB = 1024
