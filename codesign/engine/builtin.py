@@ -171,7 +171,8 @@ class BuiltinTrial:
         cfg, screen = self.cfg, self.screen
         assert screen is not None
         if cfg.latency == "hybrid":
-            known = {"accuracy": m.val_accuracy, "size": m.size_bytes / 1024}
+            known = dict(zip(cfg.objectives, m.timed({"median": 0.0}).objective_values(
+                cfg.objectives), strict=True))  # all but latency are known before timing
             others = [t.values for t in complete_trials(self.study) if feasible(t)]
             directions = [DIRECTIONS[o] for o in cfg.objectives]
             budget = cfg.budgets().get("max_latency_ms")
