@@ -58,7 +58,7 @@ def search(settings: SearchConfig, hypermodel: Any = None,
                                 "hypermodel= too, or drop training=")
         from codesign.engine.job import run_search
 
-        return run_search(preflight(settings), out)
+        return run_search(preflight(settings, builtin=True), out)
     from codesign.hyper.load import as_spec
     from codesign.hyper.search import run_hyper_search
     from codesign.hyper.settings import HyperConfig

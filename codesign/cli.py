@@ -64,11 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", default=None,
                    help="Optuna sampler: nsga2, tpe or random (default nsga2; see README)")
     s.add_argument("--objectives", default="accuracy,latency",
-                   help="accuracy,latency (default) or accuracy,latency,size")
+                   help="accuracy,latency (default), accuracy,latency,size, accuracy,ram, "
+                        "accuracy,latency,ram or accuracy,ram,flash (ram: the tensor arena; "
+                        "flash: the .tflite's bytes)")
     s.add_argument("--max-latency-ms", type=float, default=None, help="latency budget")
     s.add_argument("--max-size-kb", type=float, default=None, help="model file size budget")
-    s.add_argument("--max-memory-mb", type=float, default=None,
-                   help="budget on the interpreter's peak memory growth")
+    s.add_argument("--max-ram-kb", type=float, default=None,
+                   help="RAM budget: the tensor arena TFLM needs (measured on --profile tflm, "
+                        "estimated from the file elsewhere), KB")
+    s.add_argument("--max-flash-kb", type=float, default=None,
+                   help="flash budget: the .tflite bytes a firmware embeds, KB")
+    s.add_argument("--max-memory-mb", type=float, default=None, help=argparse.SUPPRESS)
     s.add_argument("--min-accuracy", type=float, default=None,
                    help="validation accuracy floor, a fraction (0.95)")
     s.add_argument("--epochs", type=int, default=None,
@@ -168,12 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write one trial's .tflite and manifest")
     e.add_argument("run", type=Path, help="run directory")
-    pick = e.add_mutually_exclusive_group(required=True)
+    pick = e.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, help="trial number (see pareto.json)")
     pick.add_argument("--max-latency-ms", type=float,
                       help="the most accurate front point at or under this latency")
     pick.add_argument("--min-accuracy", type=float,
                       help="the fastest front point at or above this validation accuracy")
+    e.add_argument("--max-ram-kb", type=float,
+                   help="only front points whose tensor arena fits in this many KB (alone: "
+                        "the most accurate of them)")
+    e.add_argument("--max-flash-kb", type=float,
+                   help="only front points whose .tflite fits in this many KB")
     e.add_argument("--out", type=Path, required=True, help="destination FILE.tflite")
     e.add_argument("--io-type", default="float32", choices=("float32", "int8", "uint8"),
                    help="input and output type (int8/uint8 need int8 first and last layers)")
@@ -214,10 +225,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _search(args)
     if args.command == "worker":
         return _worker(args)
-    if args.command == "profiles":
-        return _profiles()
-    if args.command == "profile":
-        return _profile(args)
+    if args.command in ("profiles", "profile"):
+        from codesign.cli_profile import profile_command, profiles
+
+        return profiles() if args.command == "profiles" else profile_command(args)
     if args.command == "export":
         return _export(args)
     if args.command == "benchmark":
@@ -229,9 +240,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise CodesignError(f"unknown command {args.command!r}")
 
 
+RETIRED_MEMORY = ("--max-memory-mb is retired: it budgeted the measuring process's resident "
+                  "memory growth, which rounds to zero; use --max-ram-kb (the tensor arena)")
+
+
 def _search(args: argparse.Namespace) -> int:
     from codesign.compress.cli import check_model_flags, search_model
 
+    if args.max_memory_mb is not None:
+        raise CodesignError(RETIRED_MEMORY)
     check_model_flags(args)
     if args.model is not None:
         search_model(args)
@@ -263,7 +280,8 @@ def _search(args: argparse.Namespace) -> int:
         objectives=tuple(o.strip() for o in args.objectives.split(",")),
         max_latency_ms=args.max_latency_ms,
         max_size_kb=args.max_size_kb,
-        max_memory_mb=args.max_memory_mb,
+        max_ram_kb=args.max_ram_kb,
+        max_flash_kb=args.max_flash_kb,
         min_accuracy=args.min_accuracy,
         latency=args.latency,
         accuracy=args.accuracy,
@@ -274,7 +292,7 @@ def _search(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage=args.storage,
         study=args.study,
-    ))
+    ), builtin=True)
     from codesign.engine.job import run_search
 
     run_search(cfg)
@@ -326,106 +344,24 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profiles() -> int:
-    from codesign.hardware.profile import DEFAULT_PROFILE, EXAMPLE_DIR, list_profiles
-    from codesign.report.table import format_table
-    from codesign.tflite.support import lookup
-
-    rows = []
-    for p in [*list_profiles(), *list_profiles(EXAMPLE_DIR)]:
-        try:
-            delegated = ",".join(lookup(p.runtime, p.runtime_version, p.resolver).delegated)
-        except CodesignError:
-            delegated = "(no op-support entry)"
-        name = f"{p.name} (default)" if p.name == DEFAULT_PROFILE else p.name
-        if Path(p.path).parent == EXAMPLE_DIR:
-            name = f"examples/{Path(p.path).name}"
-        device = "this machine" if not p.remote else f"{p.device} ({p.runner.shell[0]})"
-        rows.append((name, f"{p.runtime} {p.runtime_version}", p.resolver, p.threads,
-                     ",".join(p.precisions), delegated or "-", device, _model_status(p)))
-    headers = ("name", "runtime", "resolver", "threads", "precisions", "delegate takes",
-               "device", "latency model here")
-    print(format_table(headers, rows))
-    print("examples (under hw_profiles/examples/) reach a board or phone: copy one, edit the "
-          "address, and pass its path to --profile")
-    print("a latency model lets searches skip timing candidates that cannot win: codesign "
-          "profile build NAME, then codesign profile check NAME")
-    return 0
-
-
-def _model_status(profile: object) -> str:
-    """A profile's latency model on this machine and its measured fidelity, in a few words."""
-    from codesign.latency import build as latency
-
-    if not latency.model_path(profile).is_file():  # type: ignore[arg-type]
-        return "none"
-    model = latency.load_model(profile)  # type: ignore[arg-type]
-    if model is None:
-        return "outdated: rebuild it"
-    known = latency.fidelity(profile, model)  # type: ignore[arg-type]
-    return known.describe() if known is not None else "built, fidelity unknown"
-
-
-def _profile(args: argparse.Namespace) -> int:
-    from codesign.config import check_runtime_version
-    from codesign.hardware.profile import load_profile
-    from codesign.latency import build as latency
-
-    profile = load_profile(args.profile)
-    check_runtime_version(profile)
-    if args.action == "build":
-        for flag, value, low in (("--blocks", args.blocks, 10), ("--whole", args.whole, 0)):
-            if not low <= value <= 100000:
-                raise CodesignError(f"{flag} must be from {low} to 100000, got {value}")
-        if not args.budget_min > 0:
-            raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
-        model = latency.build(profile, args.blocks, args.whole, args.seed, args.budget_min)
-        meta, hold = model.meta, model.meta.get("holdout", {})
-        held = (f"; held-out whole networks: {hold['within_10pct']:.0%} within ±10 %, "
-                f"MAPE {hold['mape']:.1%}" if hold else "")
-        measured = meta["networks"]["block"] + meta["networks"]["whole"]
-        print(f"latency model of {profile.name}: {meta['networks']['block']} block and "
-              f"{meta['networks']['whole']} whole networks measured on {meta['runtime']} "
-              f"in {meta['seconds']:.0f} s{held}; saved to {latency.model_path(profile)}")
-        print(f"timing: {latency.disturbance_line(meta.get('timing', {}), measured)}")
-        _flag_fidelity(latency.fidelity(profile, model))
-        return 0
-    if not 2 <= args.n <= 100000:
-        raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
-    f = latency.check(profile, args.n)
-    noise = f"{f['noise_floor_cv']:.1%}" if f["noise_floor_cv"] is not None else "unknown"
-    print(f"{profile.name}: {f['within_10pct']:.0%} of {f['n']} random default-space candidates "
-          f"within ±10 % of measured, MAPE {f['mape']:.1%}, 95th percentile error "
-          f"{f['p95_abs_rel_error']:.1%}, Kendall tau {f['kendall_tau']:.3f}, noise floor "
-          f"{noise} (measured {f['measured_ms']['min']:.3f}-{f['measured_ms']['max']:.3f} ms; "
-          f"speed factor {f['speed_factor']:.3f}, without it "
-          f"{f['without_speed_factor']['within_10pct']:.0%} within ±10 %)")
-    print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
-    _flag_fidelity(latency.fidelity(profile))
-    return 0
-
-
-def _flag_fidelity(known: object) -> None:
-    """Say so when a latency model misses its fidelity target (searches flag it too)."""
-    from codesign.latency.build import TARGET_WITHIN_10PCT
-
-    if known is not None and not known.meets_target:  # type: ignore[attr-defined]
-        print(f"note: this model is below its target of {TARGET_WITHIN_10PCT:.0%} within "
-              "±10 %; hybrid searches widen their margin to its 95th-percentile error")
-
-
 def _export(args: argparse.Namespace) -> int:
     from codesign.export import export_trial, pick_trial
 
     trial = args.trial
+    if trial is not None and (args.max_ram_kb, args.max_flash_kb) != (None, None):
+        raise CodesignError("--trial picks one trial: drop --max-ram-kb and --max-flash-kb")
     if trial is None:
-        trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy)
+        trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy, args.max_ram_kb,
+                           args.max_flash_kb)
         print(f"picked trial {trial}")
     manifest = export_trial(args.run, trial, args.out, args.io_type)
     print(
         f"wrote {args.out} and {args.out.with_suffix('.json')} "
         f"(test accuracy {manifest['test_accuracy']:.3f}, "
-        f"latency {manifest['latency_ms']['median']:.3f} ms on {manifest['profile']['name']})"
+        f"latency {manifest['latency_ms']['median']:.3f} ms on {manifest['profile']['name']}"
+        + (" (a host stand-in)" if manifest["latency_ms"].get("stand_in") else "")
+        + (f", tensor arena {manifest['tensor_arena_bytes']} bytes"
+           if manifest.get("tensor_arena_bytes") else "") + ")"
     )
     return 0
 
@@ -439,11 +375,13 @@ def _check_model(path: Path) -> None:
 
 def _benchmark(args: argparse.Namespace) -> int:
     from codesign.child import EvalChild
+    from codesign.config import check_runtime_version
     from codesign.errors import TrialFailure
     from codesign.hardware.profile import load_profile
 
     _check_model(args.model)
     profile = load_profile(args.profile)
+    check_runtime_version(profile)
     with EvalChild() as w:
         try:
             res = w.call("benchmark_file", path=str(args.model), profile=profile.path)
@@ -453,7 +391,14 @@ def _benchmark(args: argparse.Namespace) -> int:
     print(
         f"{args.model}: median {lat['median']:.4f} ms, p90 {lat['p90']:.4f} ms, "
         f"std {lat['std']:.4f} ms over {lat['runs']} runs on {res['profile']}"
+        + (f" ({lat['stand_in']})" if lat.get("stand_in") else "")
     )
+    ram = res.get("ram")
+    if ram and ram.get("bytes") is not None:
+        how = "measured by TFLM" if ram["source"] == "tflm" else "estimated from the file"
+        print(f"tensor arena {ram['bytes']} bytes ({how}: head {ram['head_bytes']} "
+              f"activations, tail {ram['tail_bytes']} persistent); flash {res['size_bytes']} "
+              "bytes")
     return 0
 
 

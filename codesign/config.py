@@ -14,7 +14,8 @@ from codesign.tflite.support import layer_choices
 from codesign.tflite.support import lookup as lookup_support_entry
 
 SAMPLERS = ("nsga2", "tpe", "random")
-OBJECTIVES = (("accuracy", "latency"), ("accuracy", "latency", "size"))
+OBJECTIVES = (("accuracy", "latency"), ("accuracy", "latency", "size"), ("accuracy", "ram"),
+              ("accuracy", "latency", "ram"), ("accuracy", "ram", "flash"))
 DEFAULT_SAMPLER = "nsga2"
 
 
@@ -43,7 +44,9 @@ class SearchConfig:
         objectives: ``("accuracy", "latency")`` or with ``"size"`` as a third.
         max_latency_ms: Budget on the latency median (None: no budget).
         max_size_kb: Budget on the file size.
-        max_memory_mb: Budget on the interpreter's peak memory growth.
+        max_ram_kb: Budget on the tensor arena (KB): measured by TFLM on a TFLM
+            profile, estimated from the file elsewhere.
+        max_flash_kb: Budget on the bytes a firmware embeds (the ``.tflite``, KB).
         min_accuracy: Floor on validation accuracy (a fraction).
         latency: ``measured`` (time every candidate), ``predicted`` (the
             profile's latency model; only the front is timed) or ``hybrid``
@@ -79,7 +82,8 @@ class SearchConfig:
     objectives: tuple[str, ...] = ("accuracy", "latency")
     max_latency_ms: float | None = None
     max_size_kb: float | None = None
-    max_memory_mb: float | None = None
+    max_ram_kb: float | None = None
+    max_flash_kb: float | None = None
     min_accuracy: float | None = None
     latency: str | None = None
     accuracy: str = "measured"
@@ -119,7 +123,8 @@ class SearchConfig:
             raise CodesignError(f"--objectives {','.join(self.objectives)!r}: use {allowed}")
         for flag, value in (("--max-latency-ms", self.max_latency_ms),
                             ("--max-size-kb", self.max_size_kb),
-                            ("--max-memory-mb", self.max_memory_mb)):
+                            ("--max-ram-kb", self.max_ram_kb),
+                            ("--max-flash-kb", self.max_flash_kb)):
             if value is not None and not value > 0:
                 raise CodesignError(f"{flag} must be positive, got {value}")
         if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
@@ -154,9 +159,6 @@ class SearchConfig:
             raise CodesignError(
                 f"--latency is {self.latency!r}; use one of: {', '.join(LATENCY_MODES)}"
             )
-        if self.latency == "predicted" and self.max_memory_mb is not None:
-            raise CodesignError("--max-memory-mb needs measured memory: use --latency hybrid or "
-                                "measured with it")
         if self.accuracy not in ACCURACY_MODES:
             raise CodesignError(
                 f"--accuracy is {self.accuracy!r}; use one of: {', '.join(ACCURACY_MODES)}"
@@ -200,7 +202,8 @@ class SearchConfig:
         named = {
             "max_latency_ms": self.max_latency_ms,
             "max_size_kb": self.max_size_kb,
-            "max_memory_mb": self.max_memory_mb,
+            "max_ram_kb": self.max_ram_kb,
+            "max_flash_kb": self.max_flash_kb,
             "min_accuracy": self.min_accuracy,
         }
         return {k: float(v) for k, v in named.items() if v is not None}
@@ -228,7 +231,8 @@ def check_runtime_version(profile: Profile) -> None:
         installed = metadata.version(profile.runtime)
     except metadata.PackageNotFoundError:
         raise CodesignError(
-            f"profile {profile.name} needs {profile.runtime}, which is not installed"
+            f"profile {profile.name} needs {profile.runtime}, which is not installed: "
+            f"pip install {profile.runtime}=={profile.runtime_version}"
         ) from None
     if installed != profile.runtime_version:
         raise CodesignError(
@@ -269,6 +273,16 @@ def check_device(profile: Profile) -> dict[str, Any]:
 def lookup_support(profile: Profile) -> Any:
     """The op-support entry of a profile's runtime, version and resolver."""
     return lookup_support_entry(profile.runtime, profile.runtime_version, profile.resolver)
+
+
+def reference_runs(profile: Profile, precision: str) -> bool:
+    """Whether a reference network of one ``precision`` throughout runs on the profile.
+
+    References may use the profile's reference-only precisions (float32 on TFLM)
+    as well as those the search offers.
+    """
+    runs = lookup_support(profile).runs
+    return precision in profile.runnable and all(precision in r for r in runs.values())
 
 
 def _positive_int(flag: str, value: Any, low: int, high: int) -> None:

@@ -10,40 +10,45 @@ from optuna.trial import TrialState
 
 from codesign.errors import CodesignError
 from codesign.report.manifest import build_manifest
+from codesign.report.pareto import READABLE, read_pareto
 from codesign.run.directory import RunDir
 from codesign.run.study import load_study
 from codesign.tflite.interface import IO_TYPES
 
 
 def pick_trial(
-    run_dir: Path, max_latency_ms: float | None = None, min_accuracy: float | None = None
+    run_dir: Path, max_latency_ms: float | None = None, min_accuracy: float | None = None,
+    max_ram_kb: float | None = None, max_flash_kb: float | None = None,
 ) -> int:
-    """The front point that fits a latency budget or an accuracy floor.
+    """The front point that fits the budgets given.
 
-    With ``max_latency_ms``: the most accurate point at or under it. With
-    ``min_accuracy``: the fastest point at or above it (validation accuracy of
-    the fine-tuned model, what the front is ranked by).
+    ``max_ram_kb`` (the tensor arena) and ``max_flash_kb`` (the file) narrow the
+    front first. Then, with ``min_accuracy``: the fastest point at or above it
+    (validation accuracy of the fine-tuned model, what the front is ranked by);
+    otherwise the most accurate point at or under ``max_latency_ms`` (if given).
 
     Raises:
         CodesignError: If the run has no front, or no point fits.
     """
-    path = run_dir / "pareto.json"
-    if not path.is_file():
-        raise CodesignError(f"{run_dir} has no pareto.json; run or finish the search first")
-    doc = json.loads(path.read_text())
-    if doc.get("schema_version") != 1:
-        raise CodesignError(
-            f"{path} has schema version {doc.get('schema_version')!r}; this codesign reads 1"
-        )
-    points = doc["points"]
-    if max_latency_ms is not None:
-        fits = [p for p in points if p["latency_ms"]["median"] <= max_latency_ms]
+    points = _front_points(run_dir)
+    if max_latency_ms is None and min_accuracy is None and max_ram_kb is None \
+            and max_flash_kb is None:
+        raise CodesignError("give --trial, --max-latency-ms, --min-accuracy, --max-ram-kb or "
+                            "--max-flash-kb")
+    for limit, key, what in ((max_ram_kb, "ram_bytes", "RAM (tensor arena)"),
+                             (max_flash_kb, "flash_bytes", "flash")):
+        if limit is None:
+            continue
+        known = [p for p in points if p.get(key) is not None]
+        if not known:
+            raise CodesignError(f"{run_dir}'s pareto.json records no {what} (a run of codesign "
+                                "before it); rerun the search with this codesign")
+        fits = [p for p in known if p[key] <= limit * 1024]
         if not fits:
-            fastest = min((p["latency_ms"]["median"] for p in points), default=float("nan"))
-            raise CodesignError(
-                f"no front point runs in {max_latency_ms} ms or less (fastest: {fastest:.4f} ms)"
-            )
-        return max(fits, key=lambda p: (p["val_accuracy"], -p["latency_ms"]["median"]))["trial"]
+            least = min(p[key] for p in known) / 1024
+            raise CodesignError(f"no front point needs {limit:g} KB of {what} or less "
+                                f"(least: {least:.1f} KB)")
+        points = fits
     if min_accuracy is not None:
         fits = [p for p in points if p["val_accuracy"] >= min_accuracy]
         if not fits:
@@ -52,7 +57,34 @@ def pick_trial(
                 f"no front point reaches accuracy {min_accuracy} (best: {best:.4f})"
             )
         return min(fits, key=lambda p: (p["latency_ms"]["median"], -p["val_accuracy"]))["trial"]
-    raise CodesignError("give --trial, --max-latency-ms or --min-accuracy")
+    if max_latency_ms is not None:
+        fits = [p for p in points if p["latency_ms"]["median"] <= max_latency_ms]
+        if not fits:
+            fastest = min((p["latency_ms"]["median"] for p in points), default=float("nan"))
+            raise CodesignError(
+                f"no front point runs in {max_latency_ms} ms or less (fastest: {fastest:.4f} ms)"
+            )
+        points = fits
+    return max(points, key=lambda p: (p["val_accuracy"], -p["latency_ms"]["median"]))["trial"]
+
+
+def _front_points(run_dir: Path) -> list[dict[str, Any]]:
+    """The points of a run's ``pareto.json`` (schema 1 or 2).
+
+    Raises:
+        CodesignError: If there is none, or its schema version is not read here.
+    """
+    path = run_dir / "pareto.json"
+    if not path.is_file():
+        raise CodesignError(f"{run_dir} has no pareto.json; run or finish the search first")
+    doc = json.loads(path.read_text())
+    try:
+        return list(read_pareto(doc)["points"])
+    except ValueError:
+        raise CodesignError(
+            f"{path} has schema version {doc.get('schema_version')!r}; this codesign reads "
+            f"{' and '.join(map(str, READABLE))}"
+        ) from None
 
 
 def export_trial(

@@ -20,8 +20,13 @@ from codesign.hardware.profile import Profile, load_profile
 from codesign.tflite.support import layer_choices
 
 
-def preflight(cfg: SearchConfig) -> SearchConfig:
+def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
     """Validate ``cfg`` and load what it names; return it ready to search.
+
+    Args:
+        cfg: The settings.
+        builtin: A search of the built-in space: a ``--max-ram-kb`` that even
+            its smallest candidate cannot meet is refused here.
 
     Returns:
         A copy with the data path resolved, the profile loaded, the latency mode
@@ -40,7 +45,12 @@ def preflight(cfg: SearchConfig) -> SearchConfig:
     profile = load_profile(cfg.profile)
     check_runtime_version(profile)
     space = cfg.space_spec
-    layer_choices(space, lookup_support(profile), profile.precisions)
+    choices = layer_choices(space, lookup_support(profile), profile.precisions)
+    if builtin and cfg.max_ram_kb is not None:
+        from codesign.engine.ramscreen import RamScreen, check_budget
+
+        check_budget(RamScreen(space, cfg.max_ram_kb, loaded.num_classes, loaded.channels),
+                     choices)
     latency = _latency_mode(cfg, profile)
     _check_accuracy_mode(cfg, profile)
     if cfg.out.exists() and not cfg.out.is_dir():

@@ -176,3 +176,35 @@ def test_a_device_drop_out_fails_the_trial_waits_and_runs_it_again(
     assert [t.user_attrs.get("retry_of") for t in done] == [failed[0].number]
     assert done[0].params == failed[0].params == record.seen[0]
     assert "is back; the search goes on" in s.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_ram_screen_gives_up_candidates_over_the_budget(tmp_path: Path) -> None:
+    """Built-in space: what the estimate rules out is PRUNED unevaluated, and counted."""
+    from dataclasses import replace
+
+    from codesign.engine.ramscreen import MARGIN, RamScreen
+    from codesign.engine.trials import MAX_SKIPS
+    from codesign.space.suggest import candidate_from_params
+
+    spec = get_space("tiny")
+    space = FamilySpace(spec, {n: ("int8", "int16x8") for n in spec.layer_names()})
+    budget_kb = 11.0  # the tiny space's RGB arenas span about 6 to 17 KB
+    screen = RamScreen(spec, budget_kb, 10, 3)
+    record = Recorder()
+    s = replace(_session(tmp_path, space, record, load_profile("tflm"), trials=6),
+                screen=screen)
+    assert run_trials(s) == 6
+    skipped = s.study.get_trials(states=(TrialState.PRUNED,))
+    assert skipped and all("over --max-ram-kb 11" in t.user_attrs["skipped"] for t in skipped)
+    assert f"skipped {len(skipped)} candidates" in s.out.getvalue()  # type: ignore[attr-defined]
+    for t in s.study.get_trials(states=(TrialState.COMPLETE,)):
+        cand = candidate_from_params(t.params, spec)
+        assert screen.estimate(cand).total_bytes * (1 - MARGIN) <= budget_kb * 1024
+    for t in skipped:
+        assert screen(candidate_from_params(t.params, spec)) is not None
+        assert t.params not in record.seen
+    # a budget nothing meets: after MAX_SKIPS in a row one is measured anyway, so it ends
+    hopeless = replace(_session(tmp_path / "b", space, Recorder(), load_profile("tflm"),
+                                trials=1), screen=RamScreen(spec, 0.5, 10, 3))
+    assert run_trials(hopeless) == 1
+    assert len(hopeless.study.get_trials(states=(TrialState.PRUNED,))) == MAX_SKIPS

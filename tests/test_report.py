@@ -274,7 +274,7 @@ def _measure(median: float, acc: float, size: int, cand: dict, layers: list) -> 
 
 
 def make_run(root: Path, profile: str, speed: float, predictors: bool, schema: int = 1,
-             extra: bool = False) -> Path:
+             extra: bool = False, ram: bool = False) -> Path:
     """A small run directory with the files codesign search writes, made up."""
     root.mkdir(parents=True)
     storage = f"sqlite:///{root / 'study.db'}"
@@ -303,6 +303,10 @@ def make_run(root: Path, profile: str, speed: float, predictors: bool, schema: i
         acc = 0.80 + 0.05 * (res == 24) + 0.06 * (prune == 0.0) + 0.01 * (prec == "float32") \
             + 0.15 * (res == 20)
         attrs = _measure(median, acc, 20000 + 3000 * n, cand, _layers(prune, prec, n % 2 == 0))
+        if ram:  # schema 2: the tensor arena TFLM measured
+            arena = 4096 * (1 + (res == 24) + (prune == 0.0) + 2 * (prec == "float32"))
+            attrs["ram"] = {"bytes": arena + 64, "recorded_bytes": arena, "head_bytes": arena // 2,
+                            "tail_bytes": arena // 2, "source": "tflm"}
         attrs["times"] = {"build": 0.1, "bn_recalibration": 0.05, "conversion": 0.2,
                           "accuracy": 0.02, "latency": 0.03, "total": 0.45}
         if predictors:
@@ -337,6 +341,11 @@ def make_run(root: Path, profile: str, speed: float, predictors: bool, schema: i
                    search={"val_accuracy": t.values[0] - 0.02,
                            "test_accuracy": t.values[0] - 0.03, "latency_ms": lat["median"]},
                    finetune={"method": "float_then_quantize", "epochs": 1})
+        if ram:
+            arena = t.user_attrs["ram"]
+            rec.update(ram_bytes=arena["bytes"], flash_bytes=rec["size_bytes"],
+                       ram={k: arena[k] for k in ("head_bytes", "tail_bytes", "source")})
+            del rec["peak_memory_mb"]
         points.append(rec)
     refs = []
     for prec, slow in (("float32", 0.05), ("int8", 0.03)):
@@ -356,7 +365,8 @@ def make_run(root: Path, profile: str, speed: float, predictors: bool, schema: i
     (root / "pareto.json").write_text(json.dumps(doc))
     (root / "references.json").write_text(json.dumps(refs))
     (root / "config.json").write_text(json.dumps({"identity": {
-        "objectives": ["accuracy", "latency"], "budgets": {"max_latency_ms": 0.05 * speed},
+        "objectives": ["accuracy", "latency"], "budgets": {
+            "max_latency_ms": 0.05 * speed, **({"max_ram_kb": 14.0} if ram else {})},
         "space": {"name": "tiny", "resolutions": [16, 24], "prune_ratios": [0.0, 0.5],
                   "stages": [{"channels": 8, "min_depth": 1, "max_depth": 1}]}},
         "trials": 6}))
@@ -437,13 +447,31 @@ def test_predicted_latency_trials_and_fidelity(made_runs: list[Path]) -> None:
     assert any("accuracy predictor mlp (kept)" in r[0] for r in rows)
 
 
-def test_schema_version_other_than_1_is_refused(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "v2", "xnnpack-1t", 1.0, predictors=False, schema=2)
+def test_schema_version_it_does_not_read_is_refused(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "v3", "xnnpack-1t", 1.0, predictors=False, schema=3)
     proc = run_cli("report", str(run))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "schema_version 2" in lines[0] and "schema version 1" in lines[0]
+    assert len(lines) == 1 and "schema_version 3" in lines[0] and "versions 1 and 2" in lines[0]
     assert not (run / "report").exists()
+
+
+def test_schema_1_runs_still_report_without_ram(made_runs: list[Path], tmp_path: Path) -> None:
+    """Runs written before RAM was recorded (schema 1) report, saying RAM is not recorded."""
+    from codesign.report.facts import front_table, model_rows
+    from codesign.report.load import load_run
+
+    run = load_run(made_runs[0])
+    assert run.pareto["schema_version"] == 1
+    assert all(p["ram_bytes"] is None and p["flash_bytes"] == p["size_bytes"]
+               for p in run.points)
+    headers, rows = front_table(run, 1000.0, "µs")
+    col = headers.index("RAM KB (not recorded)")
+    assert {r[col] for r in rows} == {"not recorded"}
+    assert ("RAM", "not recorded (a run of codesign before RAM was recorded)") in model_rows(
+        run, run.points[0], 1000.0, "µs")
+    rep = write_report([made_runs[0]], tmp_path / "rep")
+    assert not (tmp_path / "rep" / "ram.png").exists() and rep.index.is_file()
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
@@ -456,3 +484,28 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     proc = run_cli("report", str(tmp_path))
     assert proc.returncode == 2 and "unreadable" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_ram_is_plotted_and_tabled_for_schema_2(tmp_path: Path) -> None:
+    from codesign.report.facts import front_table, model_rows
+    from codesign.report.load import load_run
+    from codesign.report.ram import ram_figure, ram_points
+
+    root = make_run(tmp_path / "v2", "tflm", 1.0, predictors=False, schema=2, ram=True)
+    run = load_run(root)
+    headers, rows = front_table(run, 1000.0, "µs")
+    col = headers.index("RAM KB (TFLM arena)")
+    assert [r[col] for r in rows[: len(run.points)]] == [
+        f"{p['ram_bytes'] / 1024:.1f}" for p in run.points]
+    text = dict(model_rows(run, run.points[0], 1000.0, "µs"))["RAM"]
+    assert "measured by TFLM's recording allocator" in text and "activations (head)" in text
+    data = ram_points(run)
+    assert data is not None and data.budget_kb == 14.0 and data.label == "TFLM arena"
+    assert len(data.trials) == 6 and {t[2] for t in data.trials} == set(range(6))
+    fig = ram_figure(run)
+    front = next(tr for tr in fig.data if tr.meta == "ram-front")
+    assert sorted(front.x) == sorted(p["ram_bytes"] / 1024 for p in run.points)
+    assert any(shape.x0 == 14.0 for shape in fig.layout.shapes)  # the budget line
+    rep = write_report([root], tmp_path / "rep")
+    assert (tmp_path / "rep" / "ram.png").stat().st_size > 10_000
+    assert "ram.png" in rep.summary.read_text() and 'data-role="ram"' in rep.index.read_text()

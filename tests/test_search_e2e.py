@@ -41,7 +41,7 @@ def test_study_holds_the_trials_asked_with_their_attributes(base_run: Path) -> N
 
 def test_pareto_json_schema_and_front(base_run: Path) -> None:
     doc = _pareto(base_run)
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     run = doc["run"]
     assert {"data", "profile", "sampler", "seed", "trials", "package_versions"} <= set(run)
     assert run["package_versions"]["optuna"].startswith("5.")
@@ -60,6 +60,11 @@ def test_pareto_json_schema_and_front(base_run: Path) -> None:
         assert p["finetune"]["method"] in ("float_then_quantize", "qat")
         assert p["size_gzip_bytes"] < p["size_bytes"]
         assert (base_run / p["model"]).is_file()
+        # RAM on a LiteRT profile: the arena estimated from the file, never a process's RSS
+        assert "peak_memory_mb" not in p and p["flash_bytes"] == p["size_bytes"]
+        assert p["ram"]["source"] == "estimate" and 1024 < p["ram_bytes"] < 1024 * 1024
+        assert p["ram_bytes"] == p["ram"]["head_bytes"] + p["ram"]["tail_bytes"]
+    assert all(r["ram_bytes"] > 0 for r in doc["references"])
     csv_lines = (base_run / "pareto.csv").read_text().strip().splitlines()
     assert len(csv_lines) == len(points) + 1
 
@@ -74,6 +79,8 @@ def test_every_model_loads_and_its_manifest_is_true(base_run: Path) -> None:
         assert manifest["labels"] == [str(i) for i in range(10)]
         assert manifest["preprocessing"]["resize"].startswith("bilinear")
         assert manifest["test_accuracy"] == p["test_accuracy"]
+        assert manifest["tensor_arena_bytes"] == p["ram_bytes"] > 0
+        assert manifest["flash_bytes"] == len(model) and manifest["ram"]["source"] == "estimate"
         names = [layer["name"] for layer in manifest["layers"]]
         assert names[0] == "stem_conv" and names[-1] == "classifier"
         for layer in manifest["layers"]:

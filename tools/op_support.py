@@ -8,6 +8,7 @@ supports: the host's ai-edge-litert, or a board's tflite-runtime) and prints
 TOML ``[[entry]]`` tables for ``codesign/tflite/op_support.toml``.
 
     python tools/op_support.py --python /home/codesign-device/venv/bin/python
+    python tools/op_support.py --tflm     # TensorFlow Lite Micro, in this process
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and print the entries."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python", default=sys.executable, help="Python with the runtime to check")
+    ap.add_argument("--tflm", action="store_true",
+                    help="check the installed tflite-micro (TFLM prepares and invokes each)")
     args = ap.parse_args(argv)
+    if args.tflm:
+        return _tflm_entry()
     bench = ROOT / "codesign" / "hardware" / "device_bench.py"
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_probes(Path(tmp))
@@ -71,6 +76,30 @@ def main(argv: list[str] | None = None) -> int:
             for kind in PROBES:
                 runs = [p for (k, p), path in paths.items() if k == kind and str(path) in ok]
                 print(f"{kind} = {json.dumps(runs)}")
+    return 0
+
+
+def _tflm_entry() -> int:
+    """Print the op-support entry of the installed tflite-micro."""
+    from importlib import metadata
+
+    from codesign.errors import TrialFailure
+    from codesign.hardware import tflm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = build_probes(Path(tmp))
+        ok = set()
+        for key, path in paths.items():
+            try:
+                tflm.arena(path.read_bytes())
+                ok.add(key)
+            except TrialFailure as exc:
+                print(f"# {key[0]} {key[1]}: {exc}", file=sys.stderr)
+    print(f'\n[[entry]]\nruntime = "tflite-micro"\nversion = "{metadata.version("tflite-micro")}"'
+          '\nresolver = "reference"')
+    for kind in PROBES:
+        print(f"{kind} = {json.dumps([p for (k, p) in paths if k == kind and (k, p) in ok])}")
+    print("delegated = []")
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign.child.convert import checked_tflite, measure_and_write
+from codesign.child.convert import checked_tflite, measure_and_write, ram_record
 from codesign.child.source import Built, ModelSource, evaluate
 from codesign.child.timing import DeviceTiming
 from codesign.data import Dataset, load_dataset, resize_bilinear
@@ -444,7 +444,8 @@ class BuiltinHandlers(ModelSource):
         self.profile = load_profile(profile)
         sample = litert.random_sample(blob)
         stats = self._time(blob, Path(path), sample)
-        return {"latency_ms": stats, "profile": self.profile.name, "size_bytes": len(blob)}
+        return {"latency_ms": stats, "profile": self.profile.name, "size_bytes": len(blob),
+                "ram": ram_record(blob, self.profile)}
 
 
     def do_latency_measure(

@@ -17,6 +17,7 @@ HANDLERS = (
     "codesign.child.builtin:BuiltinHandlers",
     "codesign.hyper.evaluate:HyperHandlers",
     "codesign.compress.source:TrainedHandlers",
+    "codesign.ramcheck:RamCheckHandlers",
 )
 Handler = Callable[..., Any]
 

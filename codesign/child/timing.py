@@ -2,8 +2,10 @@
 
 A local profile is timed in this process with :class:`codesign.hardware.timing.Timer`
 (rounds interleaved with a reference network, disturbed rounds re-timed); a
-``command`` profile copies the file to its device and runs the device script
-there. Either way the device's lock is held exclusively while it times.
+local TFLM profile with TFLM's reference kernels on this host (a relative
+stand-in for a microcontroller, labelled so in the record); a ``command``
+profile copies the file to its device and runs the device script there.
+Either way the device's lock is held exclusively while it times.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from codesign.hardware.profile import Profile
 from codesign.hardware.runner import BenchSettings, CommandRunner, stats_of
 from codesign.hardware.timing import Timer
 from codesign.latency.measure import latency_record, local_timer
+
+STAND_IN = ("TFLM reference kernels timed on this host: a relative stand-in for ranking, "
+            "not a microcontroller's latency")
 
 
 class DeviceTiming:
@@ -43,6 +48,8 @@ class DeviceTiming:
                 runtime = facts["runtime"]
                 return {**stats_of(entries[0]), "device": profile.device,
                         "runtime": f"{runtime.get('name')} {runtime.get('version')}"}
+            if profile.micro:
+                return micro_latency(profile, blob, sample)
             timed = self.local(profile).time([blob], [sample])
             stats = timed.stats[0]
             if isinstance(stats, str):
@@ -62,3 +69,16 @@ class DeviceTiming:
             self._runner = CommandRunner(profile.runner, BenchSettings(
                 profile.threads, profile.resolver, profile.warmup_runs, profile.runs))
         return self._runner
+
+
+def micro_latency(profile: Profile, blob: bytes, sample: np.ndarray) -> dict[str, Any]:
+    """The ``latency_ms`` record of ``blob`` in TFLM on this host, marked as a stand-in.
+
+    Raises:
+        TrialFailure: If TFLM cannot run the model.
+    """
+    from codesign.hardware import tflm
+
+    stats = tflm.time_latency(blob, sample, profile.warmup_runs, profile.runs)
+    return {**stats.to_dict(), "device": profile.device,
+            "runtime": f"{profile.runtime} {profile.runtime_version}", "stand_in": STAND_IN}

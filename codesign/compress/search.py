@@ -26,7 +26,7 @@ from tqdm import tqdm
 from codesign.child import EvalChild
 from codesign.compress.settings import CompressConfig, CompressSettings, validation_note
 from codesign.compress.space import TrainedCandidate, TrainedSpace
-from codesign.config import SearchConfig
+from codesign.config import SearchConfig, reference_runs
 from codesign.engine.device import retry_when_back
 from codesign.engine.measured import ChildTrial, Requests, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
@@ -35,7 +35,7 @@ from codesign.errors import TrialFailure
 from codesign.hyper.space import layer_choices
 from codesign.report.manifest import brief
 from codesign.report.stats import kendall_tau
-from codesign.report.table import format_table, precision_mix
+from codesign.report.table import format_table, precision_mix, ram_cell
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
 from codesign.run.info import package_versions, profile_summary
@@ -226,7 +226,8 @@ def references(trial: CompressTrial, space: TrainedSpace, out: TextIO) -> list[d
         return json.loads(run.references_file.read_text())
     refs = []
     for precision in ("float32", "int8"):
-        if not all(precision in c for c in space.choices.values()):
+        if not (all(precision in c for c in space.choices.values())
+                or reference_runs(trial.cfg.profile_spec, precision)):
             continue
         cand = space.uniform(precision)
         name = f"original-{precision}"
@@ -267,13 +268,14 @@ def front_table(doc: dict[str, Any]) -> str:
     """A trained-model front as a terminal table, references below it."""
     refs = {r["name"]: r for r in doc["references"]}
     base = refs.get("original-float32")
-    headers = ("trial", "val acc", "test acc", "latency us", "speed-up", "size KB", "pruned",
-               "precisions")
+    headers = ("trial", "val acc", "test acc", "latency us", "speed-up", "RAM KB", "flash KB",
+               "pruned", "precisions")
     rows = []
     for label, p in [*((p["trial"], p) for p in doc["points"]), *refs.items()]:
         ratios = list(p["candidate"]["prune"].values())
         speed = base["latency_ms"]["median"] / p["latency_ms"]["median"] if base else 0.0
         rows.append((label, p["val_accuracy"], p["test_accuracy"],
-                     p["latency_ms"]["median"] * 1000, speed, p["size_bytes"] / 1024,
-                     sum(ratios) / max(1, len(ratios)), precision_mix(p["layers"])))
-    return format_table(headers, rows, ("", ".3f", ".3f", ".1f", ".2f", ".1f", ".0%", ""))
+                     p["latency_ms"]["median"] * 1000, speed, ram_cell(p),
+                     p["size_bytes"] / 1024, sum(ratios) / max(1, len(ratios)),
+                     precision_mix(p["layers"])))
+    return format_table(headers, rows, ("", ".3f", ".3f", ".1f", ".2f", "", ".1f", ".0%", ""))

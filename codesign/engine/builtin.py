@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import optuna
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from codesign.child import EvalChild
@@ -26,6 +27,7 @@ from codesign.engine.front import builtin_run_info
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
 from codesign.engine.predictor_stage import predictor_stage
 from codesign.engine.proposer import Proposer
+from codesign.engine.ramscreen import RamScreen
 from codesign.engine.screen import Screen
 from codesign.engine.stages import (
     latency_screen,
@@ -54,6 +56,7 @@ class BuiltinPlan(SearchPlan):
 
     def __init__(self, cfg: SearchConfig) -> None:
         self.cfg = cfg
+        self.study: optuna.Study | None = None
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must match."""
@@ -71,6 +74,7 @@ class BuiltinPlan(SearchPlan):
     def prepare(self, ctx: JobContext) -> Prepared:
         """What every worker needs before the trials; the first one makes it, the others load it."""
         cfg, coord, child, run, out = self.cfg, ctx.coord, ctx.child, ctx.run, ctx.out
+        self.study = ctx.study
         wait = "waiting for another worker to {}"
         data = ctx.data
         shape = DataShape(len(data.y_train), data.channels, data.num_classes)
@@ -89,12 +93,19 @@ class BuiltinPlan(SearchPlan):
         if predictor is not None and screen is not None:
             proposer = Proposer(predictor, screen, cfg, ctx.study, out)
         evaluate = BuiltinTrial(child, cfg, run, ctx.study, screen, proposer)
+        ram = None if cfg.max_ram_kb is None else RamScreen(
+            cfg.space_spec, cfg.max_ram_kb, data.num_classes, data.channels)
         return Prepared(FamilySpace(cfg.space_spec, cfg.layer_choices()), evaluate, proposer,
-                        references, quality)
+                        references, quality, screen=ram)
 
     def run_info(self, trials: list[Any]) -> dict[str, Any]:
-        """What ``pareto.json`` records of the run."""
-        return builtin_run_info(self.cfg, len(trials), trials)
+        """What ``pareto.json`` records of the run (with the candidates RAM skipped)."""
+        info = builtin_run_info(self.cfg, len(trials), trials)
+        if self.cfg.max_ram_kb is not None and self.study is not None:
+            info["skipped_by_ram_estimate"] = sum(
+                1 for t in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                if "skipped" in t.user_attrs)
+        return info
 
     def table(self, doc: dict[str, Any]) -> str:
         """The front as a terminal table."""
@@ -160,7 +171,8 @@ class BuiltinTrial:
         cfg, screen = self.cfg, self.screen
         assert screen is not None
         if cfg.latency == "hybrid":
-            known = {"accuracy": m.val_accuracy, "size": m.size_bytes / 1024}
+            known = dict(zip(cfg.objectives, m.timed({"median": 0.0}).objective_values(
+                cfg.objectives), strict=True))  # all but latency are known before timing
             others = [t.values for t in complete_trials(self.study) if feasible(t)]
             directions = [DIRECTIONS[o] for o in cfg.objectives]
             budget = cfg.budgets().get("max_latency_ms")
@@ -174,7 +186,7 @@ class BuiltinTrial:
 def predicted_latency(predicted: float) -> dict[str, Any]:
     """A ``latency_ms`` record that holds a prediction, not a measurement."""
     return {"median": predicted, "p90": predicted, "mean": predicted, "std": 0.0,
-            "min": predicted, "runs": 0, "warmup": 0, "peak_memory_mb": None,
+            "min": predicted, "runs": 0, "warmup": 0, "host_rss_growth_mb": None,
             "source": "predicted"}
 
 

@@ -30,7 +30,12 @@ from codesign.report.pareto import feasible, front_trials, pareto_indices, viola
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
 from codesign.run.info import package_versions, profile_summary
-from codesign.run.measurement import Measurement, constraint_values, objective_values
+from codesign.run.measurement import (
+    Measurement,
+    constraint_values,
+    objective_values,
+    ram_bytes,
+)
 from codesign.run.storage import Locator
 from codesign.run.study import DIRECTIONS, complete_trials
 
@@ -286,7 +291,8 @@ def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO)
     lines = [
         f"  trial {t.number}: acc {t.user_attrs['val_accuracy']:.3f}, "
         f"{t.user_attrs['latency_ms']['median']:.4f} ms, {t.user_attrs['size_bytes'] / 1024:.1f} KB"
-        f", over budget by {', '.join(f'{k} {v:.4g}' for k, v in t.constraints.items() if v > 0)}"
+        f"{_ram_kb(t.user_attrs)}, over budget by "
+        f"{', '.join(f'{k} {v:.4g}' for k, v in t.constraints.items() if v > 0)}"
         for t in closest
     ]
     print(f"no trial of {len(trials)} meets the budgets {cfg.budgets()}; closest:", file=out)
@@ -295,6 +301,12 @@ def _no_feasible(trials: list[Any], cfg: SearchConfig, run: RunDir, out: TextIO)
         "no trial meets the budgets; the closest are listed above and kept in "
         f"{run.locator().masked()}; relax a budget or add --trials"
     )
+
+
+def _ram_kb(attrs: dict[str, Any]) -> str:
+    """``, RAM 12.3 KB`` for a trial with a tensor arena, else nothing."""
+    ram = ram_bytes(attrs)
+    return "" if ram is None else f", RAM {ram / 1024:.1f} KB"
 
 
 def timing_summary(trials: list[Any]) -> dict[str, int]:

@@ -122,7 +122,8 @@ def _session(plan: SearchPlan, ctx: JobContext, prepared: Any) -> Session:
     return Session(study=ctx.study, coord=ctx.coord, space=prepared.space,
                    evaluate=prepared.evaluate, profile=cfg.profile_spec, budget=ctx.budget,
                    objectives=cfg.objectives, trials=cfg.trials, out=ctx.out,
-                   proposer=prepared.proposer, user_errors_stop=plan.user_errors_stop)
+                   proposer=prepared.proposer, user_errors_stop=plan.user_errors_stop,
+                   screen=prepared.screen)
 
 
 def run_worker(run_dir: Path, storage: str | None = None, study_name: str = "codesign",

@@ -12,6 +12,7 @@ family's plan is :class:`codesign.engine.builtin.BuiltinPlan`; a HyperModel's is
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -60,6 +61,8 @@ class Prepared:
         proposer: Queues predicted candidates (or None).
         references: Reference networks for ``pareto.json``.
         quality: The supernet quality report.
+        screen: Says why a candidate cannot meet a budget before it is built (the
+            loop gives it up unevaluated), or None when it may; None: no screen.
     """
 
     space: Space
@@ -67,6 +70,7 @@ class Prepared:
     proposer: Any = None
     references: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
+    screen: Callable[[Any], str | None] | None = None
 
 
 class SearchPlan(ABC):

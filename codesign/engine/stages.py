@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from codesign.child import EvalChild
-from codesign.config import SearchConfig
+from codesign.config import SearchConfig, reference_runs
 from codesign.engine import estimates
 from codesign.engine.device import retry_when_back
 from codesign.engine.estimates import DataShape
@@ -136,9 +136,8 @@ def measure_references(
           flush=True)
     refs = []
     space = cfg.space_spec
-    choices = cfg.layer_choices()
     for precision in ("float32", "int8"):
-        if any(precision not in c for c in choices.values()):
+        if not reference_runs(cfg.profile_spec, precision):
             continue
         cand = space.max_candidate(precision)
         name = f"max-{precision}"

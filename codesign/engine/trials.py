@@ -33,6 +33,7 @@ from codesign.run.study import DIRECTIONS, complete_trials
 from codesign.space.base import Space
 
 MAX_DUPLICATES = 20  # proposals in a row that repeat a candidate before one is run anyway
+MAX_SKIPS = 50  # proposals in a row a screen gives up before one is measured anyway
 
 # Evaluates an asked trial's candidate; returns its objective values (the trial's user
 # attributes and constraints set) or raises TrialFailure. The bar shows its progress.
@@ -57,6 +58,8 @@ class Session:
         user_errors_stop: A user error (:class:`CodesignError`) in an evaluation
             stops the search (a source running the user's code) instead of failing
             only its trial.
+        screen: Says why a candidate cannot meet a budget (it is given up
+            unevaluated: PRUNED, ``skipped``), or None; None: every candidate runs.
     """
 
     study: optuna.Study
@@ -70,6 +73,7 @@ class Session:
     out: TextIO
     proposer: Any = None
     user_errors_stop: bool = False
+    screen: Callable[[Any], str | None] | None = None
 
     @property
     def directions(self) -> list[str]:
@@ -102,22 +106,24 @@ def run_trials(s: Session) -> int:
     if c.complete >= s.target():
         return 0
     bar = tqdm(total=s.target(), initial=c.complete, desc="trials", unit="trial", file=s.out)
-    mine = repeats = 0
+    mine = repeats = skips = skipped = 0
     try:
         while True:
             if coord.loc.shared:
                 coord.recover(study)
             with coord.study_lock("ask"):
-                step = _ask(s, repeats)
+                step = _ask(s, repeats, skips)
             if step.stop:
                 break
             if step.trial is None:
                 if step.duplicate:
                     repeats += 1
+                elif step.skipped:
+                    skips, skipped = skips + 1, skipped + 1
                 else:  # the last trials run elsewhere; one may fail and need a successor
                     wait_a_moment()
                 continue
-            repeats = 0
+            repeats = skips = 0
             try:
                 done = _attempt(s, step.trial, step.candidate, bar)
             finally:
@@ -129,7 +135,13 @@ def run_trials(s: Session) -> int:
                 bar.set_postfix_str(progress_note(complete_trials(study), s.directions))
     finally:
         bar.close()
+        if skipped:
+            print(f"skipped {skipped} candidates before building them: {SKIP_WHY}", file=s.out)
     return mine
+
+
+SKIP_WHY = ("their estimated tensor arena is over --max-ram-kb (see the skipped attribute of "
+            "the PRUNED trials)")
 
 
 @dataclass(frozen=True)
@@ -138,11 +150,12 @@ class _Step:
 
     stop: bool = False
     duplicate: bool = False
+    skipped: bool = False
     trial: optuna.Trial | None = None
     candidate: Any = None  # or the exception suggesting raised: the trial fails with it
 
 
-def _ask(s: Session, repeats: int) -> _Step:
+def _ask(s: Session, repeats: int, skips: int = 0) -> _Step:
     """Under the ask lock: the next trial and its candidate, or why there is none."""
     study = s.study
     target = s.target()
@@ -173,6 +186,12 @@ def _ask(s: Session, repeats: int) -> _Step:
         study.tell(trial, state=TrialState.PRUNED)
         s.coord.release()
         return _Step(duplicate=True)
+    why = s.screen(candidate) if s.screen is not None and skips < MAX_SKIPS else None
+    if why is not None:  # cannot meet a budget: given up before any work
+        trial.set_user_attr("skipped", why)
+        study.tell(trial, state=TrialState.PRUNED)
+        s.coord.release()
+        return _Step(skipped=True)
     return _Step(trial=trial, candidate=candidate)
 
 

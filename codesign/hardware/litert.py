@@ -29,9 +29,11 @@ class LatencyStats:
         min: Fastest run.
         runs: Number of timed runs.
         warmup: Number of untimed warm-up runs (until steady, at least the asked number).
-        peak_memory_mb: Growth of the process's peak resident memory while the
-            interpreter was created, allocated and invoked (None where the
-            system cannot tell).
+        host_rss_growth_mb: Growth of the measuring process's peak resident
+            memory while the interpreter was created, allocated and invoked
+            (None where the system cannot tell): the host process's, which
+            rounds to zero for small models; a model's RAM is its tensor arena
+            (the measurement's ``ram`` record).
         rounds: Rounds the runs were split into (see :mod:`codesign.hardware.timing`).
         quiet_rounds: Rounds kept (not preempted, agreeing with the fastest).
         spread: Largest kept round median over the smallest, less one.
@@ -44,7 +46,7 @@ class LatencyStats:
     min: float
     runs: int
     warmup: int
-    peak_memory_mb: float | None = None
+    host_rss_growth_mb: float | None = None
     rounds: int = 1
     quiet_rounds: int = 1
     spread: float = 0.0

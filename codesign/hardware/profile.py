@@ -28,7 +28,8 @@ def _profile_dir() -> Path:
 PROFILE_DIR = _profile_dir()
 EXAMPLE_DIR = PROFILE_DIR / "examples"  # remote devices: templates to copy and edit
 DEFAULT_PROFILE = "xnnpack-1t"
-RUNTIMES = ("ai-edge-litert", "tflite-runtime")
+RUNTIMES = ("ai-edge-litert", "tflite-runtime", "tflite-micro")
+MICRO = "tflite-micro"  # TensorFlow Lite Micro's Python interpreter, run on this host
 ALL_PRECISIONS = ("float32", "float16", "int8", "int16x8", "int4")
 
 
@@ -43,11 +44,13 @@ class Profile:
         runtime_version: Runtime version the profile was written for.
         resolver: Op resolver: ``auto`` (XNNPACK), ``builtin`` or ``reference``.
         threads: CPU threads of the interpreter.
-        precisions: Precisions the runtime runs.
+        precisions: Precisions the search offers (the runtime runs them).
         warmup_runs: Untimed runs before timing.
         runs: Timed runs.
         path: The file it was loaded from.
         runner: How the device is reached (``local`` unless the profile says).
+        reference_precisions: Precisions the runtime runs that the search does
+            not offer: only the reference networks use them (float32 on TFLM).
     """
 
     name: str
@@ -61,6 +64,17 @@ class Profile:
     runs: int
     path: str
     runner: RunnerSpec = RunnerSpec()
+    reference_precisions: tuple[str, ...] = ()
+
+    @property
+    def micro(self) -> bool:
+        """Whether the runtime is TensorFlow Lite Micro (RAM is its measured arena)."""
+        return self.runtime == MICRO
+
+    @property
+    def runnable(self) -> tuple[str, ...]:
+        """Every precision the profile's runtime is asked to run (search and references)."""
+        return (*self.precisions, *self.reference_precisions)
 
     @property
     def remote(self) -> bool:
@@ -76,6 +90,7 @@ class Profile:
         """Return a JSON-serializable dict."""
         d = asdict(self)
         d["precisions"] = list(self.precisions)
+        d["reference_precisions"] = list(self.reference_precisions)
         d["runner"] = self.runner.to_dict()
         return d
 
@@ -84,6 +99,8 @@ class Profile:
         d = self.to_dict()
         d.pop("path")
         d.pop("description")
+        if not self.reference_precisions:  # as runs of codesign before it had the field
+            d.pop("reference_precisions")
         d["runner"] = {"kind": self.runner.kind, "device": self.runner.device,
                        "python": self.runner.python}
         return d
@@ -162,8 +179,9 @@ def _parse(raw: dict[str, Any], path: Path) -> Profile:
     if not isinstance(rt_version, str):
         raise fail("runtime.version", "must be a string such as \"2.3.0\"")
     resolver = get(runtime, "resolver", "runtime.")
-    if resolver not in RESOLVERS:
-        raise fail("runtime.resolver", f"is {resolver!r}; allowed: {', '.join(RESOLVERS)}")
+    resolvers = ("reference",) if rt_name == MICRO else RESOLVERS
+    if resolver not in resolvers:
+        raise fail("runtime.resolver", f"is {resolver!r}; allowed: {', '.join(resolvers)}")
     threads = get(runtime, "threads", "runtime.")
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
         raise fail("runtime.threads", f"is {threads!r}; allowed: an integer from 1 to 256")
@@ -177,6 +195,12 @@ def _parse(raw: dict[str, Any], path: Path) -> Profile:
             "runtime.precisions",
             f"is {precisions!r}; allowed: a non-empty list of {', '.join(ALL_PRECISIONS)}",
         )
+    extra = runtime.get("reference_precisions", [])
+    if not isinstance(extra, list) or any(p not in ALL_PRECISIONS or p in precisions
+                                          for p in extra):
+        raise fail("runtime.reference_precisions",
+                   f"is {extra!r}; allowed: a list of {', '.join(ALL_PRECISIONS)} not in "
+                   "runtime.precisions")
     measure = raw.get("measure", {})
     if not isinstance(measure, dict):
         raise fail("measure", "must be a table")
@@ -186,9 +210,10 @@ def _parse(raw: dict[str, Any], path: Path) -> Profile:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 100000:
             raise fail(f"measure.{key}", f"is {value!r}; allowed: an integer from {low} to 100000")
     runner = parse_runner(raw.get("runner"), fail)
-    if rt_name != "ai-edge-litert" and runner.kind == "local":
+    if rt_name not in ("ai-edge-litert", MICRO) and runner.kind == "local":
         raise fail("runtime.name", f"is {rt_name!r}, which codesign runs only on a device "
-                   "(a [runner] with kind = \"command\"); here it uses ai-edge-litert")
+                   "(a [runner] with kind = \"command\"); here it uses ai-edge-litert or "
+                   f"{MICRO}")
     return Profile(
         runner=runner,
         name=name,
@@ -198,6 +223,7 @@ def _parse(raw: dict[str, Any], path: Path) -> Profile:
         resolver=resolver,
         threads=threads,
         precisions=tuple(precisions),
+        reference_precisions=tuple(extra),
         warmup_runs=warmup,
         runs=runs,
         path=str(path),

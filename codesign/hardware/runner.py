@@ -285,5 +285,5 @@ def stats_of(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "median": entry["median_ms"], "p90": entry["p90_ms"], "mean": entry["mean_ms"],
         "std": entry["std_ms"], "min": entry["min_ms"], "runs": entry["runs"],
-        "warmup": entry["warmup_runs"], "peak_memory_mb": entry.get("peak_memory_mb"),
+        "warmup": entry["warmup_runs"], "host_rss_growth_mb": entry.get("peak_memory_mb"),
     }

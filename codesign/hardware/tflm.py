@@ -32,6 +32,7 @@ from codesign.hardware.litert import LatencyStats
 
 DEFAULT_ARENA = 4 << 20  # bytes offered first; grown when TFLM says more is missing
 MAX_ARENA = 256 << 20
+ARENA_STEP = 16  # TFLM aligns its buffers to 16 bytes: arenas are sized in these steps
 MIN_ARENA = 1024  # TFLM segfaults below about 500 bytes (its allocator's own structs do not fit)
 _TOTALS = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _PREPARE = re.compile(r"Node (\S+) \(number (\d+)\) failed to (prepare|invoke)")
@@ -210,6 +211,53 @@ def arena(model: bytes, arena_size: int | None = None) -> ArenaFacts:
     return ArenaFacts(found["total"], found["head"], found["tail"])
 
 
+def needed_arena(model: bytes, facts: ArenaFacts | None = None) -> int:
+    """The smallest arena (in 16-byte steps) in which TFLM prepares and runs ``model``.
+
+    The recording allocator's total counts what stays allocated; preparing the
+    model also borrows temporary memory from the arena (and the memory
+    planner's own scratch), so a firmware may need a little more. Measured, not
+    guessed: from the recorded total up, by bisection on whether TFLM itself
+    loads and invokes the model in that arena.
+
+    Raises:
+        TrialFailure: If TFLM cannot run the model at all.
+    """
+    facts = facts if facts is not None else arena(model)
+    low = facts.total_bytes
+    if _runs_in(model, low):
+        return low
+    step = max(1024, low // 8)
+    high = low + step
+    while not _runs_in(model, high):
+        if high >= MAX_ARENA:
+            raise TrialFailure(f"TFLM cannot run the model in {MAX_ARENA} bytes of arena")
+        low, step = high, 2 * step
+        high = min(MAX_ARENA, high + step)
+    while high - low > ARENA_STEP:
+        mid = (low + high) // 2 // ARENA_STEP * ARENA_STEP
+        if mid <= low:
+            break
+        if _runs_in(model, mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _runs_in(model: bytes, size: int) -> bool:
+    """Whether TFLM loads ``model`` into an arena of ``size`` bytes and invokes it."""
+    try:
+        interp = load(model, size)
+        detail = interp.get_input_details(0)
+        interp.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), 0)
+        with _running(model):
+            interp.invoke()
+    except TrialFailure:
+        return False
+    return True
+
+
 def io_details(model: bytes, interp: Any = None) -> dict[str, dict]:
     """Shape (batch 1), dtype and quantization (scale, zero point) of input and output."""
     interp = load(model) if interp is None else interp
@@ -256,11 +304,12 @@ def accuracy(model: bytes, x: np.ndarray, y: np.ndarray, arena_size: int | None 
 
 
 def time_latency(model: bytes, sample: np.ndarray, warmup: int = 3, runs: int = 20,
-                 arena_size: int | None = None) -> LatencyStats:
+                 arena_size: int | None = None, rounds: int = 3) -> LatencyStats:
     """Time batch-1 inference on the host's TFLM: ``warmup`` untimed runs, then ``runs``.
 
     These are host times of TFLM's reference kernels: a relative figure, not a
-    microcontroller's latency.
+    microcontroller's latency. The runs are split into ``rounds``; a disturbance
+    only slows a round down, so the median is the fastest round's.
 
     Raises:
         TrialFailure: If TFLM cannot prepare or run the model.
@@ -268,6 +317,7 @@ def time_latency(model: bytes, sample: np.ndarray, warmup: int = 3, runs: int = 
     interp = load(model, arena_size)
     io = io_details(model, interp)
     interp.set_input(_to_input(sample[:1], io["input"]), 0)
+    rounds = max(1, min(rounds, runs))
     times = np.empty(runs, dtype=np.float64)
     with _running(model):
         for _ in range(warmup):
@@ -276,10 +326,14 @@ def time_latency(model: bytes, sample: np.ndarray, warmup: int = 3, runs: int = 
             t0 = time.perf_counter_ns()
             interp.invoke()
             times[i] = (time.perf_counter_ns() - t0) / 1e6
+    medians = np.array([np.median(r) for r in np.array_split(times, rounds)])
+    best = float(medians.min())
+    kept = medians[medians <= best * 1.04]
     return LatencyStats(
-        median=float(np.median(times)), p90=float(np.percentile(times, 90)),
+        median=best, p90=float(np.percentile(times, 90)),
         mean=float(times.mean()), std=float(times.std()), min=float(times.min()),
-        runs=runs, warmup=warmup,
+        runs=runs, warmup=warmup, rounds=rounds, quiet_rounds=int(kept.size),
+        spread=float(kept.max() / best - 1.0),
     )
 
 

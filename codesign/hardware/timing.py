@@ -82,7 +82,7 @@ class _Entry:
 
     interp: Any
     warmup: int
-    peak_memory_mb: float | None
+    host_rss_growth_mb: float | None
     rounds: list[np.ndarray] = field(default_factory=list)
     preempted: list[bool] = field(default_factory=list)
     slowdown: list[float] = field(default_factory=list)  # its reference's, per round
@@ -333,7 +333,7 @@ def _stats(e: _Entry, tolerance: float) -> litert.LatencyStats:
     return litert.LatencyStats(
         median=float(min(meds)), p90=float(np.percentile(times, 90)),
         mean=float(times.mean()), std=float(times.std()), min=float(times.min()),
-        runs=int(times.size), warmup=e.warmup, peak_memory_mb=e.peak_memory_mb,
+        runs=int(times.size), warmup=e.warmup, host_rss_growth_mb=e.host_rss_growth_mb,
         rounds=len(e.rounds), quiet_rounds=len(keep),
         spread=float(max(meds) / min(meds) - 1) if meds else 0.0)
 

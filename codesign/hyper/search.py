@@ -30,7 +30,7 @@ from codesign.hyper.encoding import EVALUATIONS_FILE
 from codesign.hyper.load import HyperSpec
 from codesign.hyper.settings import HyperConfig, HyperSettings
 from codesign.hyper.space import HyperCandidate, HyperModelSpace, layer_choices
-from codesign.report.table import format_table, precision_mix
+from codesign.report.table import format_table, precision_mix, ram_cell
 from codesign.run.directory import RunDir
 from codesign.run.info import package_versions, profile_summary
 from codesign.run.measurement import Measurement
@@ -155,18 +155,19 @@ def _record(run: RunDir, number: int, cand: HyperCandidate, m: Measurement) -> N
 
 def front_table(doc: dict[str, Any]) -> str:
     """The front of a hypermodel run as a terminal table."""
-    headers = ("trial", "val acc", "test acc", "latency us", "size KB", "res", "pruned",
-               "precisions", "hyperparameters")
+    headers = ("trial", "val acc", "test acc", "latency us", "RAM KB", "flash KB", "res",
+               "pruned", "precisions", "hyperparameters")
     rows = []
     for p in doc["points"]:
         c = p["candidate"]
         ratios = list(c["prune"].values())
         hps = " ".join(f"{k}={_short(v)}" for k, v in c["hp"].items())
         rows.append((p["trial"], p["val_accuracy"], p["test_accuracy"],
-                     p["latency_ms"]["median"] * 1000, p["size_bytes"] / 1024, c["resolution"],
+                     p["latency_ms"]["median"] * 1000, ram_cell(p), p["size_bytes"] / 1024,
+                     c["resolution"],
                      sum(ratios) / max(1, len(ratios)),
                      precision_mix(p["layers"]), hps))
-    formats = ("", ".3f", ".3f", ".1f", ".1f", "", ".0%", "", "")
+    formats = ("", ".3f", ".3f", ".1f", "", ".1f", "", ".0%", "", "")
     return format_table(headers, rows, formats)
 
 

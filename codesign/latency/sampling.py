@@ -82,8 +82,8 @@ def block_networks(n: int, seed: int, allowed: tuple[str, ...]) -> list[dict[str
     return out
 
 
-def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str = "default"
-                   ) -> list[dict[str, Any]]:
+def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str = "default",
+                   channels: int = 1) -> list[dict[str, Any]]:
     """``n`` random candidates of a built-in space (structured and mixed precisions)."""
     rng = np.random.default_rng(seed)
     space = get_space(space_name)
@@ -92,7 +92,7 @@ def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str 
         cand = space.random_candidate(rng)
         prec = _precisions(rng, space.layer_names(), allowed)
         cand = Candidate.make(cand.resolution, cand.depths, cand.prune_map, prec)
-        out.append(_record(space, cand))
+        out.append(_record(space, cand, channels))
     return out
 
 

@@ -11,6 +11,7 @@ from codesign.errors import CodesignError
 from codesign.report import figures, png
 from codesign.report.html import RunView, render_page
 from codesign.report.load import RunData, load_run, open_study
+from codesign.report.ram import ram_figure, ram_png
 from codesign.report.summary import render_summary
 
 
@@ -98,6 +99,7 @@ def _view(run: RunData, index: int, multi: bool, out: Path, factor: float, unit:
     hv_fig, hv_x, hv_y = figures.hypervolume_figure(run, study)
     figs = {
         "pareto": figures.pareto_figure(run, factor, unit),
+        "ram": ram_figure(run),
         "layers": figures.layers_heatmap(run) if run.points else None,
         "prediction": figures.prediction_figure(run, factor, unit),
         "hypervolume": hv_fig,
@@ -106,6 +108,7 @@ def _view(run: RunData, index: int, multi: bool, out: Path, factor: float, unit:
     }
     strips = {p["trial"]: figures.layer_strip(run, p) for p in run.points}
     pngs = {"pareto": png.pareto_png(run, factor, unit, out / f"{prefix}pareto.png"),
+            "ram": ram_png(run, out / f"{prefix}ram.png"),
             "layers": png.layers_png(run, out / f"{prefix}layers.png"),
             "history": png.history_png(run, (hv_x, hv_y), out / f"{prefix}history.png"),
             "prediction": png.prediction_png(run, factor, unit, out / f"{prefix}predicted.png")}

@@ -158,22 +158,35 @@ def export_command(run: RunData, trial: int) -> str:
 
 def front_table(run: RunData, factor: float, unit: str) -> Table:
     """One row per Pareto point, then the references."""
-    headers = ["model", "val acc", "test acc", f"latency ({unit})", f"p90 ({unit})",
-               "size KB", "gzip KB", "peak memory MB", "resolution", "depths", "precisions"]
+    latency_unit = f"{unit}, {stats.stand_in(run)}" if stats.stand_in(run) else unit
+    headers = ["model", "val acc", "test acc", f"latency ({latency_unit})", f"p90 ({unit})",
+               f"RAM KB ({stats.ram_label(run)})", "flash KB", "gzip KB", "resolution", "depths",
+               "precisions"]
     rows = []
     for rec, name in [(p, f"trial {p['trial']}") for p in run.points] + [
             (r, str(r.get("name", "reference"))) for r in run.references]:
         latency = rec["latency_ms"]
         cand = rec.get("candidate", {})
-        memory = rec.get("peak_memory_mb", latency.get("peak_memory_mb"))
         rows.append([name, num(rec.get("val_accuracy")), num(rec.get("test_accuracy")),
                      lat(latency.get("median"), factor, unit).split()[0],
                      lat(latency.get("p90"), factor, unit).split()[0],
-                     kb(rec.get("size_bytes")), kb(rec.get("size_gzip_bytes")),
-                     num(memory, ".2f", "not measured"), str(cand.get("resolution", "")),
+                     kb(rec.get("ram_bytes")).replace("n/a", "not recorded"),
+                     kb(rec.get("flash_bytes", rec.get("size_bytes"))),
+                     kb(rec.get("size_gzip_bytes")), str(cand.get("resolution", "")),
                      "-".join(str(d) for d in cand.get("depths", [])),
                      precision_mix(rec.get("layers", []))])
     return headers, rows
+
+
+def ram_text(rec: dict[str, Any]) -> str:
+    """A point's RAM: the arena, its parts and where the figure comes from."""
+    ram = rec.get("ram") or {}
+    if rec.get("ram_bytes") is None:
+        return "not recorded (a run of codesign before RAM was recorded)"
+    how = ("measured by TFLM's recording allocator" if ram.get("source") == "tflm"
+           else "estimated from the file")
+    return (f"{kb(rec['ram_bytes'])} KB tensor arena ({how}): {kb(ram.get('head_bytes'))} KB "
+            f"activations (head), {kb(ram.get('tail_bytes'))} KB persistent (tail)")
 
 
 def model_rows(run: RunData, point: dict[str, Any], factor: float, unit: str
@@ -182,7 +195,6 @@ def model_rows(run: RunData, point: dict[str, Any], factor: float, unit: str
     latency = point["latency_ms"]
     search = point.get("search") or {}
     tune = point.get("finetune") or {}
-    memory = point.get("peak_memory_mb", latency.get("peak_memory_mb"))
     rows = [
         ("validation accuracy", f"{num(point.get('val_accuracy'))} (search, inherited weights: "
                                 f"{num(search.get('val_accuracy'))})"),
@@ -191,14 +203,16 @@ def model_rows(run: RunData, point: dict[str, Any], factor: float, unit: str
                     f"{lat(latency.get('p90'), factor, unit)}, std "
                     f"{lat(latency.get('std'), factor, unit)}"
                     + (f" on {latency['device']}" if latency.get("device") else "")
-                    + (f" ({latency['runtime']})" if latency.get("runtime") else "")),
+                    + (f" ({latency['runtime']})" if latency.get("runtime") else "")
+                    + (f"; {latency['stand_in']}" if latency.get("stand_in") else "")),
     ]
     if latency.get("predicted") is not None:
         rows.append(("latency predicted", lat(latency["predicted"], factor, unit)))
     rows += [
         ("size", f"{kb(point.get('size_bytes'))} KB ({kb(point.get('size_gzip_bytes'))} KB "
                  "gzipped)"),
-        ("peak memory", f"{num(memory, '.2f')} MB" if memory is not None else "not measured"),
+        ("RAM", ram_text(point)),
+        ("flash", f"{kb(point.get('flash_bytes', point.get('size_bytes')))} KB (the .tflite)"),
         ("fine-tuning", f"{tune.get('method', 'none')}, {tune.get('epochs', 0)} epochs"
                         if "error" not in tune else str(tune["error"])),
         ("model file", str(Path(run.root) / point.get("model", ""))),

@@ -41,7 +41,8 @@ def run_unit(runs: Sequence[RunData]) -> tuple[float, str]:
     for run in runs:
         values += [p["latency_ms"]["median"] for p in run.points]
         values += [r["latency_ms"]["median"] for r in run.references]
-        values += [t.values[1] for t in run.complete if len(t.values) > 1]
+        values += [t.attrs["latency_ms"]["median"] for t in run.complete
+                   if (t.attrs.get("latency_ms") or {}).get("median") is not None]
     return stats.latency_unit(values)
 
 
@@ -59,9 +60,9 @@ def _describe(rec: dict[str, Any], factor: float, unit: str, title: str) -> str:
              f"latency {lat(latency.get('median'), factor, unit)} "
              f"(p90 {lat(latency.get('p90'), factor, unit)})",
              f"size {kb(rec.get('size_bytes'))} KB (gzip {kb(rec.get('size_gzip_bytes'))} KB)"]
-    memory = rec.get("peak_memory_mb", latency.get("peak_memory_mb"))
-    if memory is not None:
-        lines.append(f"peak memory {num(memory, '.2f')} MB")
+    ram = rec.get("ram_bytes", (rec.get("ram") or {}).get("bytes"))
+    if ram is not None:
+        lines.append(f"RAM {kb(ram)} KB (tensor arena)")
     if cand:
         depths = "-".join(str(d) for d in cand.get("depths", []))
         lines.append(f"resolution {plot_text(cand.get('resolution'))}, depths {plot_text(depths)}")
@@ -78,7 +79,7 @@ def _describe(rec: dict[str, Any], factor: float, unit: str, title: str) -> str:
 def _trial_rec(t: TrialRecord) -> dict[str, Any]:
     return {k: t.attrs.get(k) for k in ("val_accuracy", "test_accuracy", "latency_ms",
                                          "size_bytes", "size_gzip_bytes", "candidate",
-                                         "layers")}
+                                         "layers", "ram")}
 
 
 def pareto_figure(run: RunData, factor: float, unit: str) -> go.Figure:
@@ -156,7 +157,8 @@ def pareto_figure(run: RunData, factor: float, unit: str) -> go.Figure:
     fig.update_layout(
         **_LAYOUT, height=520,
         title=f"Accuracy against measured latency on {plot_text(run.profile_name)}",
-        xaxis_title=f"latency, median per inference ({unit})",
+        xaxis_title=f"latency, median per inference ({unit}"
+                    + (f", {stats.stand_in(run)})" if stats.stand_in(run) else ")"),
         yaxis_title="validation accuracy (fraction)",
         legend={"orientation": "h", "y": -0.18},
     )
@@ -317,8 +319,8 @@ def hypervolume_box_text(run: RunData) -> str:
     for name, r, d in zip(run.metric_names, ref, run.directions, strict=False):
         parts.append(f"{name} from 0 to {'1' if d == 'maximize' else num(r, '.4g')}")
     return ("The box spans " + ", ".join(parts) + " (each minimized objective up to 1.1 "
-            "times its worst trial; latency in ms, size in KB). Infeasible trials do not "
-            "count.")
+            "times its worst trial; latency in ms, size, ram and flash in KB). Infeasible trials "
+            "do not count.")
 
 
 def stages_figure(run: RunData) -> go.Figure | None:
@@ -383,7 +385,8 @@ def fronts_figure(runs: Sequence[RunData], factor: float, unit: str) -> go.Figur
     fig.update_layout(**_LAYOUT, height=520,
                       title="Fronts of the runs, each timed on its own profile "
                             "(stars: references)",
-                      xaxis_title=f"latency, median per inference ({unit})",
+                      xaxis_title=f"latency, median per inference ({unit}"
+                    + (f", {stats.stand_in(run)})" if stats.stand_in(run) else ")"),
                       yaxis_title="validation accuracy (fraction)",
                       legend={"orientation": "h", "y": -0.18})
     return fig

@@ -153,8 +153,10 @@ def _run_sections(view: RunView, prefix: str, tag: str, factor: float, unit: str
             f"{esc(ends)} Grey: every trial as the search measured it (inherited weights); "
             "red: the front after fine-tuning; marker area grows with file size.</p>")
     out.append(figure_div(figs["pareto"], f"{prefix}-pareto", COUNT_FRONT_JS, role="pareto"))
+    if figs.get("ram") is not None:
+        out.append(figure_div(figs["ram"], f"{prefix}-ram", role="ram"))
     out.append(table_html(*facts.front_table(run, factor, unit)))
-    out.append(_png_links(view, ("pareto",)))
+    out.append(_png_links(view, ("pareto", "ram")))
     out.append("</section>")
 
     out.append(f'<section id="{prefix}-models"><h2>Pareto models{esc(tag)}</h2>')

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError
+from codesign.report.pareto import READABLE, read_pareto  # schemas of pareto.json it reads
 
-SCHEMA_VERSION = 1  # the pareto.json schema this report reads (docs/pareto-schema.md)
-METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb"}
+METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb",
+                "ram": "ram_kb", "flash": "flash_kb"}
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def load_run(path: Path, label: str | None = None) -> RunData:
 
     Raises:
         CodesignError: If ``path`` is not a finished run, or its ``pareto.json``
-            has a schema version other than 1.
+            has a schema version this report does not read.
     """
     root = Path(path)
     if not root.is_dir():
@@ -135,13 +136,14 @@ def load_run(path: Path, label: str | None = None) -> RunData:
     pareto = _read_json(pareto_file)
     if not isinstance(pareto, dict):
         raise CodesignError(f"{pareto_file} is not a pareto.json document; rerun codesign search")
-    version = pareto.get("schema_version")
-    if version != SCHEMA_VERSION:
+    try:
+        pareto = read_pareto(pareto)
+    except ValueError:
         raise CodesignError(
-            f"{pareto_file} has schema_version {version!r}; this report reads schema version "
-            f"{SCHEMA_VERSION}: rerun codesign search with this codesign, or use the codesign "
-            "that wrote it"
-        )
+            f"{pareto_file} has schema_version {pareto.get('schema_version')!r}; this report "
+            f"reads schema versions {' and '.join(map(str, READABLE))}: rerun codesign search "
+            "with this codesign, or use the codesign that wrote it"
+        ) from None
     from codesign.run.directory import RunDir
 
     if not RunDir(root).study_db.is_file():

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2 adds tensor_arena_bytes, ram and flash_bytes
+ARENA_NOTE = {
+    "tflm": "the smallest arena TensorFlow Lite Micro prepared and ran the model in, on this "
+            "64-bit host (recorded_bytes: what its recording allocator kept; preparing borrows "
+            "a little more); a 32-bit microcontroller's structs are smaller, so it suffices there",
+    "estimate": "estimated from the file as TFLM's greedy planner packs the activations (the "
+                "tail roughly); search with the tflm profile to measure it",
+}
 
 
 def brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +69,19 @@ def build_manifest(
         "test_accuracy": attrs["test_accuracy"],
         "size_bytes": attrs["size_bytes"],
         "size_gzip_bytes": attrs["size_gzip_bytes"],
+        "flash_bytes": attrs["size_bytes"],
+        "tensor_arena_bytes": (attrs.get("ram") or {}).get("bytes"),
+        "ram": _ram(attrs.get("ram")),
         "layers": attrs["layers"],
         "candidate": attrs["candidate"],
         "finetune": attrs.get("finetune"),
     }
+
+
+def _ram(ram: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The arena's parts and where the figure comes from, for a deployer."""
+    if not ram or ram.get("bytes") is None:
+        return None
+    return {"head_bytes": ram["head_bytes"], "tail_bytes": ram["tail_bytes"],
+            "recorded_bytes": ram.get("recorded_bytes"), "source": ram["source"],
+            "note": ARENA_NOTE.get(ram["source"], "")}

@@ -1,6 +1,7 @@
 """The measured Pareto front and the files that publish it.
 
-``pareto.json`` (schema version 1) is documented in ``docs/pareto-schema.md``.
+``pareto.json`` (schema version 2) is documented in ``docs/pareto-schema.md``;
+:func:`read_pareto` also reads schema 1 (runs of codesign before RAM was recorded).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from optuna.trial import FrozenTrial
 
 from codesign.report.manifest import build_manifest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE = (1, 2)  # schema 1: no ram_bytes / flash_bytes, an RSS figure instead
 
 
 def pareto_indices(
@@ -63,6 +65,14 @@ def front_trials(
     return [ok[i] for i in pareto_indices([tuple(t.values) for t in ok], directions)]
 
 
+def memory_fields(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``ram_bytes``, ``flash_bytes`` and ``ram`` (head, tail, source) of a measurement."""
+    ram = attrs.get("ram") or {}
+    return {"ram_bytes": ram.get("bytes"), "flash_bytes": attrs["size_bytes"],
+            "ram": {k: ram.get(k) for k in ("head_bytes", "tail_bytes", "recorded_bytes", "source")}
+            if ram else None}
+
+
 def point_record(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
     """One ``points`` entry of ``pareto.json`` from a point's final measurements."""
     lat = attrs["latency_ms"]
@@ -72,8 +82,9 @@ def point_record(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
         "test_accuracy": attrs["test_accuracy"],
         "latency_ms": {"median": lat["median"], "p90": lat["p90"], "std": lat["std"],
                        "device": lat.get("device"), "runtime": lat.get("runtime"),
-                       "predicted": attrs.get("latency_predicted_ms")},
-        "peak_memory_mb": lat.get("peak_memory_mb"),
+                       "predicted": attrs.get("latency_predicted_ms"),
+                       **({"stand_in": lat["stand_in"]} if lat.get("stand_in") else {})},
+        **memory_fields(attrs),
         "size_bytes": attrs["size_bytes"],
         "size_gzip_bytes": attrs["size_gzip_bytes"],
         "model": f"models/trial-{number}.tflite",
@@ -85,6 +96,26 @@ def point_record(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
         if key in attrs:
             record[key] = attrs[key]
     return record
+
+
+def read_pareto(doc: dict[str, Any]) -> dict[str, Any]:
+    """A ``pareto.json`` document of a readable schema, its points as schema 2 has them.
+
+    Schema 1 points and references get ``flash_bytes`` (their file size) and
+    ``ram_bytes`` None (not recorded); ``schema_version`` stays what the file says.
+
+    Raises:
+        ValueError: If the schema version is not one of :data:`READABLE`.
+    """
+    version = doc.get("schema_version")
+    if version not in READABLE:
+        raise ValueError(f"schema_version {version!r}")
+    if version == 1:
+        for rec in [*doc.get("points", []), *doc.get("references", [])]:
+            rec.setdefault("flash_bytes", rec.get("size_bytes"))
+            rec.setdefault("ram_bytes", None)
+            rec.setdefault("ram", None)
+    return doc
 
 
 def write_front(
@@ -126,8 +157,9 @@ def write_front(
     doc = {
         "schema_version": SCHEMA_VERSION,
         "run": run_info,
-        "points": [point_record(number, attrs) for number, attrs, _ in front],
-        "references": list(references),
+        "points": [point_record(number, attrs) for number, attrs, _ in sorted(
+            front, key=lambda f: (f[1]["latency_ms"]["median"], -f[1]["val_accuracy"]))],
+        "references": [{**r, **memory_fields(r)} for r in references],
     }
     _write_json(root / "pareto.json", doc)
     _write_csv(root / "pareto.csv", doc["points"])
@@ -143,6 +175,8 @@ CSV_FIELDS = (
     "latency_std_ms",
     "size_bytes",
     "size_gzip_bytes",
+    "ram_bytes",
+    "flash_bytes",
     "model",
     "candidate",
 )
@@ -164,6 +198,8 @@ def _write_csv(path: Path, points: Sequence[dict[str, Any]]) -> None:
                     "latency_std_ms": p["latency_ms"]["std"],
                     "size_bytes": p["size_bytes"],
                     "size_gzip_bytes": p["size_gzip_bytes"],
+                    "ram_bytes": p["ram_bytes"],
+                    "flash_bytes": p["flash_bytes"],
                     "model": p["model"],
                     "candidate": json.dumps(p["candidate"], sort_keys=True),
                 }

@@ -71,7 +71,8 @@ def pareto_png(run: RunData, factor: float, unit: str, path: Path) -> Path:
         ax.scatter([x], [y], marker="*", s=200, c=REFERENCE_COLOUR, zorder=5)
         ax.annotate(str(r.get("name", "reference")), (x, y), textcoords="offset points",
                     xytext=(6, 7) if i % 2 == 0 else (6, -13), fontsize=8)
-    ax.set_xlabel(f"latency, median per inference ({unit}) on {run.profile_name}")
+    ax.set_xlabel(f"latency, median per inference ({unit}) on {run.profile_name}"
+                  + (f" ({stats.stand_in(run)})" if stats.stand_in(run) else ""))
     ax.set_ylabel("validation accuracy (fraction)")
     ax.set_title(f"{run.label}: {len(pts)} Pareto points of {len(run.complete)} trials "
                  "(marker area ~ file size)", fontsize=10)

@@ -268,3 +268,21 @@ def precision_of(cells: Sequence[LayerCell]) -> dict[str, int]:
         if c.precision is not None:
             counts[c.precision] = counts.get(c.precision, 0) + 1
     return counts
+
+
+def ram_label(run: RunData) -> str:
+    """Where the run's RAM figures come from, in a few words (for headers and axes)."""
+    sources = {(r.get("ram") or {}).get("source") for r in [*run.points, *run.references]}
+    if "tflm" in sources:
+        return "TFLM arena"
+    if "estimate" in sources:
+        return "estimated arena"
+    return "not recorded"
+
+
+def stand_in(run: RunData) -> str:
+    """The label a latency carries when it is a host stand-in (TFLM), else empty."""
+    for rec in [*run.points, *run.references]:
+        if (rec.get("latency_ms") or {}).get("stand_in"):
+            return "host TFLM stand-in"
+    return ""

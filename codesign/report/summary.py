@@ -49,6 +49,8 @@ def _run_summary(view: RunView, factor: float, unit: str, multi: bool) -> list[s
         out += [md(run.run_info["validation_note"]), ""]
     if "pareto" in view.pngs:
         out += [f"![Pareto front]({view.pngs['pareto']})", ""]
+    if "ram" in view.pngs:
+        out += [f"![accuracy against RAM]({view.pngs['ram']})", ""]
     out += [md_table(*facts.front_table(run, factor, unit)), ""]
     out += [f"{head} Export{title}", "", "```sh"]
     out += [facts.export_command(run, p["trial"]) for p in run.points]

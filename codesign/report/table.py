@@ -56,13 +56,31 @@ def precision_mix(layers: Sequence[dict[str, Any]]) -> str:
 
 
 def pareto_table(doc: dict[str, Any]) -> str:
-    """The Pareto front of a ``pareto.json`` document, references below it."""
-    headers = ("trial", "val acc", "test acc", "latency us", "p90 us", "size KB", "res",
-               "depths", "pruned", "precisions")
+    """The Pareto front of a ``pareto.json`` document, references below it.
+
+    ``RAM KB`` is the tensor arena (TFLM's on a TFLM profile, else estimated,
+    marked ``~``); a latency that is a host stand-in (TFLM) is said so under the table.
+    """
+    headers = ("trial", "val acc", "test acc", "latency us", "p90 us", "RAM KB", "flash KB",
+               "res", "depths", "pruned", "precisions")
     rows = [_row(p["trial"], p) for p in doc["points"]]
     rows += [_row(r["name"], r) for r in doc["references"]]
-    formats = ("", ".3f", ".3f", ".1f", ".1f", ".1f", "", "", ".0%", "")
-    return format_table(headers, rows, formats)
+    formats = ("", ".3f", ".3f", ".1f", ".1f", "", ".1f", "", "", ".0%", "")
+    text = format_table(headers, rows, formats)
+    records = [*doc["points"], *doc["references"]]
+    notes = {r["latency_ms"].get("stand_in") for r in records} - {None}
+    if any((r.get("ram") or {}).get("source") == "estimate" for r in records):
+        notes.add("~ RAM estimated from the file (the tensor arena TFLM would plan)")
+    return "\n".join([text, *sorted(notes)])
+
+
+def ram_cell(p: dict[str, Any]) -> str:
+    """A point's tensor arena in KB (``~``: estimated from the file; ``-``: not recorded)."""
+    ram = p.get("ram_bytes")
+    if ram is None:
+        return "-"
+    estimated = (p.get("ram") or {}).get("source") == "estimate"
+    return f"{'~' if estimated else ''}{ram / 1024:.1f}"
 
 
 def _row(label: Any, p: dict[str, Any]) -> tuple[Any, ...]:
@@ -74,6 +92,7 @@ def _row(label: Any, p: dict[str, Any]) -> tuple[Any, ...]:
         p["test_accuracy"],
         p["latency_ms"]["median"] * 1000,
         p["latency_ms"]["p90"] * 1000,
+        ram_cell(p),
         p["size_bytes"] / 1024,
         c["resolution"],
         "-".join(str(d) for d in c["depths"]),

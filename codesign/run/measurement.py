@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 # Fields written only when set (a source that does not train has no ``training``).
-_OPTIONAL = ("channels", "training")
+_OPTIONAL = ("channels", "training", "ram")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Measurement:
         val_accuracy: Accuracy of the converted file on the validation split.
         test_accuracy: The same on the test split.
         latency_ms: The latency record: ``median``, ``p90``, ``mean``, ``std``,
-            ``min`` (the spread), ``peak_memory_mb``, ``source`` (``measured``
+            ``min`` (the spread), ``host_rss_growth_mb``, ``source`` (``measured``
             or ``predicted``), the device and runtime and the timing's
             re-timing counts; None until it is timed.
         size_bytes: The ``.tflite`` file's size.
@@ -36,6 +36,11 @@ class Measurement:
         times: Seconds per stage (build, conversion, accuracy, latency, total...).
         channels: Channels kept per channel group (sources that prune a graph).
         training: How the model was trained (sources that train).
+        ram: The tensor arena a TFLM firmware reserves for the file: ``bytes``
+            (head plus tail), ``head_bytes`` (planned activations),
+            ``tail_bytes`` (persistent) and ``source`` (``tflm``: measured by
+            TFLM's recording allocator; ``estimate``: from the file); None in
+            runs of codesign before it.
     """
 
     val_accuracy: float
@@ -49,6 +54,7 @@ class Measurement:
     times: dict[str, float] = field(default_factory=dict)
     channels: dict[str, int] | None = None
     training: dict[str, Any] | None = None
+    ram: dict[str, Any] | None = None
 
     # --- conversion --------------------------------------------------------------------
 
@@ -79,6 +85,16 @@ class Measurement:
     # --- what the study sees -----------------------------------------------------------
 
     @property
+    def ram_bytes(self) -> int | None:
+        """The tensor arena's bytes (measured on TFLM, else estimated), if known."""
+        return ram_bytes(self.to_attrs())
+
+    @property
+    def flash_bytes(self) -> int:
+        """The bytes a firmware embeds: the ``.tflite`` file's size."""
+        return self.size_bytes
+
+    @property
     def latency_median(self) -> float:
         """The latency median in milliseconds."""
         if self.latency_ms is None:
@@ -86,7 +102,7 @@ class Measurement:
         return float(self.latency_ms["median"])
 
     def objective_values(self, objectives: tuple[str, ...]) -> tuple[float, ...]:
-        """Objective values in the study's order (``accuracy``, ``latency``, ``size``)."""
+        """Objective values in the study's order (see :func:`objective_values`)."""
         return objective_values(self.to_attrs(), objectives)
 
     def constraint_values(self, budgets: Mapping[str, float]) -> dict[str, float]:
@@ -94,14 +110,29 @@ class Measurement:
         return constraint_values(self.to_attrs(), budgets)
 
 
+def ram_bytes(attrs: Mapping[str, Any]) -> int | None:
+    """The arena bytes of measurement attributes (None when not known)."""
+    ram = attrs.get("ram") or {}
+    value = ram.get("bytes")
+    return None if value is None else int(value)
+
+
 def objective_values(attrs: Mapping[str, Any], objectives: tuple[str, ...]) -> tuple[float, ...]:
-    """Objective values of measurement attributes, in the study's order."""
-    values = {
-        "accuracy": attrs["val_accuracy"],
-        "latency": attrs["latency_ms"]["median"],
-        "size": attrs["size_bytes"] / 1024,
-    }
-    return tuple(values[o] for o in objectives)
+    """Objective values of measurement attributes, in the study's order.
+
+    ``accuracy`` is validation accuracy, ``latency`` the median in ms, ``size``
+    and ``flash`` the file's KB, ``ram`` the arena's KB (infinite when unknown).
+    """
+    values = {"accuracy": lambda: attrs["val_accuracy"],
+              "latency": lambda: attrs["latency_ms"]["median"],
+              "size": lambda: attrs["size_bytes"] / 1024,
+              "flash": lambda: attrs["size_bytes"] / 1024,
+              "ram": lambda: _kb(ram_bytes(attrs))}
+    return tuple(values[o]() for o in objectives)
+
+
+def _kb(value: int | None) -> float:
+    return float("inf") if value is None else value / 1024
 
 
 def constraint_values(attrs: Mapping[str, Any], budgets: Mapping[str, float]
@@ -111,17 +142,18 @@ def constraint_values(attrs: Mapping[str, Any], budgets: Mapping[str, float]
     Args:
         attrs: The measurement's attributes (:meth:`Measurement.to_attrs`, or a
             front point's).
-        budgets: ``max_latency_ms``, ``max_size_kb``, ``max_memory_mb`` and
-            ``min_accuracy``, those that are set.
+        budgets: ``max_latency_ms``, ``max_size_kb``, ``max_ram_kb``,
+            ``max_flash_kb`` and ``min_accuracy``, those that are set.
     """
     out = {}
     if "max_latency_ms" in budgets:
         out["latency"] = attrs["latency_ms"]["median"] - budgets["max_latency_ms"]
     if "max_size_kb" in budgets:
         out["size"] = attrs["size_bytes"] / 1024 - budgets["max_size_kb"]
-    if "max_memory_mb" in budgets:
-        mem = attrs["latency_ms"].get("peak_memory_mb")
-        out["memory"] = (mem if mem is not None else float("inf")) - budgets["max_memory_mb"]
+    if "max_ram_kb" in budgets:
+        out["ram"] = _kb(ram_bytes(attrs)) - budgets["max_ram_kb"]
+    if "max_flash_kb" in budgets:
+        out["flash"] = attrs["size_bytes"] / 1024 - budgets["max_flash_kb"]
     if "min_accuracy" in budgets:
         out["accuracy"] = budgets["min_accuracy"] - attrs["val_accuracy"]
     return out

@@ -15,7 +15,8 @@ from codesign.run.storage import STUDY_NAME, Locator, build_storage, parse_locat
 __all__ = ["STUDY_NAME", "DIRECTIONS", "open_study", "load_study", "complete_trials",
            "make_sampler", "population_size"]
 
-DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "size": "minimize"}
+DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "size": "minimize",
+              "ram": "minimize", "flash": "minimize"}
 
 
 def population_size(trials: int) -> int:
@@ -50,8 +51,9 @@ def open_study(
 ) -> optuna.Study:
     """Create or load the run's study.
 
-    Objectives: validation accuracy (up), latency median in ms (down) and,
-    optionally, file size in KB (down). A server study records heartbeats of
+    Objectives: validation accuracy (up) and, down, some of the latency median
+    in ms, the file size in KB (``size``, or ``flash``) and the tensor arena in KB
+    (``ram``). A server study records heartbeats of
     running trials (see :mod:`codesign.engine.shared_study`).
 
     Args:
@@ -91,7 +93,8 @@ def open_study(
     return study
 
 
-_METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb"}
+_METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb",
+                 "ram": "ram_kb", "flash": "flash_kb"}
 _DIRECTION_ENUM = {"maximize": optuna.study.StudyDirection.MAXIMIZE,
                    "minimize": optuna.study.StudyDirection.MINIMIZE}
 

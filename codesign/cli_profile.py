@@ -1,0 +1,125 @@
+"""``codesign profiles`` and ``codesign profile build|check``: hardware profiles and their models.
+
+A LiteRT profile's ``build`` fits a latency model and ``check`` compares it with
+measured candidates; a TFLM profile has no latency model (its host latency is
+a stand-in measured for every candidate), and its ``check`` validates the RAM
+estimates against TFLM's arena instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from codesign.errors import CodesignError
+from codesign.hardware.profile import Profile
+
+
+def profiles() -> int:
+    """``codesign profiles``: the shipped profiles and their latency models here."""
+    from codesign.hardware.profile import DEFAULT_PROFILE, EXAMPLE_DIR, list_profiles
+    from codesign.report.table import format_table
+    from codesign.tflite.support import lookup
+
+    rows = []
+    for p in [*list_profiles(), *list_profiles(EXAMPLE_DIR)]:
+        try:
+            delegated = ",".join(lookup(p.runtime, p.runtime_version, p.resolver).delegated)
+        except CodesignError:
+            delegated = "(no op-support entry)"
+        name = f"{p.name} (default)" if p.name == DEFAULT_PROFILE else p.name
+        if Path(p.path).parent == EXAMPLE_DIR:
+            name = f"examples/{Path(p.path).name}"
+        device = "this machine" if not p.remote else f"{p.device} ({p.runner.shell[0]})"
+        rows.append((name, f"{p.runtime} {p.runtime_version}", p.resolver, p.threads,
+                     ",".join(p.precisions), delegated or "-", device, _model_status(p)))
+    headers = ("name", "runtime", "resolver", "threads", "precisions", "delegate takes",
+               "device", "latency model here")
+    print(format_table(headers, rows))
+    print("examples (under hw_profiles/examples/) reach a board or phone: copy one, edit the "
+          "address, and pass its path to --profile")
+    print("a latency model lets searches skip timing candidates that cannot win: codesign "
+          "profile build NAME, then codesign profile check NAME")
+    return 0
+
+
+def _model_status(profile: Profile) -> str:
+    """A profile's latency model on this machine and its measured fidelity, in a few words."""
+    from codesign.latency import build as latency
+
+    if profile.micro:
+        return "none (host stand-in; profile check validates RAM)"
+    if not latency.model_path(profile).is_file():
+        return "none"
+    model = latency.load_model(profile)
+    if model is None:
+        return "outdated: rebuild it"
+    known = latency.fidelity(profile, model)
+    return known.describe() if known is not None else "built, fidelity unknown"
+
+
+def profile_command(args: argparse.Namespace) -> int:
+    """``codesign profile build|check``."""
+    from codesign.config import check_runtime_version
+    from codesign.hardware.profile import load_profile
+    from codesign.latency import build as latency
+
+    profile = load_profile(args.profile)
+    check_runtime_version(profile)
+    if profile.micro:
+        return _micro_profile(args, profile)
+    if args.action == "build":
+        for flag, value, low in (("--blocks", args.blocks, 10), ("--whole", args.whole, 0)):
+            if not low <= value <= 100000:
+                raise CodesignError(f"{flag} must be from {low} to 100000, got {value}")
+        if not args.budget_min > 0:
+            raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
+        model = latency.build(profile, args.blocks, args.whole, args.seed, args.budget_min)
+        meta, hold = model.meta, model.meta.get("holdout", {})
+        held = (f"; held-out whole networks: {hold['within_10pct']:.0%} within ±10 %, "
+                f"MAPE {hold['mape']:.1%}" if hold else "")
+        measured = meta["networks"]["block"] + meta["networks"]["whole"]
+        print(f"latency model of {profile.name}: {meta['networks']['block']} block and "
+              f"{meta['networks']['whole']} whole networks measured on {meta['runtime']} "
+              f"in {meta['seconds']:.0f} s{held}; saved to {latency.model_path(profile)}")
+        print(f"timing: {latency.disturbance_line(meta.get('timing', {}), measured)}")
+        _flag_fidelity(latency.fidelity(profile, model))
+        return 0
+    if not 2 <= args.n <= 100000:
+        raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
+    f = latency.check(profile, args.n)
+    noise = f"{f['noise_floor_cv']:.1%}" if f["noise_floor_cv"] is not None else "unknown"
+    print(f"{profile.name}: {f['within_10pct']:.0%} of {f['n']} random default-space candidates "
+          f"within ±10 % of measured, MAPE {f['mape']:.1%}, 95th percentile error "
+          f"{f['p95_abs_rel_error']:.1%}, Kendall tau {f['kendall_tau']:.3f}, noise floor "
+          f"{noise} (measured {f['measured_ms']['min']:.3f}-{f['measured_ms']['max']:.3f} ms; "
+          f"speed factor {f['speed_factor']:.3f}, without it "
+          f"{f['without_speed_factor']['within_10pct']:.0%} within ±10 %)")
+    print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
+    _flag_fidelity(latency.fidelity(profile))
+    return 0
+
+
+def _micro_profile(args: argparse.Namespace, profile: Profile) -> int:
+    """``profile build|check`` of a TFLM profile: no latency model; check validates RAM."""
+    if args.action == "build":
+        raise CodesignError(
+            f"profile {profile.name} has no latency model to build: its host latency is a "
+            "relative stand-in, measured for every candidate; codesign profile check "
+            f"{profile.name} validates the RAM estimates instead")
+    from codesign.ramcheck import check_ram, report_lines
+
+    if not 2 <= args.n <= 100000:
+        raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
+    for line in report_lines(check_ram(profile, args.n)):
+        print(line)
+    return 0
+
+
+def _flag_fidelity(known: object) -> None:
+    """Say so when a latency model misses its fidelity target (searches flag it too)."""
+    from codesign.latency.build import TARGET_WITHIN_10PCT
+
+    if known is not None and not known.meets_target:  # type: ignore[attr-defined]
+        print(f"note: this model is below its target of {TARGET_WITHIN_10PCT:.0%} within "
+              "±10 %; hybrid searches widen their margin to its 95th-percentile error")
