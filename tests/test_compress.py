@@ -351,6 +351,7 @@ def test_the_batch_norm_criterion_keeps_the_largest_scales() -> None:
     assert np.allclose(narrow.get_layer("bn").gamma.numpy(), [3.0, 2.0, 1.0])
 
 
+@pytest.mark.slow  # a whole search on rebuilt inputs
 def test_search_resolution_offers_what_the_model_runs_at(trained: dict[str, Path],
                                                         tmp_path: Path) -> None:
     import optuna
