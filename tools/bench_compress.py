@@ -134,7 +134,8 @@ def bench_model(name: str, model_path: Path, data: Path, args: argparse.Namespac
     files["tfmot 50% sparse int8"] = tfmot_baseline(cfg, run, args.finetune_epochs)
     res = measure_all(files, front, cfg)
     best = sorted(doc["points"], key=lambda p: -p["test_accuracy"])[:args.scratch]
-    res["scratch"] = [from_scratch(cfg, p, args.epochs, args.seed) for p in best]
+    inputs = _inputs(cfg)  # the model and data, loaded once for every architecture
+    res["scratch"] = [from_scratch(cfg, inputs, p, args.epochs, args.seed) for p in best]
     return res
 
 
@@ -181,7 +182,8 @@ def tfmot_baseline(cfg: Any, run: Path, epochs: int) -> Path:
     return path
 
 
-def from_scratch(cfg: Any, point: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
+def from_scratch(cfg: Any, inputs: tuple[Any, Any, Any], point: dict[str, Any], epochs: int,
+                 seed: int) -> dict[str, Any]:
     """A front point's architecture trained from a fresh start, quantized like the point.
 
     Returns:
@@ -194,7 +196,7 @@ def from_scratch(cfg: Any, point: dict[str, Any], epochs: int, seed: int) -> dic
     from codesign.hyper.prune import prune_model
     from codesign.tflite.convert import convert
 
-    user, data, feed = _inputs(cfg)
+    user, data, feed = inputs
     cand = point["candidate"]
     narrow, _ = prune_model(user.model, channel_graph(user.model), cand["prune"])
     keras.utils.set_random_seed(seed)
