@@ -96,8 +96,14 @@ def test_independent_script_agrees_on_latency(base_run: Path) -> None:
          "--tolerance", "0.5"],
         capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # 0: every model agrees; 3: none is off, but the machine was too disturbed to judge some
+    # (the script says so); never 1, a model off while its repeats agreed
+    assert proc.returncode in (0, 3), proc.stdout + proc.stderr
     assert "0 off by more than" in proc.stdout
+    if proc.returncode == 3:
+        assert "could not be judged" in proc.stdout and "disturbed" in proc.stdout
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith(("trial ", "max-"))]
+    assert sum("unsure" not in ln for ln in rows) >= len(rows) / 2, proc.stdout
 
 
 def test_export_evaluate_and_benchmark(base_run: Path, tmp_path: Path) -> None:

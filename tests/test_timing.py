@@ -69,11 +69,15 @@ def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
     assert busy.retimed > 0, "the disturbance went unseen"  # whole rounds timed again ...
     assert busy.core is not None and busy.core != loaded[0]  # ... on the other core
     assert timer.retimed_total >= busy.retimed
+    inflated = []
     for a, b in zip(quiet.stats, busy.stats, strict=True):
         assert not isinstance(a, str) and not isinstance(b, str)
-        # the busy process did not inflate the figure (the host itself may have slowed
-        # either timing for a while; a disturbance only ever makes a timing slower)
-        assert b.median < 1.3 * a.median, (a.median, b.median)
+        if b.median >= 1.3 * a.median:
+            inflated.append((a.median, b.median))
+    # the busy process did not inflate the figures; where the other core ran slow too
+    # (a host that is busy itself slows every core of a virtual machine), the batch
+    # says it was disturbed instead of passing its figures off as quiet
+    assert not inflated or busy.disturbed, (inflated, busy.reference_ratio)
 
 
 def test_rounds_are_recorded_and_agree_on_a_steady_model(
@@ -82,7 +86,9 @@ def test_rounds_are_recorded_and_agree_on_a_steady_model(
     got = Timer(TimingSettings(runs=60), reference=ref).time(nets[:2], _samples(nets[:2]))
     for s in got.stats:
         assert not isinstance(s, str)
-        assert s.rounds >= 3 and 2 <= s.quiet_rounds <= s.rounds
+        assert s.rounds >= 3 and s.quiet_rounds <= s.rounds
+        # two rounds agree, or (on a host busy enough that none do) the batch says so
+        assert s.quiet_rounds >= 2 or (got.disturbed and s.rounds == 3 + 8), s
         assert s.runs >= 40 and s.median > 0 and s.min <= s.median <= s.p90
     assert got.reference_ratio is not None and got.reference_ratio >= 1.0
 

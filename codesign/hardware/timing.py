@@ -18,10 +18,10 @@ Three kinds of disturbance spoil a latency:
   it needs a second round within the tolerance of that one, else it gets
   more rounds, after a short pause, on the core that was idlest meanwhile.
 - *drift*: the machine is slower for minutes. Each round is paired with a
-  short round of a reference network timed just before it; if even the
-  batch's quietest reference round was slower than the quietest seen in the
-  process (beyond twice the tolerance), the batch is marked disturbed and
-  its slow-down reported (``reference_ratio``).
+  short round of a reference network timed just before it; if the batch's
+  reference rounds typically (their median) ran slower than the quietest seen
+  in the process (beyond twice the tolerance), the batch is marked disturbed
+  and its slow-down reported (``reference_ratio``).
 
 One-thread timing is pinned to the idlest core. Only numpy and the LiteRT
 interpreter are used here.
@@ -112,10 +112,10 @@ class BatchTiming:
         stats: Per model, its figures, or the error that stopped it.
         retimed: Extra rounds timed because rounds were disturbed.
         runs_retimed: Single runs timed again because the thread was switched out.
-        reference_ratio: The batch's quietest reference round over the quietest
+        reference_ratio: The batch's median reference round over the quietest
             seen in this process (None without a reference).
-        disturbed: True if some model never got two agreeing rounds, or even
-            the quietest reference round of the batch ran slow.
+        disturbed: True if some model never got two agreeing rounds, or the
+            batch's reference rounds typically ran slow.
         core: The core one-thread timing ran on (None: not pinned).
     """
 
@@ -339,9 +339,15 @@ def _stats(e: _Entry, tolerance: float) -> litert.LatencyStats:
 
 
 def _drift(live: list[_Entry]) -> float | None:
-    """The batch's quietest reference round over the quietest seen (None: no reference)."""
+    """How slow the batch's reference rounds ran, typically, against the quietest seen.
+
+    The median over the batch's rounds, not the quietest: a machine that slowed
+    down right after the batch began (a busy neighbour on the host, a process
+    on another core) would otherwise pass for quiet on the strength of one
+    early round. None without a reference.
+    """
     slow = [v for e in live for v in e.slowdown if math.isfinite(v)]
-    return min(slow) if slow else None
+    return float(np.median(slow)) if slow else None
 
 
 def _schedstat() -> tuple[int, int] | None:
