@@ -29,6 +29,7 @@ def test_budget_rules() -> None:
     assert said is not None and "exceeded by" in said and f"front of {MIN_FRONT}" in said
 
 
+@pytest.mark.slow  # a whole search of a minute and its fine-tuning: make test-slow
 def test_one_minute_budget_ends_with_a_front_of_three(seeded_run: Path) -> None:
     tuned = list(TINY)  # as by default, the front is fine-tuned (and more points are sought)
     tuned[tuned.index("--finetune-epochs") + 1] = "1"

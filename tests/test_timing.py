@@ -67,7 +67,8 @@ def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
             p.wait()
     assert started, "the timer never pinned the measuring thread to one core"
     assert busy.retimed > 0, "the disturbance went unseen"  # whole rounds timed again ...
-    assert busy.core is not None and busy.core != loaded[0]  # ... on the other core
+    # ... on the other core, unless that one was busier still (then the batch says so)
+    assert busy.core is not None and (busy.core != loaded[0] or busy.disturbed)
     assert timer.retimed_total >= busy.retimed
     inflated = []
     for a, b in zip(quiet.stats, busy.stats, strict=True):

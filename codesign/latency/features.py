@@ -35,6 +35,8 @@ class Kernel:
         out: Output elements.
         inp: Input elements.
         px: Output pixels (per-pixel loop overhead matters at small channel counts).
+        tmacs: Multiply-accumulates of the true channel counts (kernels that do not
+            vectorize over channels, as the int16 and int4 ones here, pay for these).
     """
 
     kind: str
@@ -43,6 +45,7 @@ class Kernel:
     out: float
     inp: float
     px: float = 0.0
+    tmacs: float = 0.0
 
 
 def _pad(c: int) -> int:
@@ -82,8 +85,9 @@ def kernels(space: SpaceSpec, cand: Candidate, num_classes: int, channels: int) 
              src: int) -> tuple[int, int]:
         hout = math.ceil(hin / stride)
         per_pixel = k * k * (_pad(cin) if kind != "dw" else 1) * _pad(cout)
+        true_pixel = k * k * (cin if kind != "dw" else 1) * cout
         kern = Kernel(kind, prec[name], hout * hout * per_pixel, hout * hout * cout,
-                      hin * hin * cin, hout * hout)
+                      hin * hin * cin, hout * hout, hout * hout * true_pixel)
         return emit(kern, [src], ACTIVATION[prec[name]]), hout
 
     tensors[0] = ("f", float(sub.resolution * sub.resolution * channels))
@@ -112,7 +116,7 @@ def kernels(space: SpaceSpec, cand: Candidate, num_classes: int, channels: int) 
     pool_prec = {"i8": "int8", "i16": "int16x8"}.get(pool_domain, "float32")
     h = emit(Kernel("pool", pool_prec, 0.0, head, res * res * head), [h], pool_domain)
     h = emit(Kernel("dense", prec["classifier"], _pad(head) * _pad(num_classes), num_classes,
-                    head), [h], ACTIVATION[prec["classifier"]])
+                    head, tmacs=head * num_classes), [h], ACTIVATION[prec["classifier"]])
     feed(h, "f")  # the model's output is float
     return out
 
@@ -136,6 +140,8 @@ def features(chain: list[Kernel], delegated: tuple[str, ...] = ()) -> dict[str, 
         f[f"{key}:n"] += 1.0
         if k.macs:
             f[f"{key}:macs"] += k.macs / 1e6
+        if k.tmacs:
+            f[f"{key}:tmacs"] += k.tmacs / 1e6
         f[f"{key}:out"] += k.out / 1e3
         if k.px:
             f[f"{key}:px"] += k.px / 1e3

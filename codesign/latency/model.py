@@ -21,7 +21,7 @@ import numpy as np
 
 from codesign.errors import CodesignError
 
-SCHEMA = 2  # 2: reference-network speed factor, re-timed measurements
+SCHEMA = 3  # 2: reference-network speed factor, re-timed measurements; 3: true MACs
 
 
 def codesign_home() -> Path:
