@@ -302,9 +302,12 @@ def _search(args: argparse.Namespace) -> int:
     from codesign.config import DEFAULT_SAMPLER, SearchConfig
     from codesign.preflight import preflight
     from codesign.run.runspace import resume_space
+    from codesign.space.files import is_space_file
 
     given = getattr(args, "given", None)  # None: not from main(); --space counts as given
     asked = args.space if given is None or "space" in given | args.from_config else None
+    if asked is not None and is_space_file(asked):
+        asked = str(Path(asked).resolve())  # as the data's path: the run names it wherever
     space_name, space = resume_space(args.out, asked)
     cfg = preflight(SearchConfig(
         out=args.out,

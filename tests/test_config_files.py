@@ -13,6 +13,7 @@ import pytest
 from codesign.errors import CodesignError
 from codesign.run.runspace import keep_space, resume_space, saved_space
 from codesign.settings_file import (
+    BUILTIN_ONLY,
     apply_settings,
     load_settings,
     origin_note,
@@ -175,13 +176,20 @@ def test_resumed_run_keeps_its_space_even_if_the_preset_changed(tmp_path: Path) 
     former = {**FORMER_PRESETS["default"], "resolutions": [20, 24]}  # as if the preset moved on
     _old_run(tmp_path / "run", former)
     name, space = resume_space(tmp_path / "run", None)
-    assert name == "default" and _json(space.to_dict()) == former
+    assert name == str(tmp_path / "run" / "space.toml") and _json(space.to_dict()) == former
+    assert saved_space(tmp_path / "run") == space  # the older run got its file
     with pytest.raises(CodesignError) as exc:
         resume_space(tmp_path / "run", "default")
     _one_line_error(exc, "different space", "resolutions", "drop --space", "another --out")
-    keep_space(tmp_path / "run", space)  # then RUN/space.toml is what a resume reads
+    keep_space(tmp_path / "run", get_space("tiny"))  # written once, never replaced
     assert saved_space(tmp_path / "run") == space
     assert resume_space(tmp_path / "run", str(tmp_path / "run" / "space.toml"))[1] == space
+
+
+def test_a_run_of_an_unchanged_preset_names_it(tmp_path: Path) -> None:
+    _old_run(tmp_path / "run", FORMER_PRESETS["tiny"])
+    assert resume_space(tmp_path / "run", None) == ("tiny", get_space("tiny"))
+    assert resume_space(tmp_path / "run", "tiny") == ("tiny", get_space("tiny"))
 
 
 def test_a_saved_space_this_version_cannot_use_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -269,6 +277,10 @@ def test_written_settings_read_back_equal(tmp_path: Path) -> None:
     assert back["out"] == tmp_path and back["space"] == str(tmp_path / "space.toml")
     assert (back["trials"], back["epochs"], back["seed"]) == (5, 12, 1)
     assert tomllib.loads(path.read_text())["storage"] == "postgresql://u@host/db"
+    hyper = argparse.Namespace(**{**vars(args), "hypermodel": "models/h.py:build"})
+    doc = settings_doc(hyper, skip=BUILTIN_ONLY)  # a HyperModel search's file
+    assert "space" not in doc and "epochs" not in doc
+    assert doc["hypermodel"] == f"{Path.cwd() / 'models/h.py'}:build"
 
 
 def test_toml_writer_round_trips_awkward_values() -> None:

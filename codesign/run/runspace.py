@@ -16,7 +16,13 @@ from codesign.errors import CodesignError
 from codesign.run.directory import _first_difference, _short
 from codesign.run.files import write_atomic
 from codesign.space.family import SpaceSpec
-from codesign.space.files import load_space_file, resolve_space, space_from_dict, space_toml
+from codesign.space.files import (
+    PRESETS,
+    load_space_file,
+    resolve_space,
+    space_from_dict,
+    space_toml,
+)
 
 SPACE_FILE = "space.toml"
 DEFAULT_SPACE = "default"
@@ -53,9 +59,9 @@ def resume_space(root: Path, asked: str | None) -> tuple[str, SpaceSpec]:
         asked: ``--space`` as given (a flag or in ``--config``); None when not given.
 
     Returns:
-        ``(what --space names, the space)``: the run's own space (by its name)
-        when it is resumed without ``--space``, else the asked space (``default``
-        when none).
+        ``(what --space names, the space)``: the run's own space when it is
+        resumed without ``--space`` (named as a preset when it still is one,
+        else by ``RUN/space.toml``), else the asked space (``default`` when none).
 
     Raises:
         CodesignError: If the asked space is unknown or malformed, or differs
@@ -66,7 +72,9 @@ def resume_space(root: Path, asked: str | None) -> tuple[str, SpaceSpec]:
         text = asked or DEFAULT_SPACE
         return text, resolve_space(text)
     if asked is None:
-        return saved.name, saved
+        keep_space(root, saved)  # an older run gets its file now
+        same = PRESETS.get(saved.name) == saved
+        return (saved.name if same else str(root / SPACE_FILE)), saved
     space = resolve_space(asked)
     diff = _first_difference(json.loads(json.dumps(saved.to_dict())),
                              json.loads(json.dumps(space.to_dict())))
