@@ -34,6 +34,7 @@ typical commands:
 
 Each command has --help. Documentation: README.md of the project."""
 EXIT_INTERRUPTED = 130
+UNSET = object()  # a setting no flag gave (see build_parser)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,8 +45,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of all subcommands."""
+def build_parser(unset: bool = False) -> argparse.ArgumentParser:
+    """Return the parser of all subcommands.
+
+    Args:
+        unset: Give ``search``'s settings the default :data:`UNSET`, to tell
+            the flags given from those left out (``--config`` fills those).
+    """
     from codesign import __version__
 
     p = _Parser(prog="codesign", description=INTRO, epilog=EXAMPLES,
@@ -55,12 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar="COMMAND")
 
     s = sub.add_parser("search", help="search architecture and precision; write the front")
+    s.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                   help="settings from a file: keys are these flags without -- (flags given "
+                        "override it); a run keeps its own as RUN/config.toml")
     s.add_argument("--data", default="digits", help="data set (default: digits)")
-    s.add_argument("--out", type=Path, required=True, help="run directory (rerun to resume)")
+    s.add_argument("--out", type=Path, default=None,
+                   help="run directory (rerun to resume; required, here or in --config)")
     s.add_argument("--trials", type=int, default=20, help="COMPLETE trials wanted (default 20)")
     s.add_argument("--seed", type=int, default=0, help="seed of split, training, sampler")
     s.add_argument("--profile", default="xnnpack-1t", help="profile name or .toml path")
-    s.add_argument("--space", default="default", help="search-space preset: default, tiny")
+    s.add_argument("--space", default="default",
+                   help="search space: a preset (default, tiny) or a FILE.toml (a resumed run "
+                        "keeps its own)")
     s.add_argument("--sampler", default=None,
                    help="Optuna sampler: nsga2, tpe or random (default nsga2; see README)")
     s.add_argument("--objectives", default="accuracy,latency",
@@ -138,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "stopping on validation (default 10)")
     s.add_argument("--no-report", action="store_true",
                    help="do not write RUN/report/ at the end (see codesign report)")
+    if unset:
+        from codesign.settings_file import DESTS
+
+        s.set_defaults(**dict.fromkeys(DESTS, UNSET))
 
     w = sub.add_parser("worker", help="join a search's study and run its trials")
     w.add_argument("--out", type=Path, required=True,
@@ -204,13 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "search":
+            _settings(args, argv)
         return _dispatch(args)
     except CodesignError as exc:
         from codesign.run.urls import mask_url
+        from codesign.settings_file import origin_note
 
-        print(f"codesign: error: {mask_url(str(exc))}", file=sys.stderr)
+        print(f"codesign: error: {origin_note(mask_url(str(exc)), args)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("codesign: interrupted; rerun the same command to resume", file=sys.stderr)
@@ -218,6 +238,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`codesign profiles | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _settings(args: argparse.Namespace, argv: list[str]) -> None:
+    """Merge ``--config``'s settings into ``args`` under the flags given; ``--out`` is then due."""
+    from codesign.settings_file import DESTS, apply_settings
+
+    bare = build_parser(unset=True).parse_args(argv)
+    args.given = {d for d in DESTS if getattr(bare, d, UNSET) is not UNSET}
+    args.from_config = set()
+    if args.config is not None:
+        apply_settings(args, args.given)
+    if args.out is None:
+        raise CodesignError("--out is required: the run directory (a flag, or out in --config)")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -249,29 +282,40 @@ def _search(args: argparse.Namespace) -> int:
 
     if args.max_memory_mb is not None:
         raise CodesignError(RETIRED_MEMORY)
+    from codesign.settings_file import kept_in_run
+
     check_model_flags(args)
     if args.model is not None:
-        search_model(args)
+        with kept_in_run(args):
+            search_model(args)
         if not args.no_report:
             _report_after_search(args.out)
         return 0
     if args.hypermodel is not None:
         from codesign.hyper.cli import search_hypermodel
 
-        search_hypermodel(args)
+        with kept_in_run(args):
+            search_hypermodel(args)
         if not args.no_report:
             _report_after_search(args.out)
         return 0
     from codesign.config import DEFAULT_SAMPLER, SearchConfig
     from codesign.preflight import preflight
+    from codesign.run.runspace import resume_space
+    from codesign.space.files import is_space_file
 
+    given = getattr(args, "given", None)  # None: not from main(); --space counts as given
+    asked = args.space if given is None or "space" in given | args.from_config else None
+    if asked is not None and is_space_file(asked):
+        asked = str(Path(asked).resolve())  # as the data's path: the run names it wherever
+    space_name, space = resume_space(args.out, asked)
     cfg = preflight(SearchConfig(
         out=args.out,
         data=args.data,
         trials=args.trials,
         seed=args.seed,
         profile=args.profile,
-        space=args.space,
+        space=space_name,
         sampler=args.sampler or DEFAULT_SAMPLER,
         epochs=args.epochs,
         timeout_s=args.timeout,
@@ -292,10 +336,14 @@ def _search(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage=args.storage,
         study=args.study,
+        _space=space,
     ), builtin=True)
     from codesign.engine.job import run_search
 
-    run_search(cfg)
+    resolved = {"data": cfg.data, "epochs": cfg.epochs, "latency": cfg.latency,
+                "sampler": cfg.sampler, "space": "space.toml"}
+    with kept_in_run(args, resolved, cfg.space_spec):
+        run_search(cfg)
     if not args.no_report:
         _report_after_search(args.out)
     return 0

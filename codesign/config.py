@@ -9,7 +9,8 @@ from typing import Any
 from codesign.data import data_fingerprint, validate_data_name
 from codesign.errors import CodesignError
 from codesign.hardware.profile import DEFAULT_PROFILE, Profile, load_profile
-from codesign.space.family import SpaceSpec, get_space
+from codesign.space.family import SpaceSpec
+from codesign.space.files import resolve_space
 from codesign.tflite.support import layer_choices
 from codesign.tflite.support import lookup as lookup_support_entry
 
@@ -33,7 +34,8 @@ class SearchConfig:
         trials: Number of COMPLETE trials wanted.
         seed: Seed of the data split, supernet training and sampler.
         profile: Hardware profile name or path.
-        space: Search-space preset.
+        space: Search-space preset name, or a space file (``FILE.toml``; see
+            :mod:`codesign.space.files`).
         sampler: Optuna sampler.
         epochs: Supernet training epochs (None: sized to the data, see
             :func:`codesign.engine.estimates.auto_epochs`).
@@ -66,6 +68,8 @@ class SearchConfig:
         study: The study's name on the server.
         val_data: An npz whose ``x_val``/``y_val`` are the validation split
             (None: the data's own ``x_val``/``y_val``, else carved from training).
+        _space: The space already resolved (a resumed run's own; None: read
+            from ``space``).
     """
 
     out: Path
@@ -96,6 +100,7 @@ class SearchConfig:
     study: str = "codesign"
     val_data: str | None = None
     _profile: Profile | None = field(default=None, repr=False, compare=False)
+    _space: SpaceSpec | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> SearchConfig:
         """Check every setting's value (no file, data set, device or database is touched).
@@ -139,7 +144,8 @@ class SearchConfig:
         if self.quality_samples is not None:
             _positive_int("--quality-samples", self.quality_samples, 0, 1000)
         _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
-        get_space(self.space)
+        if self._space is None:
+            resolve_space(self.space)
         if self.time_budget_min is not None and not self.time_budget_min > 0:
             raise CodesignError(f"--time-budget-min must be positive, got {self.time_budget_min}")
         self._check_workers()
@@ -170,7 +176,7 @@ class SearchConfig:
     @property
     def space_spec(self) -> SpaceSpec:
         """The search space."""
-        return get_space(self.space)
+        return self._space if self._space is not None else resolve_space(self.space)
 
     @property
     def profile_spec(self) -> Profile:

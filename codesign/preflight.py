@@ -29,8 +29,8 @@ def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
             its smallest candidate cannot meet is refused here.
 
     Returns:
-        A copy with the data path resolved, the profile loaded, the latency mode
-        chosen and the epochs set.
+        A copy with the data path resolved, the profile and space loaded, the
+        latency mode chosen and the epochs set.
 
     Raises:
         CodesignError: On an invalid setting, bad data, a profile this machine
@@ -62,7 +62,7 @@ def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
         shape = DataShape(len(loaded.y_train), loaded.channels, loaded.num_classes)
         epochs = auto_epochs(space, shape, cfg.time_budget_min)
     return replace(cfg, data=data, epochs=epochs, latency=latency, val_data=val,
-                   _profile=profile)
+                   _profile=profile, _space=space)
 
 
 def _latency_mode(cfg: SearchConfig, profile: Profile) -> str:

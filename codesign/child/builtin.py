@@ -27,7 +27,8 @@ from codesign.nn import supernet_cache
 from codesign.report.manifest import brief
 from codesign.run.files import write_atomic
 from codesign.space.candidate import Candidate
-from codesign.space.family import SpaceSpec, get_space
+from codesign.space.family import SpaceSpec
+from codesign.space.files import space_of
 
 BN_CALIBRATION_IMAGES = 512
 SUPERNET_FILE = "supernet.npz"
@@ -55,13 +56,14 @@ class BuiltinHandlers(ModelSource):
     # --- set-up ------------------------------------------------------------------------
 
     def do_setup(
-        self, run_dir: str, data: str, seed: int, space: str, profile: str, train: dict[str, Any]
+        self, run_dir: str, data: str, seed: int, space: str | dict[str, Any], profile: str,
+        train: dict[str, Any]
     ) -> dict[str, Any]:
-        """Load data and profile, then load the run's supernet or train it."""
+        """Load data, profile and space (a name or a ``to_dict()``), then the run's supernet."""
         from codesign.nn.train import TrainSettings
 
         self._evaluator = None
-        self.space = get_space(space)
+        self.space = space_of(space)
         self.data = load_dataset(data, seed)
         self.profile = load_profile(profile)
         settings = TrainSettings(**train)

@@ -67,7 +67,7 @@ def setup_supernet(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextI
             run_dir=str(run.root),
             data=cfg.data,
             seed=cfg.seed,
-            space=cfg.space,
+            space=cfg.space_spec.to_dict(),
             profile=cfg.profile_spec.path,
             train=cfg.train_settings(),
         )

@@ -22,6 +22,7 @@ from codesign.config import SearchConfig
 from codesign.errors import CodesignError
 from codesign.preflight import preflight
 from codesign.run.directory import RunDir
+from codesign.run.runspace import saved_space
 from codesign.run.storage import (
     STORAGE_ENV,
     STUDY_NAME,
@@ -31,7 +32,7 @@ from codesign.run.storage import (
     without_password,
 )
 
-NOT_JOINABLE = ("out", "workers", "storage", "study", "_profile")
+NOT_JOINABLE = ("out", "workers", "storage", "study", "_profile", "_space")
 PR_SET_PDEATHSIG = 1
 
 
@@ -105,7 +106,9 @@ def joined_config(saved: Any, run_dir: Path, loc: Locator) -> SearchConfig:
     kwargs = {k: v for k, v in saved.items() if k in known}
     kwargs["objectives"] = tuple(kwargs.get("objectives", ("accuracy", "latency")))
     storage = loc.url if loc.kind == "server" else None
-    return preflight(SearchConfig(out=run_dir, storage=storage, study=loc.study, **kwargs))
+    space = saved_space(run_dir)  # the run's own, wherever its --space file was
+    return preflight(SearchConfig(out=run_dir, storage=storage, study=loc.study, _space=space,
+                                  **kwargs))
 
 
 def join_locator(run: RunDir, storage: str | None, study: str) -> Locator:

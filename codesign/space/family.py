@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from codesign.errors import CodesignError
-from codesign.space.candidate import PRECISIONS, Candidate
+from codesign.space.candidate import Candidate
 
 CHANNEL_DIVISOR = 4
 LAYER_KINDS = ("conv", "depthwise", "dense")
@@ -300,50 +300,21 @@ def kept_channels(channels: int, ratio: float) -> int:
     return int(min(channels, max(CHANNEL_DIVISOR, scaled)))
 
 
-PRESETS: dict[str, SpaceSpec] = {
-    "default": SpaceSpec(
-        name="default",
-        stem_channels=16,
-        stem_stride=1,
-        stages=(
-            StageSpec(channels=16, min_depth=1, max_depth=2, stride=2, expand=1),
-            StageSpec(channels=24, min_depth=1, max_depth=3, stride=2, expand=4),
-            StageSpec(channels=40, min_depth=1, max_depth=3, stride=2, expand=4),
-            StageSpec(channels=64, min_depth=1, max_depth=3, stride=1, expand=4),
-        ),
-        head_channels=128,
-        kernel=3,
-        resolutions=(24, 28, 32),
-        prune_ratios=(0.0, 0.25, 0.5, 0.75),
-        precisions=PRECISIONS,
-    ),
-    "tiny": SpaceSpec(
-        name="tiny",
-        stem_channels=8,
-        stem_stride=2,
-        stages=(
-            StageSpec(channels=8, min_depth=1, max_depth=1, stride=1, expand=1),
-            StageSpec(channels=16, min_depth=1, max_depth=2, stride=2, expand=2),
-            StageSpec(channels=24, min_depth=1, max_depth=2, stride=2, expand=2),
-        ),
-        head_channels=32,
-        kernel=3,
-        resolutions=(16, 24),
-        prune_ratios=(0.0, 0.5),
-        precisions=PRECISIONS,
-    ),
-}
-
-
 def get_space(name: str) -> SpaceSpec:
-    """Return the preset called ``name``.
+    """Return the shipped preset called ``name`` (``codesign/space/presets/NAME.toml``).
 
     Raises:
         CodesignError: If there is no such preset.
     """
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise CodesignError(
-            f"unknown space {name!r}; use one of: {', '.join(PRESETS)}"
-        ) from None
+    from codesign.space.files import preset
+
+    return preset(name)
+
+
+def __getattr__(name: str) -> Any:
+    """``PRESETS``: the shipped presets by name, read from :mod:`codesign.space.files`."""
+    if name == "PRESETS":
+        from codesign.space.files import PRESETS
+
+        return PRESETS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
