@@ -160,10 +160,7 @@ class BuiltinTrial:
             if not timing:
                 m = self._latency_by_prediction(m, predicted, path)
         m = replace(m, times={**m.times, "total": round(time.perf_counter() - t0, 4)})
-        for key, value in m.to_attrs().items():
-            trial.set_user_attr(key, value)
-        for key, value in m.constraint_values(cfg.budgets()).items():
-            trial.set_constraint(key, value)
+        m.record(trial, cfg.budgets())
         return m.objective_values(cfg.objectives)
 
     def _latency_by_prediction(self, m: Measurement, predicted: float, path: str) -> Measurement:

@@ -85,9 +85,5 @@ def measure_trial(trial: optuna.Trial, child: EvalChild, cfg: SearchConfig, req:
     spent = sum(req.extra_times.values())
     m = replace(m, times={**m.times, **req.extra_times,
                           "total": round(time.perf_counter() - t0 + spent, 4)})
-    for key, value in m.to_attrs().items():
-        trial.set_user_attr(key, value)
-    budgets = cfg.budgets() if req.budgets is None else req.budgets
-    for key, value in m.constraint_values(budgets).items():
-        trial.set_constraint(key, value)
+    m.record(trial, cfg.budgets() if req.budgets is None else req.budgets)
     return m

@@ -28,6 +28,7 @@ from codesign.engine.shared_study import Coordinator, counts, wait_a_moment
 from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 from codesign.hardware.profile import Profile
 from codesign.report.pareto import feasible, front_trials
+from codesign.run.measurement import Measurement, fail_reason
 from codesign.run.retry import retrying
 from codesign.run.study import DIRECTIONS, complete_trials
 from codesign.space.base import Space
@@ -252,7 +253,7 @@ def _attempt(s: Session, trial: optuna.Trial, candidate: Any, bar: tqdm) -> bool
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    trial.set_user_attr("fail_reason", reason[:2000])
+    Measurement.failure(reason).record(trial)
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
@@ -263,7 +264,7 @@ def _given_up(trial: optuna.Trial, out: TextIO) -> None:
 
 def _last_fail_reason(study: optuna.Study) -> str:
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    return failed[-1].user_attrs.get("fail_reason", "unknown") if failed else "none"
+    return (fail_reason(failed[-1].user_attrs) or "unknown") if failed else "none"
 
 
 def progress_note(trials: list[Any], directions: list[str]) -> str:
