@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from codesign.child import EvalChild
 from codesign.compress.settings import CompressConfig, CompressSettings, validation_note
-from codesign.compress.space import TrainedCandidate, TrainedSpace
+from codesign.compress.space import TrainedSpace
 from codesign.config import SearchConfig, reference_runs
 from codesign.engine.device import retry_when_back
 from codesign.engine.measured import ChildTrial, Requests, measure_trial
@@ -40,6 +40,7 @@ from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
 from codesign.run.info import package_versions, profile_summary
 from codesign.run.measurement import Measurement
+from codesign.space.candidate import Candidate
 
 PACKAGES = ("tensorflow", "tf_keras", "keras", "optuna", "ai-edge-litert", "ai-edge-quantizer",
             "numpy", "codesign")
@@ -114,7 +115,7 @@ class CompressPlan(SearchPlan):
             if len(space.resolutions) > 1:
                 params["resolution"] = space.resolution
             params.update({f"precision/{n}": p
-                           for n, p in space.uniform(precision).precision.items()})
+                           for n, p in space.uniform(precision).precision})
             study.enqueue_trial(params, user_attrs={"anchor": f"uniform {ratio:g} {precision}"})
 
     def prepare(self, ctx: JobContext) -> Prepared:
@@ -197,7 +198,7 @@ class CompressPlan(SearchPlan):
 class CompressTrial(ChildTrial):
     """Evaluates a compression of the user's model for the loop (the child's ``trained_*``)."""
 
-    def __call__(self, trial: optuna.Trial, cand: TrainedCandidate,
+    def __call__(self, trial: optuna.Trial, cand: Candidate,
                  bar: tqdm) -> tuple[float, ...]:
         """Prune, recalibrate, convert and measure ``cand``; time it; its objective values."""
         trial.set_user_attr("candidate", cand.to_dict())
@@ -206,15 +207,15 @@ class CompressTrial(ChildTrial):
             budgets.pop("min_accuracy", None)
         m = measure_trial(trial, self.child, self.cfg,
                           Requests(*REQUESTS, self.ctx, budgets=budgets),
-                          {"prune": cand.prune, "precision": cand.precision,
+                          {"prune": cand.prune_map, "precision": cand.precision_map,
                            "resolution": cand.resolution},
                           str(self.run.trial_model(trial.number)))
         return m.objective_values(self.cfg.objectives)
 
-    def measure(self, cand: TrainedCandidate, path: Path) -> Measurement:
+    def measure(self, cand: Candidate, path: Path) -> Measurement:
         """Measure a candidate outside a trial (a reference)."""
         m = Measurement.from_attrs(self.child.call(
-            REQUESTS[0], ctx=self.ctx, prune=cand.prune, precision=cand.precision,
+            REQUESTS[0], ctx=self.ctx, prune=cand.prune_map, precision=cand.precision_map,
             model_path=str(path)))
         return m.timed(self.child.call(REQUESTS[1], ctx=self.ctx, model_path=str(path)))
 

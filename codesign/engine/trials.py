@@ -32,13 +32,14 @@ from codesign.run.measurement import Measurement, fail_reason
 from codesign.run.retry import retrying
 from codesign.run.study import DIRECTIONS, complete_trials
 from codesign.space.base import Space
+from codesign.space.candidate import Candidate
 
 MAX_DUPLICATES = 20  # proposals in a row that repeat a candidate before one is run anyway
 MAX_SKIPS = 50  # proposals in a row a screen gives up before one is measured anyway
 
 # Evaluates an asked trial's candidate; returns its objective values (the trial's user
 # attributes and constraints set) or raises TrialFailure. The bar shows its progress.
-Evaluate = Callable[[optuna.Trial, Any, tqdm], tuple[float, ...]]
+Evaluate = Callable[[optuna.Trial, Candidate, tqdm], tuple[float, ...]]
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Session:
     out: TextIO
     proposer: Any = None
     user_errors_stop: bool = False
-    screen: Callable[[Any], str | None] | None = None
+    screen: Callable[[Candidate], str | None] | None = None
 
     @property
     def directions(self) -> list[str]:
@@ -153,7 +154,7 @@ class _Step:
     duplicate: bool = False
     skipped: bool = False
     trial: optuna.Trial | None = None
-    candidate: Any = None  # or the exception suggesting raised: the trial fails with it
+    candidate: Candidate | Exception | None = None  # an exception: the trial fails with it
 
 
 def _ask(s: Session, repeats: int, skips: int = 0) -> _Step:
@@ -178,7 +179,7 @@ def _ask(s: Session, repeats: int, skips: int = 0) -> _Step:
     trial = study.ask()
     s.coord.claim(study, trial)
     try:
-        candidate: Any = s.space.suggest(trial)
+        candidate = s.space.suggest(trial)
     except (TrialFailure, CodesignError) as exc:
         return _Step(trial=trial, candidate=exc)
     duplicate = duplicate_of(study, trial)
@@ -210,7 +211,8 @@ def duplicate_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
     return None
 
 
-def _attempt(s: Session, trial: optuna.Trial, candidate: Any, bar: tqdm) -> bool:
+def _attempt(s: Session, trial: optuna.Trial, candidate: Candidate | Exception | None,
+             bar: tqdm) -> bool:
     """Evaluate one asked trial and tell the study; True if it completed."""
     study = s.study
     try:
