@@ -247,6 +247,10 @@ class BuiltinHandlers(ModelSource):
         assert self.profile is not None
         return self.timing.local(self.profile)
 
+    def prepare(self, ctx: dict[str, Any]) -> Profile:
+        """The profile of the run set up (``setup``: the supernet is a run's first stage)."""
+        return self._ready()[2]
+
     def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
         """The candidate's sub-model with inherited weights and recalibrated batch norm."""
         space, data, _, _ = self._ready()
@@ -262,7 +266,7 @@ class BuiltinHandlers(ModelSource):
     ) -> dict[str, Any]:
         """Build, recalibrate, convert and measure one candidate; write its ``.tflite``.
 
-        With ``timing`` False the latency is not measured (see :meth:`do_time`).
+        With ``timing`` False the latency is not measured (``source_time`` does it).
         """
         cand = Candidate.from_dict(candidate)  # a malformed candidate is a user error here
         _, _, profile, _ = self._ready()
@@ -312,8 +316,8 @@ class BuiltinHandlers(ModelSource):
             self.progress({"stage": "predictor", "done": i + 1, "total": len(candidates)})
         return out
 
-    def do_time(self, model_path: str) -> dict[str, Any]:
-        """Latency figures of a written candidate file on the profile's device."""
+    def time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
+        """Latency figures of a written candidate file on the profile's device (no context)."""
         self._ready()
         blob = _read_model(model_path)
         resolution = litert.io_details(blob)["input"]["shape"][1]

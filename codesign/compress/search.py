@@ -28,7 +28,7 @@ from codesign.compress.settings import CompressConfig, CompressSettings, validat
 from codesign.compress.space import TrainedSpace
 from codesign.config import SearchConfig, reference_runs
 from codesign.engine.device import retry_when_back
-from codesign.engine.measured import ChildTrial, Requests, measure_trial
+from codesign.engine.measured import ChildTrial, Requests, measure, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
 from codesign.engine.workers import joinable
 from codesign.errors import TrialFailure
@@ -45,7 +45,7 @@ from codesign.space.candidate import Candidate
 PACKAGES = ("tensorflow", "tf_keras", "keras", "optuna", "ai-edge-litert", "ai-edge-quantizer",
             "numpy", "codesign")
 REFERENCE_DROPS = ("io", "params", "times")
-REQUESTS = ("trained_evaluate", "trained_time")
+SOURCE = "trained"  # the model source's name in the child
 
 
 def run_compress_search(cfg: CompressConfig, out: TextIO = sys.stdout) -> Any:
@@ -205,19 +205,14 @@ class CompressTrial(ChildTrial):
         budgets = self.cfg.budgets()
         if self.cfg.finetune_epochs > 0:  # the accuracy floor holds after fine-tuning
             budgets.pop("min_accuracy", None)
-        m = measure_trial(trial, self.child, self.cfg,
-                          Requests(*REQUESTS, self.ctx, budgets=budgets),
-                          {"prune": cand.prune_map, "precision": cand.precision_map,
-                           "resolution": cand.resolution},
-                          str(self.run.trial_model(trial.number)))
+        m = measure_trial(trial, self.child, self.cfg, Requests(SOURCE, self.ctx, budgets=budgets),
+                          cand, str(self.run.trial_model(trial.number)))
         return m.objective_values(self.cfg.objectives)
 
     def measure(self, cand: Candidate, path: Path) -> Measurement:
         """Measure a candidate outside a trial (a reference)."""
-        m = Measurement.from_attrs(self.child.call(
-            REQUESTS[0], ctx=self.ctx, prune=cand.prune_map, precision=cand.precision_map,
-            model_path=str(path)))
-        return m.timed(self.child.call(REQUESTS[1], ctx=self.ctx, model_path=str(path)))
+        return measure(self.child, Requests(SOURCE, self.ctx), cand, str(path),
+                       self.cfg.profile_spec.remote)
 
 
 def references(trial: CompressTrial, space: TrainedSpace, out: TextIO) -> list[dict[str, Any]]:

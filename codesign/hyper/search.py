@@ -133,11 +133,8 @@ class HyperTrial(ChildTrial):
                 bar.set_postfix_str(f"trial {trial.number} {info['stage']} {info['epoch']}/"
                                     f"{info['epochs']} val {info['val_accuracy']:.3f}")
 
-        req = Requests("hyper_evaluate", "hyper_time", self.ctx, progress,
-                       {"build": cand.build_s})
-        m = measure_trial(trial, self.child, self.cfg, req,
-                          {"answers": cand.answers_map, "prune": cand.prune_map,
-                           "precision": cand.precision_map},
+        req = Requests("hypermodel", self.ctx, progress, {"build": cand.build_s})
+        m = measure_trial(trial, self.child, self.cfg, req, cand,
                           str(self.run.trial_model(trial.number)))
         _record(self.run, trial.number, cand, m)
         return m.objective_values(self.cfg.objectives)

@@ -114,6 +114,10 @@ class Candidate:
                     if getattr(self, k) is not None})
         return out
 
+    def request(self) -> dict[str, Any]:
+        """What the evaluation child builds it from: the record, and a HyperModel's ``answers``."""
+        return {**self.to_dict(), **({"answers": self.answers_map} if self.hp is not None else {})}
+
     def to_json(self) -> str:
         """Return a canonical JSON string (sorted keys)."""
         return json.dumps(self.to_dict(), sort_keys=True)
