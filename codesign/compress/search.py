@@ -35,7 +35,8 @@ from codesign.errors import TrialFailure
 from codesign.hyper.space import layer_choices
 from codesign.report.manifest import brief
 from codesign.report.stats import kendall_tau
-from codesign.report.table import format_table, precision_mix, ram_cell
+from codesign.report.table import Column
+from codesign.report.table import front_table as table_of
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
 from codesign.run.info import package_versions, profile_summary
@@ -264,14 +265,7 @@ def front_table(doc: dict[str, Any]) -> str:
     """A trained-model front as a terminal table, references below it."""
     refs = {r["name"]: r for r in doc["references"]}
     base = refs.get("original-float32")
-    headers = ("trial", "val acc", "test acc", "latency us", "speed-up", "RAM KB", "flash KB",
-               "pruned", "precisions")
-    rows = []
-    for label, p in [*((p["trial"], p) for p in doc["points"]), *refs.items()]:
-        ratios = list(p["candidate"]["prune"].values())
-        speed = base["latency_ms"]["median"] / p["latency_ms"]["median"] if base else 0.0
-        rows.append((label, p["val_accuracy"], p["test_accuracy"],
-                     p["latency_ms"]["median"] * 1000, speed, ram_cell(p),
-                     p["size_bytes"] / 1024, sum(ratios) / max(1, len(ratios)),
-                     precision_mix(p["layers"])))
-    return format_table(headers, rows, ("", ".3f", ".3f", ".1f", ".2f", "", ".1f", ".0%", ""))
+    speed = Column("speed-up", lambda p: (base["latency_ms"]["median"] / p["latency_ms"]["median"]
+                                          if base else 0.0), ".2f")
+    return table_of(doc, ("val acc", "test acc", "latency us", speed, "RAM KB", "flash KB",
+                          "pruned", "precisions"))

@@ -198,7 +198,7 @@ class TrainedHandlers(ModelSource):
         """Fine-tune ``model`` on the training images toward labels and the original's outputs."""
         import tf_keras as keras
 
-        from codesign.hyper.train import Schedule, distill_targets, train
+        from codesign.nn.finetune import Schedule, distill_targets, train
 
         assert self._loaded is not None and self._ctx is not None
         got = self._loaded

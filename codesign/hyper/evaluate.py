@@ -146,8 +146,8 @@ class HyperHandlers(ModelSource):
         (:meth:`codesign.space.candidate.Candidate.request`).
         """
         from codesign.hyper.prune import prune_model
-        from codesign.hyper.train import BN_IMAGES, Schedule, fresh_optimizer, train
         from codesign.nn.bn import recalibrate_bn
+        from codesign.nn.finetune import BN_IMAGES, Schedule, fresh_optimizer, train
 
         assert self._ctx is not None and self._data is not None
         data, settings = self._data, self._ctx["train"]
@@ -197,7 +197,7 @@ class HyperHandlers(ModelSource):
     def _trained_weights(self, model: Any, key: str, train_xy: Any, val_xy: Any
                          ) -> dict[str, Any]:
         """Train ``model`` (or load the weights this architecture was trained to before)."""
-        from codesign.hyper.train import Schedule, fresh_optimizer, train
+        from codesign.nn.finetune import Schedule, fresh_optimizer, train
 
         assert self._ctx is not None
         settings = self._ctx["train"]

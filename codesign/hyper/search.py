@@ -30,7 +30,8 @@ from codesign.hyper.encoding import EVALUATIONS_FILE
 from codesign.hyper.load import HyperSpec
 from codesign.hyper.settings import HyperConfig, HyperSettings
 from codesign.hyper.space import HyperModelSpace, layer_choices
-from codesign.report.table import format_table, precision_mix, ram_cell
+from codesign.report.table import Column
+from codesign.report.table import front_table as table_of
 from codesign.run.directory import RunDir
 from codesign.run.info import package_versions, profile_summary
 from codesign.run.measurement import Measurement
@@ -152,21 +153,11 @@ def _record(run: RunDir, number: int, cand: Candidate, m: Measurement) -> None:
 
 
 def front_table(doc: dict[str, Any]) -> str:
-    """The front of a hypermodel run as a terminal table."""
-    headers = ("trial", "val acc", "test acc", "latency us", "RAM KB", "flash KB", "res",
-               "pruned", "precisions", "hyperparameters")
-    rows = []
-    for p in doc["points"]:
-        c = p["candidate"]
-        ratios = list(c["prune"].values())
-        hps = " ".join(f"{k}={_short(v)}" for k, v in c["hp"].items())
-        rows.append((p["trial"], p["val_accuracy"], p["test_accuracy"],
-                     p["latency_ms"]["median"] * 1000, ram_cell(p), p["size_bytes"] / 1024,
-                     c["resolution"],
-                     sum(ratios) / max(1, len(ratios)),
-                     precision_mix(p["layers"]), hps))
-    formats = ("", ".3f", ".3f", ".1f", "", ".1f", "", ".0%", "", "")
-    return format_table(headers, rows, formats)
+    """The front of a hypermodel run as a terminal table (with the hyperparameters)."""
+    hps = Column("hyperparameters", lambda p: " ".join(
+        f"{k}={_short(v)}" for k, v in p["candidate"]["hp"].items()))
+    return table_of(doc, ("val acc", "test acc", "latency us", "RAM KB", "flash KB", "res",
+                          "pruned", "precisions", hps))
 
 
 def _short(v: Any) -> str:
