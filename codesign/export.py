@@ -12,6 +12,7 @@ from codesign.errors import CodesignError
 from codesign.report.manifest import build_manifest
 from codesign.report.pareto import READABLE, read_pareto
 from codesign.run.directory import RunDir
+from codesign.run.measurement import fail_reason
 from codesign.run.study import load_study
 from codesign.tflite.interface import IO_TYPES
 
@@ -117,7 +118,7 @@ def export_trial(
         raise CodesignError(f"{run_dir} has no trial {trial}")
     t = matches[0]
     if t.state != TrialState.COMPLETE:
-        reason = t.user_attrs.get("fail_reason", t.state.name)
+        reason = fail_reason(t.user_attrs) or t.state.name
         raise CodesignError(f"trial {trial} did not complete ({reason}); pick another")
     attrs = dict(t.user_attrs)
     src = run.trial_model(trial)

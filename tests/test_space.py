@@ -27,6 +27,24 @@ def test_candidate_round_trip() -> None:
         Candidate.from_dict({**c.to_dict(), "precision": {"stem_conv": "int3"}})
 
 
+def test_one_candidate_type_holds_every_spaces_record() -> None:
+    # a HyperModel's and a trained model's candidates: the same type, their own records
+    hyper = Candidate.of_graph(32, {"g2": 0.5, "g1": 0.0}, {"conv": "int8", "dense": "float16"},
+                               hp={"units": 16}, hypermodel="m.py:Build",
+                               answers={"hp/units": 16}, build_s=0.2)
+    assert hyper.to_dict() == {"resolution": 32, "hp": {"units": 16},
+                               "prune": {"g2": 0.5, "g1": 0.0},
+                               "precision": {"conv": "int8", "dense": "float16"},
+                               "hypermodel": "m.py:Build"}
+    assert list(hyper.to_dict()["prune"]) == ["g2", "g1"]  # graph order, as before
+    assert Candidate.from_dict(hyper.to_dict()) == hyper and hyper.answers_map == {"hp/units": 16}
+    trained = Candidate.of_graph(24, {}, {"conv": "int8"}, model="net.keras")
+    assert trained.to_dict() == {"resolution": 24, "prune": {}, "precision": {"conv": "int8"},
+                                 "model": "net.keras"}
+    assert Candidate.from_dict(json.loads(trained.to_json())) == trained
+    assert len({hyper, trained, Candidate.from_dict(hyper.to_dict())}) == 2
+
+
 def test_candidate_is_frozen_and_hashable() -> None:
     c = get_space("tiny").max_candidate()
     with pytest.raises(AttributeError):

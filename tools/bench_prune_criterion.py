@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     from codesign.data import load_dataset, resize_bilinear
     from codesign.hyper.graph import channel_graph
     from codesign.hyper.prune import CRITERIA, prune_model
-    from codesign.hyper.train import Schedule, train
     from codesign.models.load import load_user_model
     from codesign.nn.bn import recalibrate_bn
+    from codesign.nn.finetune import Schedule, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")

@@ -85,12 +85,13 @@ def main() -> int:
             cand = suggest_candidate(trial, space, choices)
             t0 = time.perf_counter()
             times: dict[str, float] = {}
-            model = pipe._inherited(cand, times)  # noqa: SLF001  (the trial's own stages)
-            blob = pipe._tflite(model, cand, times)  # noqa: SLF001
-            res = pipe._measure(blob, cand, f"{tmp}/m.tflite", times)  # noqa: SLF001
+            net = space.subnet(cand)
+            model = pipe._inherited(net, times)  # noqa: SLF001  (the trial's own stages)
+            blob = pipe._tflite(model, net, times)  # noqa: SLF001
+            res = pipe._measure(blob, net, f"{tmp}/m.tflite", times)  # noqa: SLF001
             total = time.perf_counter() - t0
             study.tell(trial, [res["val_accuracy"], res["latency_ms"]["median"]])
-            row = {"mix": mix_label(space.subnet(cand).precision), "total": total, **times}
+            row = {"mix": mix_label(net.precision), "total": total, **times}
             if i < args.naive:
                 row["naive_conversion"] = naive_conversion(
                     model, space.subnet(cand).precision, pipe._images("train", cand.resolution)  # noqa: SLF001

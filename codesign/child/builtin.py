@@ -27,7 +27,7 @@ from codesign.nn import supernet_cache
 from codesign.report.manifest import brief
 from codesign.run.files import write_atomic
 from codesign.space.candidate import Candidate
-from codesign.space.family import SpaceSpec
+from codesign.space.family import SpaceSpec, SubnetSpec
 from codesign.space.files import space_of
 
 BN_CALIBRATION_IMAGES = 512
@@ -175,39 +175,38 @@ class BuiltinHandlers(ModelSource):
         pick = rng.choice(len(self.data.x_train), BN_CALIBRATION_IMAGES, replace=False)
         return resize_bilinear(self.data.x_train[np.sort(pick)], resolution)
 
-    def _inherited(self, cand: Candidate, times: dict[str, float], calib_seed: int = 0) -> Any:
-        """The candidate's float sub-model: inherited weights, recalibrated batch norm."""
+    def _inherited(self, sub: SubnetSpec, times: dict[str, float], calib_seed: int = 0) -> Any:
+        """The sub-network's float model: inherited weights, recalibrated batch norm."""
         from codesign.nn.bn import recalibrate_bn
         from codesign.nn.submodel import build_submodel, inherit_weights
 
         space, data, _, weights = self._ready()
         t0 = time.perf_counter()
-        sub = space.subnet(cand)
         model = build_submodel(space, sub, data.num_classes, data.channels)
         inherit_weights(model, weights)
         t1 = time.perf_counter()
-        recalibrate_bn(model, self._calibration(cand.resolution, calib_seed))
+        recalibrate_bn(model, self._calibration(sub.resolution, calib_seed))
         times["build"] = round(t1 - t0, 4)
         times["bn_recalibration"] = round(time.perf_counter() - t1, 4)
         return model
 
-    def _tflite(self, model: Any, cand: Candidate, times: dict[str, float],
+    def _tflite(self, model: Any, sub: SubnetSpec, times: dict[str, float],
                 calib_seed: int = 0) -> bytes:
         """Convert with each layer's precision and check the file holds exactly that."""
-        space, _, profile, _ = self._ready()
-        return checked_tflite(model, space.subnet(cand).precision,
-                              self._calibration(cand.resolution, calib_seed), profile, times)
+        profile = self._ready()[2]
+        return checked_tflite(model, sub.precision, self._calibration(sub.resolution, calib_seed),
+                              profile, times)
 
     def _measure(
-        self, blob: bytes, cand: Candidate, model_path: str, times: dict[str, float],
+        self, blob: bytes, sub: SubnetSpec, model_path: str, times: dict[str, float],
         timing: bool = True,
     ) -> dict[str, Any]:
         """Accuracy and latency of a file on the profile's runtime; write the file.
 
         With ``timing`` False, latency is left to the caller (``latency_ms`` None).
         """
-        space, data, p, _ = self._ready()
-        r = cand.resolution
+        _, data, p, _ = self._ready()
+        r = sub.resolution
         out = Path(model_path)
         facts = measure_and_write(blob, p, ((self._images("val", r), data.y_val),
                                             (self._images("test", r), data.y_test)), out, times)
@@ -216,7 +215,7 @@ class BuiltinHandlers(ModelSource):
             t1 = time.perf_counter()
             latency = self._time(blob, out, self._images("val", r)[:1])
             times["latency"] = round(time.perf_counter() - t1, 4)
-        layers = self._layers(cand)
+        layers = self._layers(sub)
         return {
             **facts,
             "latency_ms": latency,
@@ -224,11 +223,10 @@ class BuiltinHandlers(ModelSource):
             "times": times,
         }
 
-    def _layers(self, cand: Candidate) -> list[dict[str, Any]]:
-        """Per layer of the candidate: name, kind, output channels and precision."""
+    def _layers(self, sub: SubnetSpec) -> list[dict[str, Any]]:
+        """Per layer of the sub-network: name, kind, output channels and precision."""
         space, data, _, _ = self._ready()
-        sub = space.subnet(cand)
-        kinds = space.layer_kinds(cand.depths)
+        kinds = space.layer_kinds(sub.depths)
         return [
             {
                 "name": name,
@@ -236,7 +234,7 @@ class BuiltinHandlers(ModelSource):
                 "channels": _out_channels(space, sub, name, data.num_classes),
                 "precision": sub.precision[name],
             }
-            for name in space.layer_names(cand.depths)
+            for name in space.layer_names(sub.depths)
         ]
 
     def _time(self, blob: bytes, path: Path, sample: np.ndarray) -> dict[str, Any]:
@@ -249,22 +247,26 @@ class BuiltinHandlers(ModelSource):
         assert self.profile is not None
         return self.timing.local(self.profile)
 
+    def prepare(self, ctx: dict[str, Any]) -> Profile:
+        """The profile of the run set up (``setup``: the supernet is a run's first stage)."""
+        return self._ready()[2]
+
     def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
         """The candidate's sub-model with inherited weights and recalibrated batch norm."""
-        space, data, _, _ = self._ready()
-        cand = Candidate.from_dict(candidate)
-        model = self._inherited(cand, times)
-        r = cand.resolution
-        return Built(model, space.subnet(cand).precision, self._calibration(r, 0),
+        data = self._ready()[1]
+        sub = self._ready()[0].subnet(Candidate.from_dict(candidate))  # once a request
+        model = self._inherited(sub, times)
+        r = sub.resolution
+        return Built(model, sub.precision, self._calibration(r, 0),
                      ((self._images("val", r), data.y_val), (self._images("test", r), data.y_test)),
-                     self._layers(cand), {"params": int(model.count_params())})
+                     self._layers(sub), {"params": int(model.count_params())})
 
     def do_evaluate(
         self, candidate: dict[str, Any], model_path: str, timing: bool = True
     ) -> dict[str, Any]:
         """Build, recalibrate, convert and measure one candidate; write its ``.tflite``.
 
-        With ``timing`` False the latency is not measured (see :meth:`do_time`).
+        With ``timing`` False the latency is not measured (``source_time`` does it).
         """
         cand = Candidate.from_dict(candidate)  # a malformed candidate is a user error here
         _, _, profile, _ = self._ready()
@@ -300,8 +302,9 @@ class BuiltinHandlers(ModelSource):
                 x = self._images("val", cand.resolution)
                 with host_work():  # off the cores while a local timing runs
                     if quantized:
-                        model = self._inherited(cand, times, calib_seed)
-                        blob = self._tflite(model, cand, times, calib_seed)
+                        sub = self._ready()[0].subnet(cand)
+                        model = self._inherited(sub, times, calib_seed)
+                        blob = self._tflite(model, sub, times, calib_seed)
                         logits = litert.predict(blob, x, p.threads, p.resolver)
                         right = np.argmax(logits, axis=-1) == data.y_val
                     else:
@@ -314,8 +317,8 @@ class BuiltinHandlers(ModelSource):
             self.progress({"stage": "predictor", "done": i + 1, "total": len(candidates)})
         return out
 
-    def do_time(self, model_path: str) -> dict[str, Any]:
-        """Latency figures of a written candidate file on the profile's device."""
+    def time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
+        """Latency figures of a written candidate file on the profile's device (no context)."""
         self._ready()
         blob = _read_model(model_path)
         resolution = litert.io_details(blob)["input"]["shape"][1]
@@ -333,24 +336,23 @@ class BuiltinHandlers(ModelSource):
         from codesign.nn.finetune import fine_tune
 
         _, data, _, _ = self._ready()
-        cand = Candidate.from_dict(candidate)
-        x_train = resize_bilinear(data.x_train, cand.resolution)
+        sub = self._ready()[0].subnet(Candidate.from_dict(candidate))  # once a request
+        x_train = resize_bilinear(data.x_train, sub.resolution)
         times: dict[str, float] = {}
         with host_work():  # training keeps off a local timing's cores
-            model = self._inherited(cand, times)
+            model = self._inherited(sub, times)
             t0 = time.perf_counter()
             fine_tune(model, x_train, data.y_train, epochs, seed=seed)
             times["fine_tune"] = round(time.perf_counter() - t0, 4)
-            blob = self._tflite(model, cand, times)
+            blob = self._tflite(model, sub, times)
         ptq_path = str(Path(model_path).with_suffix(".ptq.tflite"))
-        ptq = self._measure(blob, cand, ptq_path, times)
+        ptq = self._measure(blob, sub, ptq_path, times)
         summary = {"float_then_quantize": brief(ptq), "qat": None}
         best, best_path = ptq, ptq_path
-        used = set(self._ready()[0].subnet(cand).precision.values())
-        if used == {"int8"}:
+        if set(sub.precision.values()) == {"int8"}:
             try:
                 qat_path = str(Path(model_path).with_suffix(".qat.tflite"))
-                qat = self._qat(cand, epochs, seed, qat_path)
+                qat = self._qat(sub, epochs, seed, qat_path)
                 summary["qat"] = brief(qat)
                 if qat["val_accuracy"] > ptq["val_accuracy"]:
                     best, best_path = qat, str(Path(model_path).with_suffix(".qat.tflite"))
@@ -364,29 +366,29 @@ class BuiltinHandlers(ModelSource):
         }
         return best
 
-    def _qat(self, cand: Candidate, epochs: int, seed: int, path: str) -> dict[str, Any]:
+    def _qat(self, sub: SubnetSpec, epochs: int, seed: int, path: str) -> dict[str, Any]:
         """Quantization-aware training of the int8 layers (TFMOT), then conversion."""
         from codesign.nn.finetune import fine_tune
         from codesign.nn.qat import convert_qat, qat_model
 
-        space, data, _, _ = self._ready()
+        data = self._ready()[1]
         times: dict[str, float] = {}
         with host_work():  # training keeps off a local timing's cores
-            model = self._inherited(cand, times)
+            model = self._inherited(sub, times)
             t0 = time.perf_counter()
             wrapped = qat_model(model)
-            x_train = resize_bilinear(data.x_train, cand.resolution)
+            x_train = resize_bilinear(data.x_train, sub.resolution)
             fine_tune(wrapped, x_train, data.y_train, epochs, seed=seed)
             times["fine_tune"] = round(time.perf_counter() - t0, 4)
             t1 = time.perf_counter()
             blob = convert_qat(wrapped)
         from codesign.tflite.inspect import mismatches
 
-        problems = mismatches(blob, space.subnet(cand).precision)
+        problems = mismatches(blob, sub.precision)
         if problems:
             raise TrialFailure("QAT file does not hold the intended precisions: " + problems[0])
         times["conversion"] = round(time.perf_counter() - t1, 4)
-        return self._measure(blob, cand, path, times)
+        return self._measure(blob, sub, path, times)
 
     def do_noise_floor(self, path: str, repeats: int = 5) -> dict[str, Any]:
         """Coefficient of variation of the median latency over repeated measurements."""

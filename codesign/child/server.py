@@ -9,33 +9,39 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from codesign.child.source import SOURCES, SourceRequests
 from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 
-# The request handlers, by the module and class that hold them (``do_<request>`` methods);
-# the child imports them by name when it starts, so this module imports no feature package.
-HANDLERS = (
-    "codesign.child.builtin:BuiltinHandlers",
-    "codesign.hyper.evaluate:HyperHandlers",
-    "codesign.compress.source:TrainedHandlers",
-    "codesign.ramcheck:RamCheckHandlers",
-)
+# Request handlers besides the model sources (:data:`codesign.child.source.SOURCES`), by the
+# module and class that hold them (``do_<request>`` methods); the child imports them all by
+# name when it starts, so this module imports no feature package.
+HANDLERS = ("codesign.ramcheck:RamCheckHandlers",)
 Handler = Callable[..., Any]
 
 
 def handler_table(progress: Callable[[dict[str, Any]], None]) -> dict[str, Handler]:
     """Every request the child answers, by name (an earlier class wins a name both define).
 
+    The model sources come first, then the requests they share
+    (:class:`~codesign.child.source.SourceRequests`), then :data:`HANDLERS`.
+
     Args:
         progress: Sends a progress record to the search process.
     """
+    sources = {name: _load(ref)(progress=progress) for name, ref in SOURCES.items()}
     table: dict[str, Handler] = {}
-    for ref in HANDLERS:
-        module, name = ref.split(":")
-        handlers = getattr(importlib.import_module(module), name)(progress=progress)
+    others = [_load(ref)(progress=progress) for ref in HANDLERS]
+    for handlers in [*sources.values(), SourceRequests(sources), *others]:
         for attr in dir(handlers):
             if attr.startswith("do_"):
                 table.setdefault(attr[3:], getattr(handlers, attr))
     return table
+
+
+def _load(ref: str) -> Any:
+    """The class ``module:Class`` names (its module imported now)."""
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def serve(conn: Any, log_path: str | None = None) -> None:

@@ -3,16 +3,21 @@
 A :class:`ModelSource` turns a candidate into a tf_keras model with its weights
 and says how it was made: the supernet source inherits weights and recalibrates
 batch norm (:class:`codesign.child.builtin.BuiltinHandlers`); the HyperModel
-source builds, trains and prunes (:class:`codesign.hyper.evaluate.HyperHandlers`).
-Then :func:`evaluate` runs the same path for every source: convert with each
-layer's precision, read the file back and check it, measure accuracy, write it.
-Timing is separate (:mod:`codesign.child.timing`), so that it can hold the
-device alone.
+source builds, trains and prunes (:class:`codesign.hyper.evaluate.HyperHandlers`);
+the trained-model source prunes the user's model
+(:class:`codesign.compress.source.TrainedHandlers`). The child finds them by
+name in :data:`SOURCES` (imported by name when it starts, so the generic child
+imports no feature package), and :class:`SourceRequests` answers the two
+requests every source shares: ``source_evaluate`` runs :func:`evaluate`, the
+same path for every source (convert with each layer's precision, read the file
+back and check it, measure accuracy, write it); ``source_time`` times the file
+apart (:mod:`codesign.child.timing`), so that it can hold the device alone.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from codesign.child.convert import Split, checked_tflite, measure_and_write
+from codesign.errors import TrialFailure
 from codesign.hardware.devicelock import host_work
 from codesign.hardware.profile import Profile
 
@@ -46,8 +52,30 @@ class Built:
     made: dict[str, Any] = field(default_factory=dict)
 
 
+# The model sources by name: the module and class of each (``do_<request>`` methods for
+# their own requests). A new source is one more entry.
+SOURCES = {
+    "supernet": "codesign.child.builtin:BuiltinHandlers",
+    "hypermodel": "codesign.hyper.evaluate:HyperHandlers",
+    "trained": "codesign.compress.source:TrainedHandlers",
+}
+
+
 class ModelSource(ABC):
     """Turns a candidate (plain data from the search process) into a model with weights."""
+
+    @abstractmethod
+    def prepare(self, ctx: dict[str, Any]) -> Profile:
+        """Set up for a run's context (what it does not hold yet); return the profile.
+
+        Args:
+            ctx: What every request of the source carries (model, data, seed,
+                profile...), so a child restarted after a crash needs no set-up.
+        """
+
+    @abstractmethod
+    def time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
+        """Latency figures of a written candidate on the profile's device (exclusive use)."""
 
     @abstractmethod
     def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
@@ -77,3 +105,31 @@ def evaluate(source: ModelSource, candidate: dict[str, Any], profile: Profile,
         facts = measure_and_write(blob, profile, built.splits, model_path, times)
     return {**facts, "latency_ms": None, "layers": built.layers, **built.made,
             "times": times}, blob
+
+
+class SourceRequests:
+    """The requests every model source answers alike, the source named in the request.
+
+    Args:
+        sources: The child's model sources by name (see :data:`SOURCES`).
+    """
+
+    def __init__(self, sources: Mapping[str, ModelSource]) -> None:
+        self.sources = sources
+
+    def _source(self, name: str) -> ModelSource:
+        source = self.sources.get(name)
+        if source is None:
+            raise TrialFailure(f"unknown model source {name!r}; known: {sorted(self.sources)}")
+        return source
+
+    def do_source_evaluate(self, source: str, ctx: dict[str, Any], candidate: dict[str, Any],
+                           model_path: str) -> dict[str, Any]:
+        """Build, convert, check and measure ``candidate`` (:func:`evaluate`); write its file."""
+        src = self._source(source)
+        return evaluate(src, candidate, src.prepare(ctx), Path(model_path))[0]
+
+    def do_source_time(self, source: str, ctx: dict[str, Any], model_path: str
+                       ) -> dict[str, Any]:
+        """Latency figures of a written candidate file (see :meth:`ModelSource.time`)."""
+        return self._source(source).time(ctx, model_path)

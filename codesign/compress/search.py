@@ -25,26 +25,28 @@ from tqdm import tqdm
 
 from codesign.child import EvalChild
 from codesign.compress.settings import CompressConfig, CompressSettings, validation_note
-from codesign.compress.space import TrainedCandidate, TrainedSpace
+from codesign.compress.space import TrainedSpace
 from codesign.config import SearchConfig, reference_runs
 from codesign.engine.device import retry_when_back
-from codesign.engine.measured import ChildTrial, Requests, measure_trial
+from codesign.engine.measured import ChildTrial, Requests, measure, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
 from codesign.engine.workers import joinable
 from codesign.errors import TrialFailure
 from codesign.hyper.space import layer_choices
 from codesign.report.manifest import brief
 from codesign.report.stats import kendall_tau
-from codesign.report.table import format_table, precision_mix, ram_cell
+from codesign.report.table import Column
+from codesign.report.table import front_table as table_of
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
 from codesign.run.info import package_versions, profile_summary
 from codesign.run.measurement import Measurement
+from codesign.space.candidate import Candidate
 
 PACKAGES = ("tensorflow", "tf_keras", "keras", "optuna", "ai-edge-litert", "ai-edge-quantizer",
             "numpy", "codesign")
 REFERENCE_DROPS = ("io", "params", "times")
-REQUESTS = ("trained_evaluate", "trained_time")
+SOURCE = "trained"  # the model source's name in the child
 
 
 def run_compress_search(cfg: CompressConfig, out: TextIO = sys.stdout) -> Any:
@@ -114,7 +116,7 @@ class CompressPlan(SearchPlan):
             if len(space.resolutions) > 1:
                 params["resolution"] = space.resolution
             params.update({f"precision/{n}": p
-                           for n, p in space.uniform(precision).precision.items()})
+                           for n, p in space.uniform(precision).precision})
             study.enqueue_trial(params, user_attrs={"anchor": f"uniform {ratio:g} {precision}"})
 
     def prepare(self, ctx: JobContext) -> Prepared:
@@ -197,26 +199,21 @@ class CompressPlan(SearchPlan):
 class CompressTrial(ChildTrial):
     """Evaluates a compression of the user's model for the loop (the child's ``trained_*``)."""
 
-    def __call__(self, trial: optuna.Trial, cand: TrainedCandidate,
+    def __call__(self, trial: optuna.Trial, cand: Candidate,
                  bar: tqdm) -> tuple[float, ...]:
         """Prune, recalibrate, convert and measure ``cand``; time it; its objective values."""
         trial.set_user_attr("candidate", cand.to_dict())
         budgets = self.cfg.budgets()
         if self.cfg.finetune_epochs > 0:  # the accuracy floor holds after fine-tuning
             budgets.pop("min_accuracy", None)
-        m = measure_trial(trial, self.child, self.cfg,
-                          Requests(*REQUESTS, self.ctx, budgets=budgets),
-                          {"prune": cand.prune, "precision": cand.precision,
-                           "resolution": cand.resolution},
-                          str(self.run.trial_model(trial.number)))
+        m = measure_trial(trial, self.child, self.cfg, Requests(SOURCE, self.ctx, budgets=budgets),
+                          cand, str(self.run.trial_model(trial.number)))
         return m.objective_values(self.cfg.objectives)
 
-    def measure(self, cand: TrainedCandidate, path: Path) -> Measurement:
+    def measure(self, cand: Candidate, path: Path) -> Measurement:
         """Measure a candidate outside a trial (a reference)."""
-        m = Measurement.from_attrs(self.child.call(
-            REQUESTS[0], ctx=self.ctx, prune=cand.prune, precision=cand.precision,
-            model_path=str(path)))
-        return m.timed(self.child.call(REQUESTS[1], ctx=self.ctx, model_path=str(path)))
+        return measure(self.child, Requests(SOURCE, self.ctx), cand, str(path),
+                       self.cfg.profile_spec.remote)
 
 
 def references(trial: CompressTrial, space: TrainedSpace, out: TextIO) -> list[dict[str, Any]]:
@@ -268,14 +265,7 @@ def front_table(doc: dict[str, Any]) -> str:
     """A trained-model front as a terminal table, references below it."""
     refs = {r["name"]: r for r in doc["references"]}
     base = refs.get("original-float32")
-    headers = ("trial", "val acc", "test acc", "latency us", "speed-up", "RAM KB", "flash KB",
-               "pruned", "precisions")
-    rows = []
-    for label, p in [*((p["trial"], p) for p in doc["points"]), *refs.items()]:
-        ratios = list(p["candidate"]["prune"].values())
-        speed = base["latency_ms"]["median"] / p["latency_ms"]["median"] if base else 0.0
-        rows.append((label, p["val_accuracy"], p["test_accuracy"],
-                     p["latency_ms"]["median"] * 1000, speed, ram_cell(p),
-                     p["size_bytes"] / 1024, sum(ratios) / max(1, len(ratios)),
-                     precision_mix(p["layers"])))
-    return format_table(headers, rows, ("", ".3f", ".3f", ".1f", ".2f", "", ".1f", ".0%", ""))
+    speed = Column("speed-up", lambda p: (base["latency_ms"]["median"] / p["latency_ms"]["median"]
+                                          if base else 0.0), ".2f")
+    return table_of(doc, ("val acc", "test acc", "latency us", speed, "RAM KB", "flash KB",
+                          "pruned", "precisions"))

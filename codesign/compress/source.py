@@ -1,4 +1,8 @@
-"""The trained-model source in the evaluation child: ``trained_*`` requests.
+"""The trained-model source in the evaluation child, with its ``trained_*`` requests.
+
+Registered by name (``trained``) in :data:`codesign.child.source.SOURCES`; a
+candidate is evaluated and timed by the requests every source shares
+(``source_evaluate``, ``source_time``).
 
 The user's model is loaded once per context (:func:`codesign.models.load.load_user_model`),
 its channel groups analysed (:func:`codesign.hyper.graph.channel_graph`) and the
@@ -111,15 +115,11 @@ class TrainedHandlers(ModelSource):
                 "keras_val_accuracy": acc, "params": int(user.model.count_params()),
                 "validation": got.validation, "resolutions": sizes, "fixed_size": why}
 
-    def do_trained_evaluate(self, ctx: dict[str, Any], prune: dict[str, float],
-                            precision: dict[str, str], model_path: str,
-                            resolution: int | None = None) -> dict[str, Any]:
-        """Prune, recalibrate, convert and measure one candidate; write its file."""
-        got = self._prepare(ctx)
-        return evaluate(self, {"prune": prune, "precision": precision, "resolution": resolution},
-                        got.profile, Path(model_path))[0]
+    def prepare(self, ctx: dict[str, Any]) -> Profile:
+        """Load and analyse the context's model and data (once per context)."""
+        return self._prepare(ctx).profile
 
-    def do_trained_time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
+    def time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate on the profile's device (exclusive)."""
         got = self._prepare(ctx)
         return self._time(got, Path(model_path).read_bytes(), Path(model_path))
@@ -198,7 +198,7 @@ class TrainedHandlers(ModelSource):
         """Fine-tune ``model`` on the training images toward labels and the original's outputs."""
         import tf_keras as keras
 
-        from codesign.hyper.train import Schedule, distill_targets, train
+        from codesign.nn.finetune import Schedule, distill_targets, train
 
         assert self._loaded is not None and self._ctx is not None
         got = self._loaded

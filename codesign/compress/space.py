@@ -4,38 +4,17 @@ The graph is the child's description of the user's model
 (:meth:`codesign.hyper.graph.ChannelGraph.describe`), fixed for the run; the
 trial is asked through :func:`codesign.hyper.suggest.suggest_genes`, as for a
 HyperModel, so parameters are named ``prune/<group>`` and ``precision/<layer>``.
+Its candidates are :class:`~codesign.space.candidate.Candidate` with ``model`` set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from codesign.hyper.suggest import suggest_genes
 from codesign.space.base import Space
-
-
-@dataclass(frozen=True)
-class TrainedCandidate:
-    """One compression of the user's model.
-
-    Attributes:
-        resolution: The model's input height.
-        prune: Prune ratio per prunable channel group.
-        precision: Precision per conv, depthwise and dense layer.
-        model: The model's file name.
-    """
-
-    resolution: int
-    prune: dict[str, float]
-    precision: dict[str, str]
-    model: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """The candidate as ``pareto.json`` and the trial record it."""
-        return {"resolution": self.resolution, "prune": self.prune,
-                "precision": self.precision, "model": self.model}
+from codesign.space.candidate import Candidate
 
 
 class TrainedSpace(Space):
@@ -61,16 +40,16 @@ class TrainedSpace(Space):
         self.prune_ratios = prune_ratios
         self.model = model
 
-    def suggest(self, trial: Any) -> TrainedCandidate:
+    def suggest(self, trial: Any) -> Candidate:
         """Ask ``trial`` for every group's prune ratio and every layer's precision."""
         resolution = self.resolution
         if len(self.resolutions) > 1:
             resolution = int(trial.suggest_categorical("resolution", self.resolutions))
         prune, precision = suggest_genes(trial, self.graph, self.choices, self.prune_ratios)
-        return TrainedCandidate(resolution, prune, precision, self.model)
+        return Candidate.of_graph(resolution, prune, precision, model=self.model)
 
-    def uniform(self, precision: str) -> TrainedCandidate:
+    def uniform(self, precision: str) -> Candidate:
         """The unpruned model with every layer at ``precision`` (a reference)."""
-        return TrainedCandidate(self.resolution, {},
-                                {layer["name"]: precision for layer in self.graph["layers"]},
-                                self.model)
+        return Candidate.of_graph(self.resolution, {},
+                                  {layer["name"]: precision for layer in self.graph["layers"]},
+                                  model=self.model)

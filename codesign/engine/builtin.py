@@ -24,6 +24,7 @@ from codesign.child import EvalChild
 from codesign.config import SearchConfig
 from codesign.engine.estimates import DataShape
 from codesign.engine.front import builtin_run_info
+from codesign.engine.measured import time_file
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
 from codesign.engine.predictor_stage import predictor_stage
 from codesign.engine.proposer import Proposer
@@ -151,7 +152,7 @@ class BuiltinTrial:
                 timing=timing and not local))
         if timing and local:  # timed alone: the child takes the device's lock exclusively
             t1 = time.perf_counter()
-            m = m.timed(child.call("time", model_path=path), time.perf_counter() - t1)
+            m = m.timed(time_file(child, path), time.perf_counter() - t1)
         if self.proposer is not None:
             trial.set_user_attr("accuracy_predicted", self.proposer.predictor.predict(cand))
         if self.screen is not None:
@@ -160,10 +161,7 @@ class BuiltinTrial:
             if not timing:
                 m = self._latency_by_prediction(m, predicted, path)
         m = replace(m, times={**m.times, "total": round(time.perf_counter() - t0, 4)})
-        for key, value in m.to_attrs().items():
-            trial.set_user_attr(key, value)
-        for key, value in m.constraint_values(cfg.budgets()).items():
-            trial.set_constraint(key, value)
+        m.record(trial, cfg.budgets())
         return m.objective_values(cfg.objectives)
 
     def _latency_by_prediction(self, m: Measurement, predicted: float, path: str) -> Measurement:
@@ -178,7 +176,7 @@ class BuiltinTrial:
             budget = cfg.budgets().get("max_latency_ms")
             if screen.worth_timing(known, predicted, others, cfg.objectives, directions, budget):
                 t0 = time.perf_counter()
-                timed = self.child.call("time", model_path=path)
+                timed = time_file(self.child, path)
                 return m.timed({**timed, "source": "measured"}, time.perf_counter() - t0)
         return m.timed(predicted_latency(predicted))
 

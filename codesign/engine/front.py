@@ -23,6 +23,7 @@ from codesign.child import EvalChild
 from codesign.config import SearchConfig
 from codesign.engine.budget import MIN_FRONT
 from codesign.engine.device import retry_when_back
+from codesign.engine.measured import time_file
 from codesign.errors import CodesignError, TrialFailure
 from codesign.latency.build import fidelity
 from codesign.report.manifest import brief
@@ -218,7 +219,7 @@ def _finalize_front(job: FrontJob, front: list[Any], tune: bool
                     attrs["finetune"] = res["finetune"]
             if attrs["latency_ms"].get("source") == "predicted":
                 attrs["latency_ms"] = retry_when_back(  # every exported point is measured
-                    lambda m=model: job.child.call("time", model_path=str(m)),
+                    lambda m=model: time_file(job.child, str(m)),
                     job.cfg.profile_spec, job.out)
             final.append((t.number, attrs, model))
             bar.update(1)

@@ -1,4 +1,4 @@
-"""One measured trial for sources whose every candidate is built, converted and timed.
+"""A measured trial through the child's model-source requests: evaluate, then time alone.
 
 The HyperModel and trained-model sources evaluate a trial alike: the child
 builds, converts and measures accuracy under the host's shared lock (so no
@@ -20,6 +20,7 @@ from codesign.config import SearchConfig
 from codesign.hardware.devicelock import host_work
 from codesign.run.directory import RunDir
 from codesign.run.measurement import Measurement
+from codesign.space.candidate import Candidate
 
 
 @dataclass
@@ -41,27 +42,54 @@ class ChildTrial:
 
 @dataclass
 class Requests:
-    """The child requests of one trial.
+    """The child requests of one trial: the model source's ``source_evaluate`` and ``source_time``.
 
     Attributes:
-        evaluate: Name of the request that builds, converts and measures accuracy.
-        time: Name of the request that times the written file.
+        source: The model source's name in the child (see
+            :data:`codesign.child.source.SOURCES`).
         ctx: What every request carries (model, data, seed, profile...).
         progress: Receives the child's progress records (or None).
         extra_times: Seconds spent in the search process before evaluation, by stage.
         budgets: The budgets the trial is held to (None: all of the settings').
     """
 
-    evaluate: str
-    time: str
+    source: str
     ctx: dict[str, Any]
     progress: Any = None
     extra_times: dict[str, float] = field(default_factory=dict)
     budgets: dict[str, float] | None = None
 
 
+def measure(child: EvalChild, req: Requests, cand: Candidate, model_path: str,
+            remote: bool = False) -> Measurement:
+    """Build, convert and measure ``cand`` in the child, then time its file alone.
+
+    Args:
+        child: The evaluation child.
+        req: The source and what its requests carry.
+        cand: The candidate.
+        model_path: Where the child writes the ``.tflite``.
+        remote: The device is remote (host work then need not leave the cores to it).
+
+    Returns:
+        The measurement, timed (stage seconds of the child and of the timing).
+    """
+    with host_work(remote):  # off the cores while a timing runs
+        m = Measurement.from_attrs(child.call(
+            "source_evaluate", progress=req.progress, source=req.source, ctx=req.ctx,
+            candidate=cand.request(), model_path=model_path))
+    t1 = time.perf_counter()
+    return m.timed(time_file(child, model_path, req.source, req.ctx), time.perf_counter() - t1)
+
+
+def time_file(child: EvalChild, model_path: str, source: str = "supernet",
+              ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Latency figures of a written candidate file, timed alone by its model source."""
+    return child.call("source_time", source=source, ctx=ctx or {}, model_path=model_path)
+
+
 def measure_trial(trial: optuna.Trial, child: EvalChild, cfg: SearchConfig, req: Requests,
-                  args: dict[str, Any], model_path: str) -> Measurement:
+                  cand: Candidate, model_path: str) -> Measurement:
     """Evaluate and time one candidate; record it on ``trial``.
 
     Args:
@@ -69,25 +97,16 @@ def measure_trial(trial: optuna.Trial, child: EvalChild, cfg: SearchConfig, req:
         child: The evaluation child.
         cfg: The search's settings (budgets; is the device remote).
         req: The requests to make.
-        args: The candidate's arguments of the evaluation request.
+        cand: The candidate.
         model_path: Where the child writes the ``.tflite``.
 
     Returns:
         The measurement, timed.
     """
     t0 = time.perf_counter()
-    with host_work(cfg.profile_spec.remote):  # off the cores while a timing runs
-        m = Measurement.from_attrs(child.call(req.evaluate, progress=req.progress, ctx=req.ctx,
-                                              model_path=model_path, **args))
-    t1 = time.perf_counter()
-    m = m.timed(child.call(req.time, ctx=req.ctx, model_path=model_path),
-                time.perf_counter() - t1)
+    m = measure(child, req, cand, model_path, cfg.profile_spec.remote)
     spent = sum(req.extra_times.values())
     m = replace(m, times={**m.times, **req.extra_times,
                           "total": round(time.perf_counter() - t0 + spent, 4)})
-    for key, value in m.to_attrs().items():
-        trial.set_user_attr(key, value)
-    budgets = cfg.budgets() if req.budgets is None else req.budgets
-    for key, value in m.constraint_values(budgets).items():
-        trial.set_constraint(key, value)
+    m.record(trial, cfg.budgets() if req.budgets is None else req.budgets)
     return m

@@ -36,6 +36,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.run.directory import RunDir
+from codesign.run.measurement import Measurement, fail_reason
 from codesign.run.retry import retrying
 from codesign.run.storage import GRACE_S, HEARTBEAT_S, Locator, engine_url
 
@@ -104,8 +105,8 @@ def counts(study: optuna.Study) -> Counts:
             c.running += 1
         elif t.state == TrialState.WAITING:
             c.waiting += 1
-        elif t.state == TrialState.FAIL and not str(
-                t.user_attrs.get("fail_reason", "")).startswith(INFRASTRUCTURE):
+        elif t.state == TrialState.FAIL and not (
+                fail_reason(t.user_attrs) or "").startswith(INFRASTRUCTURE):
             c.failed += 1
     return c
 
@@ -243,7 +244,8 @@ def fail_and_requeue(study: optuna.Study, t: FrozenTrial, reason: str) -> bool:
     """
     storage = study._storage  # noqa: SLF001  (the public Study has no state setter)
     try:
-        storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)  # noqa: SLF001
+        for key, value in Measurement.failure(reason).to_attrs().items():
+            storage.set_trial_user_attr(t._trial_id, key, value)  # noqa: SLF001
         if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):  # noqa: SLF001
             return False
     except UpdateFinishedTrialError:

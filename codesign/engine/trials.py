@@ -28,16 +28,18 @@ from codesign.engine.shared_study import Coordinator, counts, wait_a_moment
 from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 from codesign.hardware.profile import Profile
 from codesign.report.pareto import feasible, front_trials
+from codesign.run.measurement import Measurement, fail_reason
 from codesign.run.retry import retrying
 from codesign.run.study import DIRECTIONS, complete_trials
 from codesign.space.base import Space
+from codesign.space.candidate import Candidate
 
 MAX_DUPLICATES = 20  # proposals in a row that repeat a candidate before one is run anyway
 MAX_SKIPS = 50  # proposals in a row a screen gives up before one is measured anyway
 
 # Evaluates an asked trial's candidate; returns its objective values (the trial's user
 # attributes and constraints set) or raises TrialFailure. The bar shows its progress.
-Evaluate = Callable[[optuna.Trial, Any, tqdm], tuple[float, ...]]
+Evaluate = Callable[[optuna.Trial, Candidate, tqdm], tuple[float, ...]]
 
 
 @dataclass
@@ -73,7 +75,7 @@ class Session:
     out: TextIO
     proposer: Any = None
     user_errors_stop: bool = False
-    screen: Callable[[Any], str | None] | None = None
+    screen: Callable[[Candidate], str | None] | None = None
 
     @property
     def directions(self) -> list[str]:
@@ -152,7 +154,7 @@ class _Step:
     duplicate: bool = False
     skipped: bool = False
     trial: optuna.Trial | None = None
-    candidate: Any = None  # or the exception suggesting raised: the trial fails with it
+    candidate: Candidate | Exception | None = None  # an exception: the trial fails with it
 
 
 def _ask(s: Session, repeats: int, skips: int = 0) -> _Step:
@@ -177,7 +179,7 @@ def _ask(s: Session, repeats: int, skips: int = 0) -> _Step:
     trial = study.ask()
     s.coord.claim(study, trial)
     try:
-        candidate: Any = s.space.suggest(trial)
+        candidate = s.space.suggest(trial)
     except (TrialFailure, CodesignError) as exc:
         return _Step(trial=trial, candidate=exc)
     duplicate = duplicate_of(study, trial)
@@ -209,7 +211,8 @@ def duplicate_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
     return None
 
 
-def _attempt(s: Session, trial: optuna.Trial, candidate: Any, bar: tqdm) -> bool:
+def _attempt(s: Session, trial: optuna.Trial, candidate: Candidate | Exception | None,
+             bar: tqdm) -> bool:
     """Evaluate one asked trial and tell the study; True if it completed."""
     study = s.study
     try:
@@ -252,7 +255,7 @@ def _attempt(s: Session, trial: optuna.Trial, candidate: Any, bar: tqdm) -> bool
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    trial.set_user_attr("fail_reason", reason[:2000])
+    Measurement.failure(reason).record(trial)
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
@@ -263,7 +266,7 @@ def _given_up(trial: optuna.Trial, out: TextIO) -> None:
 
 def _last_fail_reason(study: optuna.Study) -> str:
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    return failed[-1].user_attrs.get("fail_reason", "unknown") if failed else "none"
+    return (fail_reason(failed[-1].user_attrs) or "unknown") if failed else "none"
 
 
 def progress_note(trials: list[Any], directions: list[str]) -> str:

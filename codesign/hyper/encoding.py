@@ -5,7 +5,8 @@ Every evaluated candidate of a hypermodel run is appended to
 precisions, measured accuracy and latency). The space is the user's, so the
 vector is built from the names seen: a number per numeric hyperparameter, a
 one-hot entry per categorical value, the fraction kept per channel group and a
-one-hot precision per layer. The built-in predictor's gradient-boosted trees
+one-hot precision per layer (named as the built-in encoding names them,
+:func:`codesign.predict.encoding.gene_features`). The built-in predictor's gradient-boosted trees
 (:class:`codesign.predict.regressors.Boosted`) fit it as they fit the built-in
 space's encoding.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from codesign.predict.encoding import gene_features
 
 EVALUATIONS_FILE = "hyper_evaluations.jsonl"
 
@@ -40,10 +43,8 @@ def features(record: dict[str, Any]) -> dict[str, float]:
             f[f"hp/{name}={value}"] = 1.0
         else:
             f[f"hp/{name}"] = float(value)
-    for group, ratio in record["prune"].items():
-        f[f"kept/{group}"] = 1.0 - float(ratio)
-    for layer, precision in record["precision"].items():
-        f[f"{precision}/{layer}"] = 1.0
+    f.update(gene_features({g: 1.0 - float(r) for g, r in record["prune"].items()},
+                           record["precision"]))
     return f
 
 

@@ -1,9 +1,11 @@
-"""The evaluation child's hypermodel requests (``hyper_build``, ``hyper_evaluate``, ``hyper_time``).
+"""The HyperModel source in the evaluation child, with its ``hyper_build`` request.
 
-Registered with the child's loop in :mod:`codesign.child.server`. Every
-request carries its context (HyperModel, data, seed, profile, training
-settings) and the child loads what it does not hold yet, so a child restarted
-after a crash needs no separate set-up.
+Registered by name (``hypermodel``) in :data:`codesign.child.source.SOURCES`;
+a candidate is evaluated and timed by the requests every source shares
+(``source_evaluate``, ``source_time``). Every request carries its context
+(HyperModel, data, seed, profile, training settings) and the child loads what
+it does not hold yet, so a child restarted after a crash needs no separate
+set-up.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign.child.source import Built, ModelSource, evaluate
+from codesign.child.source import Built, ModelSource
 from codesign.child.timing import DeviceTiming
 from codesign.data import Dataset, load_dataset, resize_bilinear
 from codesign.errors import CodesignError, TrialFailure
@@ -133,23 +135,19 @@ class HyperHandlers(ModelSource):
             raise TrialFailure(f"the model's output is {tuple(model.output_shape[1:])}; the data "
                                f"has {k} classes: end with keras.layers.Dense({k})")
 
-    def do_hyper_evaluate(
-        self, ctx: dict[str, Any], answers: dict[str, Any], prune: dict[str, float],
-        precision: dict[str, str], model_path: str,
-    ) -> dict[str, Any]:
-        """Train (or reuse the trained weights), prune, fine-tune, convert and measure accuracy.
-
-        The ``.tflite`` goes to ``model_path``; latency is timed by ``hyper_time``.
-        """
-        _, profile = self._prepare(ctx)
-        candidate = {"answers": answers, "prune": prune, "precision": precision}
-        return evaluate(self, candidate, profile, Path(model_path))[0]
+    def prepare(self, ctx: dict[str, Any]) -> Profile:
+        """Load the context's data, profile and HyperModel (once per context)."""
+        return self._prepare(ctx)[1]
 
     def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
-        """Build the HyperModel with the candidate's answers, train, prune and fine-tune it."""
+        """Build the HyperModel with the candidate's answers, train, prune and fine-tune it.
+
+        The candidate is the record with the replay's ``answers``
+        (:meth:`codesign.space.candidate.Candidate.request`).
+        """
         from codesign.hyper.prune import prune_model
-        from codesign.hyper.train import BN_IMAGES, Schedule, fresh_optimizer, train
         from codesign.nn.bn import recalibrate_bn
+        from codesign.nn.finetune import BN_IMAGES, Schedule, fresh_optimizer, train
 
         assert self._ctx is not None and self._data is not None
         data, settings = self._data, self._ctx["train"]
@@ -199,7 +197,7 @@ class HyperHandlers(ModelSource):
     def _trained_weights(self, model: Any, key: str, train_xy: Any, val_xy: Any
                          ) -> dict[str, Any]:
         """Train ``model`` (or load the weights this architecture was trained to before)."""
-        from codesign.hyper.train import Schedule, fresh_optimizer, train
+        from codesign.nn.finetune import Schedule, fresh_optimizer, train
 
         assert self._ctx is not None
         settings = self._ctx["train"]
@@ -217,7 +215,7 @@ class HyperHandlers(ModelSource):
             self._trained.popitem(last=False)
         return info
 
-    def do_hyper_time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
+    def time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate on the profile's device (exclusive)."""
         data, p = self._prepare(ctx)
         blob = Path(model_path).read_bytes()

@@ -19,6 +19,7 @@ import tf_keras as keras
 
 from codesign.errors import TrialFailure
 from codesign.hyper.graph import ChannelGraph
+from codesign.nn.importance import filter_l1
 
 L = keras.layers
 
@@ -56,8 +57,7 @@ def importance(model: keras.Model, graph: ChannelGraph, criterion: str = "l1"
             if bn is not None and bn.scale:
                 score = np.abs(np.asarray(bn.gamma.numpy(), np.float64))
             else:
-                kernel = np.asarray(layer.kernel.numpy())
-                score = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+                score = filter_l1(np.asarray(layer.kernel.numpy()))
             total += score / max(float(score.max()), 1e-12)
         scores[name] = total
     return scores

@@ -29,11 +29,13 @@ from codesign.engine.workers import joinable
 from codesign.hyper.encoding import EVALUATIONS_FILE
 from codesign.hyper.load import HyperSpec
 from codesign.hyper.settings import HyperConfig, HyperSettings
-from codesign.hyper.space import HyperCandidate, HyperModelSpace, layer_choices
-from codesign.report.table import format_table, precision_mix, ram_cell
+from codesign.hyper.space import HyperModelSpace, layer_choices
+from codesign.report.table import Column
+from codesign.report.table import front_table as table_of
 from codesign.run.directory import RunDir
 from codesign.run.info import package_versions, profile_summary
 from codesign.run.measurement import Measurement
+from codesign.space.candidate import Candidate
 
 PACKAGES = ("tensorflow", "tf_keras", "keras-tuner", "optuna", "ai-edge-litert",
             "ai-edge-quantizer", "numpy", "codesign")
@@ -122,7 +124,7 @@ class HyperPlan(SearchPlan):
 class HyperTrial(ChildTrial):
     """Evaluates a HyperModel candidate for the loop (the child's ``hyper_*`` requests)."""
 
-    def __call__(self, trial: optuna.Trial, cand: HyperCandidate,
+    def __call__(self, trial: optuna.Trial, cand: Candidate,
                  bar: tqdm) -> tuple[float, ...]:
         """Train, prune, convert and measure ``cand``; time it; return its objective values."""
         trial.set_user_attr("candidate", cand.to_dict())
@@ -132,20 +134,17 @@ class HyperTrial(ChildTrial):
                 bar.set_postfix_str(f"trial {trial.number} {info['stage']} {info['epoch']}/"
                                     f"{info['epochs']} val {info['val_accuracy']:.3f}")
 
-        req = Requests("hyper_evaluate", "hyper_time", self.ctx, progress,
-                       {"build": cand.build_s})
-        m = measure_trial(trial, self.child, self.cfg, req,
-                          {"answers": cand.answers, "prune": cand.prune,
-                           "precision": cand.precision},
+        req = Requests("hypermodel", self.ctx, progress, {"build": cand.build_s})
+        m = measure_trial(trial, self.child, self.cfg, req, cand,
                           str(self.run.trial_model(trial.number)))
         _record(self.run, trial.number, cand, m)
         return m.objective_values(self.cfg.objectives)
 
 
-def _record(run: RunDir, number: int, cand: HyperCandidate, m: Measurement) -> None:
+def _record(run: RunDir, number: int, cand: Candidate, m: Measurement) -> None:
     """Append the evaluation to ``hyper_evaluations.jsonl`` (what an accuracy predictor learns)."""
-    rec = {"trial": number, "hp": cand.hp, "resolution": cand.resolution,
-           "prune": cand.prune, "precision": cand.precision,
+    rec = {"trial": number, "hp": cand.hp_map, "resolution": cand.resolution,
+           "prune": cand.prune_map, "precision": cand.precision_map,
            "channels": m.channels, "params": m.params,
            "val_accuracy": m.val_accuracy, "test_accuracy": m.test_accuracy,
            "latency_ms": m.latency_median, "size_bytes": m.size_bytes}
@@ -154,21 +153,11 @@ def _record(run: RunDir, number: int, cand: HyperCandidate, m: Measurement) -> N
 
 
 def front_table(doc: dict[str, Any]) -> str:
-    """The front of a hypermodel run as a terminal table."""
-    headers = ("trial", "val acc", "test acc", "latency us", "RAM KB", "flash KB", "res",
-               "pruned", "precisions", "hyperparameters")
-    rows = []
-    for p in doc["points"]:
-        c = p["candidate"]
-        ratios = list(c["prune"].values())
-        hps = " ".join(f"{k}={_short(v)}" for k, v in c["hp"].items())
-        rows.append((p["trial"], p["val_accuracy"], p["test_accuracy"],
-                     p["latency_ms"]["median"] * 1000, ram_cell(p), p["size_bytes"] / 1024,
-                     c["resolution"],
-                     sum(ratios) / max(1, len(ratios)),
-                     precision_mix(p["layers"]), hps))
-    formats = ("", ".3f", ".3f", ".1f", "", ".1f", "", ".0%", "", "")
-    return format_table(headers, rows, formats)
+    """The front of a hypermodel run as a terminal table (with the hyperparameters)."""
+    hps = Column("hyperparameters", lambda p: " ".join(
+        f"{k}={_short(v)}" for k, v in p["candidate"]["hp"].items()))
+    return table_of(doc, ("val acc", "test acc", "latency us", "RAM KB", "flash KB", "res",
+                          "pruned", "precisions", hps))
 
 
 def _short(v: Any) -> str:

@@ -4,13 +4,14 @@ The user's ``build(hp)`` runs in the evaluation child; :class:`HyperModelSpace`
 gets a callback into it and replays the build (:mod:`codesign.hyper.propose`),
 asking the trial for each active hyperparameter, then asks for codesign's
 per-layer genes of the model that was built (:mod:`codesign.hyper.suggest`).
+Its candidates are :class:`~codesign.space.candidate.Candidate` with ``hp`` and
+``hypermodel`` set.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from codesign.config import lookup_support
@@ -19,35 +20,7 @@ from codesign.hardware.profile import Profile
 from codesign.hyper.propose import BuildStep, propose
 from codesign.hyper.suggest import suggest_genes
 from codesign.space.base import Space
-from codesign.space.candidate import PRECISIONS
-
-
-@dataclass(frozen=True)
-class HyperCandidate:
-    """One HyperModel candidate: hyperparameter values and per-layer genes.
-
-    Attributes:
-        answers: The trial's ``hp/<name>`` values the child builds with.
-        resolution: The model's input side.
-        hp: The HyperModel's values by keras-tuner name.
-        prune: Prune ratio per prunable channel group.
-        precision: Precision per conv, depthwise and dense layer.
-        hypermodel: Where the HyperModel lives (as the user wrote it).
-        build_s: Seconds the replayed build took.
-    """
-
-    answers: dict[str, Any]
-    resolution: int
-    hp: dict[str, Any]
-    prune: dict[str, float]
-    precision: dict[str, str]
-    hypermodel: str
-    build_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The candidate as ``pareto.json`` and the trial record it."""
-        return {"resolution": self.resolution, "hp": self.hp, "prune": self.prune,
-                "precision": self.precision, "hypermodel": self.hypermodel}
+from codesign.space.candidate import PRECISIONS, Candidate
 
 
 class HyperModelSpace(Space):
@@ -68,13 +41,19 @@ class HyperModelSpace(Space):
         self.prune_ratios = prune_ratios
         self.hypermodel = hypermodel
 
-    def suggest(self, trial: Any) -> HyperCandidate:
-        """Replay the build to its end, then ask for the built model's genes."""
+    def suggest(self, trial: Any) -> Candidate:
+        """Replay the build to its end, then ask for the built model's genes.
+
+        Returns:
+            The candidate, with its ``hp``, ``hypermodel``, the ``answers`` the
+            child rebuilds it with and the seconds the replay took (``build_s``).
+        """
         t0 = time.perf_counter()
         answers, built = propose(trial, self.build_step)
         prune, precision = suggest_genes(trial, built["graph"], self.choices, self.prune_ratios)
-        return HyperCandidate(answers, built["input_shape"][0], built["hp"], prune, precision,
-                              self.hypermodel, round(time.perf_counter() - t0, 4))
+        return Candidate.of_graph(built["input_shape"][0], prune, precision, hp=built["hp"],
+                                  hypermodel=self.hypermodel, answers=answers,
+                                  build_s=round(time.perf_counter() - t0, 4))
 
 
 def layer_choices(profile: Profile) -> dict[str, tuple[str, ...]]:

@@ -45,6 +45,15 @@ def wiring(space: SpaceSpec) -> dict[str, GroupWiring]:
     return w
 
 
+def filter_l1(kernel: np.ndarray) -> np.ndarray:
+    """The L1 norm of each output filter of a kernel (output channels last).
+
+    The measure of a channel's importance the built-in space sorts by and a
+    graph's pruning (:mod:`codesign.hyper.prune`) ranks by.
+    """
+    return np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
 def importance(weights: dict[str, list[np.ndarray]], wire: GroupWiring) -> np.ndarray:
     """L1 norm of each output filter, averaged over the group's (tied) producers.
 
@@ -53,8 +62,7 @@ def importance(weights: dict[str, list[np.ndarray]], wire: GroupWiring) -> np.nd
     """
     total = None
     for name in wire.producers:
-        kernel = weights[name][0]
-        norms = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+        norms = filter_l1(weights[name][0])
         norms = norms / max(float(norms.mean()), 1e-12)
         total = norms if total is None else total + norms
     assert total is not None

@@ -1,6 +1,14 @@
-"""A candidate as a fixed-length vector: architecture, channels kept per layer, precision."""
+"""A candidate as features for an accuracy predictor: channels kept and precision per layer.
+
+The built-in family's candidate is a fixed-length vector (:func:`encode`); a
+HyperModel's evaluations are named features (:mod:`codesign.hyper.encoding`)
+whose genes are named here too (:func:`gene_features`), so both encodings call
+a layer's kept fraction ``kept/<name>`` and its precision ``<precision>/<layer>``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -8,12 +16,34 @@ from codesign.space.candidate import PRECISIONS, Candidate
 from codesign.space.family import SpaceSpec
 
 
+def kept_feature(name: str) -> str:
+    """The feature of the fraction of channels a layer or group keeps."""
+    return f"kept/{name}"
+
+
+def precision_feature(precision: str, layer: str) -> str:
+    """The one-hot feature of a layer's precision."""
+    return f"{precision}/{layer}"
+
+
+def gene_features(kept: Mapping[str, float], precision: Mapping[str, str]) -> dict[str, float]:
+    """Named features of a candidate's genes: the fraction kept, a one-hot precision per layer.
+
+    Args:
+        kept: Fraction of channels kept, per layer or channel group.
+        precision: Precision per layer.
+    """
+    out = {kept_feature(name): float(value) for name, value in kept.items()}
+    out.update({precision_feature(p, layer): 1.0 for layer, p in precision.items()})
+    return out
+
+
 def feature_names(space: SpaceSpec) -> list[str]:
     """Names of the encoding's entries, in order."""
     names = ["resolution"] + [f"depth/s{i}" for i in range(1, len(space.stages) + 1)]
     for layer in space.layer_names():
-        names.append(f"kept/{layer}")
-        names += [f"{p}/{layer}" for p in PRECISIONS]
+        names.append(kept_feature(layer))
+        names += [precision_feature(p, layer) for p in PRECISIONS]
     return names
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -55,18 +56,64 @@ def precision_mix(layers: Sequence[dict[str, Any]]) -> str:
     return " ".join(f"{PRECISION_SHORT.get(p, p)}:{n}" for p, n in ordered)
 
 
+@dataclass(frozen=True)
+class Column:
+    """A column of a front table.
+
+    Attributes:
+        header: Its title.
+        cell: A point's (or reference's) value in it.
+        fmt: Format spec of float values (``".3f"``; empty: the table's default).
+    """
+
+    header: str
+    cell: Callable[[dict[str, Any]], Any]
+    fmt: str = ""
+
+
+def _pruned(p: dict[str, Any]) -> float:
+    ratios = list(p["candidate"]["prune"].values())
+    return sum(ratios) / max(1, len(ratios))
+
+
+# The columns every source's front table picks from, by header.
+COLUMNS = {c.header: c for c in (
+    Column("val acc", lambda p: p["val_accuracy"], ".3f"),
+    Column("test acc", lambda p: p["test_accuracy"], ".3f"),
+    Column("latency us", lambda p: p["latency_ms"]["median"] * 1000, ".1f"),
+    Column("p90 us", lambda p: p["latency_ms"]["p90"] * 1000, ".1f"),
+    Column("RAM KB", lambda p: ram_cell(p)),
+    Column("flash KB", lambda p: p["size_bytes"] / 1024, ".1f"),
+    Column("res", lambda p: p["candidate"]["resolution"]),
+    Column("depths", lambda p: "-".join(str(d) for d in p["candidate"]["depths"])),
+    Column("pruned", _pruned, ".0%"),
+    Column("precisions", lambda p: precision_mix(p["layers"])),
+)}
+
+
+def front_table(doc: dict[str, Any], columns: Sequence[str | Column]) -> str:
+    """The points of a ``pareto.json`` document, references below them, as a table.
+
+    Args:
+        doc: The document.
+        columns: After ``trial`` (a point's number, a reference's name): the
+            columns, by header (see :data:`COLUMNS`) or a source's own.
+    """
+    cols = [COLUMNS[c] if isinstance(c, str) else c for c in columns]
+    labelled = [*((p["trial"], p) for p in doc["points"]),
+                *((r["name"], r) for r in doc["references"])]
+    rows = [(label, *(c.cell(p) for c in cols)) for label, p in labelled]
+    return format_table(("trial", *(c.header for c in cols)), rows, ("", *(c.fmt for c in cols)))
+
+
 def pareto_table(doc: dict[str, Any]) -> str:
-    """The Pareto front of a ``pareto.json`` document, references below it.
+    """The Pareto front of a built-in run's ``pareto.json`` document, references below it.
 
     ``RAM KB`` is the tensor arena (TFLM's on a TFLM profile, else estimated,
     marked ``~``); a latency that is a host stand-in (TFLM) is said so under the table.
     """
-    headers = ("trial", "val acc", "test acc", "latency us", "p90 us", "RAM KB", "flash KB",
-               "res", "depths", "pruned", "precisions")
-    rows = [_row(p["trial"], p) for p in doc["points"]]
-    rows += [_row(r["name"], r) for r in doc["references"]]
-    formats = ("", ".3f", ".3f", ".1f", ".1f", "", ".1f", "", "", ".0%", "")
-    text = format_table(headers, rows, formats)
+    text = front_table(doc, ("val acc", "test acc", "latency us", "p90 us", "RAM KB",
+                             "flash KB", "res", "depths", "pruned", "precisions"))
     records = [*doc["points"], *doc["references"]]
     notes = {r["latency_ms"].get("stand_in") for r in records} - {None}
     if any((r.get("ram") or {}).get("source") == "estimate" for r in records):
@@ -81,21 +128,3 @@ def ram_cell(p: dict[str, Any]) -> str:
         return "-"
     estimated = (p.get("ram") or {}).get("source") == "estimate"
     return f"{'~' if estimated else ''}{ram / 1024:.1f}"
-
-
-def _row(label: Any, p: dict[str, Any]) -> tuple[Any, ...]:
-    c = p["candidate"]
-    ratios = list(c["prune"].values())
-    return (
-        label,
-        p["val_accuracy"],
-        p["test_accuracy"],
-        p["latency_ms"]["median"] * 1000,
-        p["latency_ms"]["p90"] * 1000,
-        ram_cell(p),
-        p["size_bytes"] / 1024,
-        c["resolution"],
-        "-".join(str(d) for d in c["depths"]),
-        sum(ratios) / max(1, len(ratios)),
-        precision_mix(p["layers"]),
-    )

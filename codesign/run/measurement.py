@@ -5,21 +5,30 @@ trial's user attributes with :meth:`Measurement.to_attrs` (one attribute per
 field, the names ``pareto.json`` schema 1 uses) and every reader gets it back with
 :meth:`Measurement.from_attrs`. Objective values and budget constraints are
 computed from it here, for every model source alike.
+
+A candidate that could not be measured is a :class:`Measurement` too, made by
+:meth:`Measurement.failure`: it holds the reason (``fail_reason``, the
+attribute's name since the first runs, so a run made before reads the same)
+and the figures it has, none for a candidate that never reached the child.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 # Fields written only when set (a source that does not train has no ``training``).
-_OPTIONAL = ("channels", "training", "ram")
+_OPTIONAL = ("channels", "training", "ram", "fail_reason")
+MAX_REASON = 2000  # characters of a fail reason kept on the trial
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One candidate's figures on the profile's runtime.
+    """One candidate's figures on the profile's runtime, or why it has none.
+
+    A measured candidate has every figure up to ``io``; a failed one has its
+    ``fail_reason`` (see :meth:`failure`) and no figures.
 
     Attributes:
         val_accuracy: Accuracy of the converted file on the validation split.
@@ -41,25 +50,45 @@ class Measurement:
             ``tail_bytes`` (persistent) and ``source`` (``tflm``: measured by
             TFLM's recording allocator; ``estimate``: from the file); None in
             runs of codesign before it.
+        fail_reason: Why the candidate could not be measured (None: it was).
     """
 
-    val_accuracy: float
-    test_accuracy: float
-    latency_ms: dict[str, Any] | None
-    size_bytes: int
-    size_gzip_bytes: int
-    layers: list[dict[str, Any]]
-    io: dict[str, Any]
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    latency_ms: dict[str, Any] | None = None
+    size_bytes: int | None = None
+    size_gzip_bytes: int | None = None
+    layers: list[dict[str, Any]] | None = None
+    io: dict[str, Any] | None = None
     params: int = 0
     times: dict[str, float] = field(default_factory=dict)
     channels: dict[str, int] | None = None
     training: dict[str, Any] | None = None
     ram: dict[str, Any] | None = None
+    fail_reason: str | None = None
+
+    @classmethod
+    def failure(cls, reason: str) -> Measurement:
+        """The record of a candidate that failed, with ``reason`` (cut to MAX_REASON)."""
+        return cls(fail_reason=str(reason)[:MAX_REASON])
+
+    @property
+    def failed(self) -> bool:
+        """True if the candidate could not be measured."""
+        return self.fail_reason is not None
 
     # --- conversion --------------------------------------------------------------------
 
     def to_attrs(self) -> dict[str, Any]:
-        """The trial user attributes that hold this measurement."""
+        """The trial user attributes that hold this measurement.
+
+        A measured candidate writes every figure (the optional ones when set); a
+        failed one writes its reason and only the fields that differ from their
+        defaults.
+        """
+        if self.failed:
+            return {f.name: getattr(self, f.name) for f in fields(self)
+                    if getattr(self, f.name) != _default(f)}
         attrs = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in _OPTIONAL:
             if attrs[name] is None:
@@ -74,6 +103,18 @@ class Measurement:
         """
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in attrs.items() if k in names})
+
+    def record(self, trial: Any, budgets: Mapping[str, float] | None = None) -> None:
+        """Write this measurement into ``trial``'s user attributes (and its budget constraints).
+
+        Args:
+            trial: An Optuna trial (``set_user_attr``, ``set_constraint``).
+            budgets: The budgets the trial is held to (None: no constraints).
+        """
+        for key, value in self.to_attrs().items():
+            trial.set_user_attr(key, value)
+        for key, value in self.constraint_values(budgets or {}).items():
+            trial.set_constraint(key, value)
 
     def timed(self, latency: dict[str, Any], seconds: float | None = None) -> Measurement:
         """This measurement with its latency record (and the seconds timing took)."""
@@ -108,6 +149,16 @@ class Measurement:
     def constraint_values(self, budgets: Mapping[str, float]) -> dict[str, float]:
         """Budget constraints (feasible when every value is zero or less)."""
         return constraint_values(self.to_attrs(), budgets)
+
+
+def _default(f: Any) -> Any:
+    """A dataclass field's default value."""
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def fail_reason(attrs: Mapping[str, Any]) -> str | None:
+    """Why a trial failed, from its user attributes (None if it did not, or did not say)."""
+    return Measurement.from_attrs(attrs).fail_reason
 
 
 def ram_bytes(attrs: Mapping[str, Any]) -> int | None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from codesign.space.candidate import Candidate
+
 
 class Space(ABC):
-    """Turns a trial into a candidate (frozen, with ``to_dict()`` for the child and the front)."""
+    """Turns a trial into a :class:`~codesign.space.candidate.Candidate` (every space's type)."""
 
     @abstractmethod
-    def suggest(self, trial: Any) -> Any:
+    def suggest(self, trial: Any) -> Candidate:
         """Ask ``trial`` for every parameter of one candidate and return it.
 
         Raises:

@@ -1,10 +1,10 @@
-"""The candidate: a frozen, serializable point of the search space."""
+"""The candidate: a frozen, serializable point of any search space."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from codesign.errors import CodesignError
@@ -14,21 +14,41 @@ PRECISIONS = ("float32", "float16", "int8", "int16x8", "int4")
 
 @dataclass(frozen=True)
 class Candidate:
-    """One network of the space, as the sampler proposed it.
+    """One network a space proposed: what the loop, the child and the front need of it.
+
+    Every space's candidate is one of these. What all share is the input side,
+    a prune ratio per channel group and a precision per layer; the rest says
+    which space made it and is None for the others: ``depths`` (the built-in
+    family), ``hp`` and ``hypermodel`` (a HyperModel), ``model`` (a trained
+    model). :meth:`to_dict` writes the set fields only, so ``pareto.json`` holds
+    each space's candidate as it always has.
 
     Attributes:
         resolution: Input height and width in pixels.
-        depths: Number of blocks used in each stage.
-        prune: ``(channel group, fraction of channels removed)`` for every
-            channel group of the maximal network, sorted by group.
-        precision: ``(layer, precision)`` for every conv, depthwise and dense
-            layer of the maximal network, sorted by layer.
+        depths: Number of blocks used in each stage (the built-in family).
+        prune: ``(channel group, fraction of channels removed)`` per channel
+            group (the built-in family: every group of the maximal network,
+            sorted by group).
+        precision: ``(layer, precision)`` per conv, depthwise and dense layer
+            (the built-in family: every layer of the maximal network, sorted).
+        hp: ``(name, value)`` of the HyperModel's hyperparameters (keras-tuner names).
+        hypermodel: Where the HyperModel lives (as the user wrote it).
+        model: The trained model's file name.
+        answers: ``(trial parameter, value)`` the child rebuilds the HyperModel
+            with (not part of the record, nor of equality).
+        build_s: Seconds the space spent building it while suggesting (a
+            define-by-run space; not part of the record, nor of equality).
     """
 
     resolution: int
-    depths: tuple[int, ...]
+    depths: tuple[int, ...] | None
     prune: tuple[tuple[str, float], ...]
     precision: tuple[tuple[str, str], ...]
+    hp: tuple[tuple[str, Any], ...] | None = None
+    hypermodel: str | None = None
+    model: str | None = None
+    answers: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    build_s: float = field(default=0.0, compare=False)
 
     @classmethod
     def make(
@@ -38,13 +58,29 @@ class Candidate:
         prune: Mapping[str, float],
         precision: Mapping[str, str],
     ) -> Candidate:
-        """Build a candidate from plain mappings."""
+        """Build a candidate of the built-in family from plain mappings."""
         return cls(
             resolution=int(resolution),
             depths=tuple(int(d) for d in depths),
             prune=tuple(sorted((str(k), float(v)) for k, v in prune.items())),
             precision=tuple(sorted((str(k), str(v)) for k, v in precision.items())),
         )
+
+    @classmethod
+    def of_graph(cls, resolution: int, prune: Mapping[str, float],
+                 precision: Mapping[str, str], **source: Any) -> Candidate:
+        """A candidate of a model graph (a HyperModel's or a trained model's), in graph order.
+
+        Args:
+            resolution: The model's input side.
+            prune: Prune ratio per prunable channel group.
+            precision: Precision per conv, depthwise and dense layer.
+            **source: ``hp``, ``answers`` (mappings), ``hypermodel``, ``model``,
+                ``build_s``: what says which model it is.
+        """
+        pairs = {k: tuple(v.items()) for k, v in source.items() if k in ("hp", "answers")}
+        return cls(int(resolution), None, tuple((str(k), float(v)) for k, v in prune.items()),
+                   tuple((str(k), str(v)) for k, v in precision.items()), **{**source, **pairs})
 
     @property
     def prune_map(self) -> dict[str, float]:
@@ -56,14 +92,31 @@ class Candidate:
         """Precision per layer."""
         return dict(self.precision)
 
+    @property
+    def hp_map(self) -> dict[str, Any]:
+        """The HyperModel's hyperparameters ({} for other spaces)."""
+        return dict(self.hp or ())
+
+    @property
+    def answers_map(self) -> dict[str, Any]:
+        """The trial parameters the child rebuilds the HyperModel with."""
+        return dict(self.answers)
+
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serializable dict."""
-        return {
-            "resolution": self.resolution,
-            "depths": list(self.depths),
-            "prune": self.prune_map,
-            "precision": self.precision_map,
-        }
+        """Return a JSON-serializable dict (what ``pareto.json`` and the trial record)."""
+        out: dict[str, Any] = {"resolution": self.resolution}
+        if self.depths is not None:
+            out["depths"] = list(self.depths)
+        if self.hp is not None:
+            out["hp"] = self.hp_map
+        out.update(prune=self.prune_map, precision=self.precision_map)
+        out.update({k: getattr(self, k) for k in ("hypermodel", "model")
+                    if getattr(self, k) is not None})
+        return out
+
+    def request(self) -> dict[str, Any]:
+        """What the evaluation child builds it from: the record, and a HyperModel's ``answers``."""
+        return {**self.to_dict(), **({"answers": self.answers_map} if self.hp is not None else {})}
 
     def to_json(self) -> str:
         """Return a canonical JSON string (sorted keys)."""
@@ -71,13 +124,17 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
-        """Build a candidate from :meth:`to_dict` output.
+        """Build a candidate from :meth:`to_dict` output (of any space).
 
         Raises:
             CodesignError: If a field is missing or of the wrong type.
         """
         try:
-            cand = cls.make(d["resolution"], d["depths"], d["prune"], d["precision"])
+            if "depths" in d or not {"hp", "hypermodel", "model"} & set(d):
+                cand = cls.make(d["resolution"], d["depths"], d["prune"], d["precision"])
+            else:
+                extra = {k: d[k] for k in ("hp", "hypermodel", "model") if k in d}
+                cand = cls.of_graph(d["resolution"], d["prune"], d["precision"], **extra)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CodesignError(f"malformed candidate: {exc!r}") from None
         bad = sorted({p for _, p in cand.precision} - set(PRECISIONS))
