@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Refit a latency model from recorded timings, and compare feature sets on its check.
+
+A latency model's build leaves its timings in
+``$CODESIGN_HOME/latency/<profile>-<hash>.measurements.jsonl`` and its last
+check in ``...check.jsonl``. This script fits the model again from those
+records, with the current features and with the multiply-accumulates of true
+channel counts left out, and prints each fit's agreement with the check side
+by side: no timing, no conversion, seconds of CPU. It also says how well the
+two timing passes of each network agreed (the measurement's own noise, which
+bounds any model's figure).
+
+    .venv/bin/python tools/refit_latency.py --home /tmp/latB/home --profile xnnpack-1t
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", type=Path, required=True, help="the CODESIGN_HOME of the build")
+    ap.add_argument("--profile", default="xnnpack-1t")
+    ap.add_argument("--blocks", type=int, default=300, help="as given to profile build")
+    ap.add_argument("--whole", type=int, default=100, help="as given to profile build")
+    ap.add_argument("--n", type=int, default=100, help="as given to profile check")
+    args = ap.parse_args(argv)
+
+    from codesign.hardware.profile import load_profile
+    from codesign.latency.build import (
+        CHECK_SEED,
+        WHOLE_WEIGHT,
+        delegated,
+        network_features,
+        profile_key,
+    )
+    from codesign.latency.measure import read_records
+    from codesign.latency.model import LatencyModel, errors, fit
+    from codesign.latency.sampling import block_networks, whole_networks
+
+    profile = load_profile(args.profile)
+    folder = args.home / "latency"
+    key = profile_key(profile)
+    built = read_records(folder / f"{key}.measurements.jsonl")
+    checked = read_records(folder / f"{key}.check.jsonl")
+    if not built or not checked:
+        print(f"no build or check records of {key} in {folder}", file=sys.stderr)
+        return 2
+    samples = (block_networks(args.blocks, 0, profile.precisions)
+               + whole_networks(args.whole, 1, profile.precisions))
+    train = [(s, built[s["id"]], i >= args.blocks) for i, s in enumerate(samples)
+             if "median_ms" in built.get(s["id"], {})]
+    test = [(s, checked[s["id"]]) for s in whole_networks(args.n, CHECK_SEED, profile.precisions)
+            if "median_ms" in checked.get(s["id"], {})]
+    delegate = delegated(profile)
+
+    def feats(sample: dict, tmacs: bool) -> dict[str, float]:
+        f = network_features(sample, delegate)
+        return f if tmacs else {k: v for k, v in f.items() if not k.endswith(":tmacs")}
+
+    print(f"{key}: fitted on {len(train)} networks, checked on {len(test)}")
+    print(f"{'features':<34} {'within ±10 %':>13} {'MAPE':>7} {'p95 error':>10} {'tau':>6}")
+    for label, tmacs in (("padded MACs only", False), ("padded and true MACs (current)", True)):
+        coef = fit([feats(s, tmacs) for s, _, _ in train], [r["median_ms"] for _, r, _ in train],
+                   [WHOLE_WEIGHT if whole else 1.0 for _, _, whole in train])
+        model = LatencyModel({}, coef)
+        e = errors([model.predict(feats(s, tmacs)) for s, _ in test],
+                   [r["median_ms"] for _, r in test])
+        print(f"{label:<34} {e['within_10pct']:>12.0%} {e['mape']:>7.1%} "
+              f"{e['p95_abs_rel_error']:>10.1%} {e['kendall_tau']:>6.3f}")
+    for name, recs in (("build", built), ("check", checked)):
+        pairs = np.array([r["medians_ms"][:2] for r in recs.values()
+                          if len(r.get("medians_ms", [])) >= 2])
+        if len(pairs):
+            ratio = pairs[:, 1] / pairs[:, 0]
+            print(f"{name}: the two timing passes of {len(pairs)} networks agree within ±10 % "
+                  f"on {np.mean(np.abs(ratio - 1) <= 0.10):.0%} (the measurement's own noise)")
+        else:
+            print(f"{name}: timed in one pass (recorded before the second pass existed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
