@@ -90,7 +90,9 @@ def test_rounds_are_recorded_and_agree_on_a_steady_model(
         assert s.rounds >= 3 and s.quiet_rounds <= s.rounds
         # two rounds agree, or (on a host busy enough that none do) the batch says so
         assert s.quiet_rounds >= 2 or (got.disturbed and s.rounds == 3 + 8), s
-        assert s.runs >= 40 and s.median > 0 and s.min <= s.median <= s.p90
+        # the figures are of the agreeing rounds (two of 20 runs or more; else the fastest one)
+        assert s.runs >= (40 if s.quiet_rounds >= 2 else 20), s
+        assert s.median > 0 and s.min <= s.median <= s.p90
     assert got.reference_ratio is not None and got.reference_ratio >= 1.0
 
 

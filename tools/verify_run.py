@@ -12,7 +12,8 @@ is judged against the others. Models whose repeats differ by more than 10 %
 are re-measured once more. Exits 1 if a model fails to load or a ratio (after
 the shift) is off by more than --tolerance while its repeats agreed; exits 3
 if nothing is off but some model could not be judged, because its repeats
-kept disagreeing (the machine was disturbed); 0 otherwise.
+kept disagreeing or it ran slower while other processes used more than 10 %
+of the machine's CPU (the machine was disturbed); 0 otherwise.
 
     .venv/bin/python tools/verify_run.py runs/check --tolerance 0.25
 """
@@ -21,13 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 DISTURBED = 0.10  # repeats of one model further apart than this: the machine was busy
 EXIT_UNSURE = 3  # nothing off, but some models could not be judged
+BUSY = 0.10  # other processes used more than this share of the machine's CPU meanwhile
 SHIFT = 0.05  # every model slower (faster) by more than this: the machine is not as it was
 BENCH = Path(__file__).resolve().parents[1] / "codesign" / "hardware" / "device_bench.py"
 
@@ -44,6 +49,36 @@ def _bench(paths: list[str], args: argparse.Namespace, threads: int,
         print(proc.stderr, file=sys.stderr)
         return None
     return {m["model"]: m for m in json.loads(proc.stdout)["models"]}
+
+
+def _busy_jiffies() -> int:
+    """The machine's busy CPU time so far (all cores), in clock ticks, from /proc/stat."""
+    try:
+        with open("/proc/stat") as fh:
+            parts = fh.readline().split()[1:]
+    except OSError:
+        return 0
+    ticks = [int(x) for x in parts[:8]]
+    return sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+
+
+class _OthersLoad:
+    """Share of the machine's CPU that processes other than the re-measuring ones used."""
+
+    def __enter__(self) -> _OthersLoad:
+        self.share = 0.0
+        self._busy = _busy_jiffies()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._ours = usage.ru_utime + usage.ru_stime
+        self._t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self._t0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ours = usage.ru_utime + usage.ru_stime - self._ours
+        busy = (_busy_jiffies() - self._busy) / os.sysconf("SC_CLK_TCK")
+        self.share = max(0.0, busy - ours) / max(wall * (os.cpu_count() or 1), 1e-9)
 
 
 def _spread(m: dict) -> float:
@@ -65,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = [str(args.run / e["model"]) for _, e in entries]
     threads = doc["run"]["profile"]["threads"]
     resolver = doc["run"]["profile"]["resolver"]
-    measured = _bench(paths, args, threads, resolver)
+    with _OthersLoad() as load:
+        measured = _bench(paths, args, threads, resolver)
     if measured is None:
         return 1
     # Models whose repeats disagree were re-measured while the machine was busy: once more.
@@ -95,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         disturbed += spread > DISTURBED
         flag = ""
         if abs(ratio / shift - 1) > args.tolerance:
-            # a model whose repeats kept disagreeing cannot be judged: say so, do not guess
-            flag = "  <-- unsure (disturbed)" if spread > DISTURBED else "  <-- off"
+            # a model whose repeats kept disagreeing, or that ran slower while other processes
+            # kept the machine busy (small models slow down more than others then), cannot be
+            # judged: say so, do not guess
+            slower_busy = ratio / shift > 1 and load.share > BUSY
+            flag = ("  <-- unsure (disturbed)" if spread > DISTURBED or slower_busy
+                    else "  <-- off")
         bad += flag == "  <-- off"
         unsure += "unsure" in flag
         print(f"{label:<14} {rep * 1000:>12.2f} {now * 1000:>15.2f} {ratio:>6.3f} "
@@ -113,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the machine was disturbed while re-measuring: the repeats of {disturbed} models "
               f"differ by more than {DISTURBED:.0%} even when timed again (the quietest repeat "
               f"is compared)")
+    if load.share > BUSY:
+        print(f"the machine was busy while re-measuring: other processes used {load.share:.0%} "
+              "of its CPU")
     if unsure:
-        print(f"{unsure} models could not be judged: their repeats kept disagreeing; rerun on a "
-              f"quieter machine")
+        print(f"{unsure} models could not be judged: their repeats kept disagreeing, or they ran "
+              f"slower while the machine was busy; rerun on a quieter machine")
     return 1 if bad else (EXIT_UNSURE if unsure else 0)
 
 
