@@ -144,3 +144,11 @@ def test_build_through_the_board(board: LoopbackBoard) -> None:
     proc = run_cli("profile", "build", str(profile), "--blocks", "20", "--whole", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "on tflite-runtime 2.14.0" in proc.stdout
+
+
+def test_a_speed_factor_within_the_dead_band_is_one() -> None:
+    from codesign.latency.build import SPEED_DEADBAND, speed_of
+
+    assert speed_of(1.0 + SPEED_DEADBAND / 2) == 1.0 and speed_of(1 - SPEED_DEADBAND / 2) == 1.0
+    assert speed_of(1.3) == 1.3 and speed_of(0.8) == 0.8  # drift beyond it scales predictions
+    assert speed_of(5.0) == 2.0 and speed_of(0.1) == 0.5
