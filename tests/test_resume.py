@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -62,18 +63,18 @@ def test_rerun_with_other_settings_is_refused(seeded_run: Path) -> None:
     assert first.returncode == 0, first.stderr
     before = (seeded_run / "study.db").read_bytes()
 
-    other_seed = ["search", "--space", "tiny", "--epochs", "10", "--seed", "1",
-                  "--trials", "3", "--out", str(seeded_run)]
-    proc = run_cli(*other_seed)
-    assert proc.returncode == 2 and "different seed" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-    proc = run_cli("search", "--space", "default", "--epochs", "10", "--trials", "3",
-                   "--out", str(seeded_run))
-    assert proc.returncode == 2 and "different space" in proc.stderr
-
-    proc = run_cli(*base[:-4], "--trials", "2", "--out", str(seeded_run))
-    assert proc.returncode == 2 and "can only grow" in proc.stderr
+    refusals = [  # each refused before any work, so they may run side by side
+        ("different seed", ["search", "--space", "tiny", "--epochs", "10", "--seed", "1",
+                            "--trials", "3", "--out", str(seeded_run)]),
+        ("different space", ["search", "--space", "default", "--epochs", "10", "--trials", "3",
+                             "--out", str(seeded_run)]),
+        ("can only grow", [*base[:-4], "--trials", "2", "--out", str(seeded_run)]),
+    ]
+    with ThreadPoolExecutor(len(refusals)) as pool:
+        procs = list(pool.map(lambda case: run_cli(*case[1]), refusals))
+    for (words, _), proc in zip(refusals, procs, strict=True):
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
     assert (seeded_run / "study.db").read_bytes() == before
 
     more = run_cli(*base[:-4], "--trials", "5", "--out", str(seeded_run))

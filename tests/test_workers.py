@@ -195,6 +195,7 @@ def _wait_for(cond: object, timeout: float) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # three processes on two cores, a supernet of their own: make test-slow
 def test_workers_on_postgres_finish_exactly_the_trials_asked(postgres: object,
                                                             tmp_path: Path) -> None:
     url = postgres.url  # type: ignore[attr-defined]
