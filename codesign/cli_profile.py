@@ -93,8 +93,7 @@ def profile_command(args: argparse.Namespace) -> int:
           f"within ±10 % of measured, MAPE {f['mape']:.1%}, 95th percentile error "
           f"{f['p95_abs_rel_error']:.1%}, Kendall tau {f['kendall_tau']:.3f}, noise floor "
           f"{noise} (measured {f['measured_ms']['min']:.3f}-{f['measured_ms']['max']:.3f} ms; "
-          f"speed factor {f['speed_factor']:.3f}, without it "
-          f"{f['without_speed_factor']['within_10pct']:.0%} within ±10 %)")
+          f"{latency.drift_note(f['drift'], profile)})")
     print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
     _flag_fidelity(latency.fidelity(profile))
     return 0

@@ -146,9 +146,13 @@ def test_build_through_the_board(board: LoopbackBoard) -> None:
     assert "on tflite-runtime 2.14.0" in proc.stdout
 
 
-def test_a_speed_factor_within_the_dead_band_is_one() -> None:
-    from codesign.latency.build import SPEED_DEADBAND, speed_of
+def test_drift_is_shown_not_applied_and_a_large_one_says_how_to_measure_again() -> None:
+    from codesign.hardware.profile import load_profile
+    from codesign.latency.build import DRIFT_WARN, drift_note
 
-    assert speed_of(1.0 + SPEED_DEADBAND / 2) == 1.0 and speed_of(1 - SPEED_DEADBAND / 2) == 1.0
-    assert speed_of(1.3) == 1.3 and speed_of(0.8) == 0.8  # drift beyond it scales predictions
-    assert speed_of(5.0) == 2.0 and speed_of(0.1) == 0.5
+    profile = load_profile("xnnpack-1t")
+    assert "unknown" in drift_note(None, profile)
+    small = drift_note(1.0 + DRIFT_WARN / 2, profile)
+    assert "not applied" in small and "profile build" not in small
+    large = drift_note(1.0 + 2 * DRIFT_WARN, profile)
+    assert "1.60x" in large and "codesign profile build xnnpack-1t" in large

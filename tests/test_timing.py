@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from codesign.hardware import litert
-from codesign.hardware.timing import Timer, TimingSettings
+from codesign.hardware.timing import BATCH_PAUSES_S, Timer, TimingSettings
 from codesign.latency.measure import converted
 from codesign.latency.sampling import reference_network, whole_networks
 
@@ -89,7 +89,7 @@ def test_rounds_are_recorded_and_agree_on_a_steady_model(
         assert not isinstance(s, str)
         assert s.rounds >= 3 and s.quiet_rounds <= s.rounds
         # two rounds agree, or (on a host busy enough that none do) the batch says so
-        assert s.quiet_rounds >= 2 or (got.disturbed and s.rounds == 3 + 8), s
+        assert s.quiet_rounds >= 2 or (got.disturbed and s.rounds >= 3 + 8), s
         # the figures are of the agreeing rounds (two of 20 runs or more; else the fastest one)
         assert s.runs >= (40 if s.quiet_rounds >= 2 else 20), s
         assert s.median > 0 and s.min <= s.median <= s.p90
@@ -103,3 +103,17 @@ def test_a_model_that_cannot_run_is_reported_not_raised(
         [b"not a model", nets[0]], [np.zeros((1, 4, 4, 1), np.float32), *_samples(nets[:1])])
     assert isinstance(got.stats[0], str) and "cannot load" in got.stats[0]
     assert not isinstance(got.stats[1], str)
+
+
+def test_a_batch_slow_throughout_is_timed_again_after_pauses_then_reported(
+        models: tuple[bytes, list[bytes]]) -> None:
+    ref, nets = models
+    timer = Timer(TimingSettings(runs=30), reference=ref)
+    quiet = timer.calibrate()
+    assert quiet is not None
+    timer.quietest_ms = quiet / 2  # as if the machine had once run twice as fast: all is slow now
+    got = timer.time(nets[:2], _samples(nets[:2]))
+    assert got.disturbed and got.reference_ratio is not None and got.reference_ratio > 1.5
+    for s in got.stats:  # the first rounds, then the whole batch again after each pause
+        assert not isinstance(s, str) and s.rounds >= 3 * (1 + len(BATCH_PAUSES_S)), s
+    assert got.retimed >= 2 * 3 * len(BATCH_PAUSES_S)

@@ -31,16 +31,13 @@ class Screen:
         num_classes: Classifier outputs.
         channels: Input image channels.
         profile: The profile (for its delegate).
-        speed: The device's speed factor now (see ``latency.build.speed_factor``).
         p95_error: The model's 95th-percentile relative error in its last check
             (None: :data:`DEFAULT_MARGIN`); the margin is at least 10 %.
     """
 
     def __init__(self, model: LatencyModel, space: SpaceSpec, num_classes: int,
-                 channels: int, profile: Any, speed: float = 1.0,
-                 p95_error: float | None = None) -> None:
+                 channels: int, profile: Any, p95_error: float | None = None) -> None:
         self.model = model
-        self.speed = speed
         self.space = space
         self.num_classes = num_classes
         self.channels = channels
@@ -50,7 +47,7 @@ class Screen:
     def predict(self, cand: Candidate) -> float:
         """Predicted median latency (ms)."""
         chain = kernels(self.space, cand, self.num_classes, self.channels)
-        return self.model.predict(features(chain, self.delegate), self.speed)
+        return self.model.predict(features(chain, self.delegate))
 
     def worth_timing(
         self, values: dict[str, float], predicted_ms: float, others: Sequence[Sequence[float]],

@@ -18,7 +18,7 @@ from codesign.engine.device import retry_when_back
 from codesign.engine.estimates import DataShape
 from codesign.engine.screen import Screen
 from codesign.errors import CodesignError, TrialFailure
-from codesign.latency.build import fidelity, load_model, speed_factor
+from codesign.latency.build import drift, drift_note, fidelity, load_model
 from codesign.report.manifest import brief
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
@@ -194,13 +194,12 @@ def latency_screen(cfg: SearchConfig, data: Any, worker: EvalChild, out: TextIO)
     model = load_model(cfg.profile_spec)
     if model is None:
         return None
-    speed = 1.0
     known = fidelity(cfg.profile_spec, model)
     if cfg.latency != "measured":
-        speed = retry_when_back(lambda: speed_factor(cfg.profile_spec, model, worker),
+        ratio = retry_when_back(lambda: drift(cfg.profile_spec, model, worker),
                                 cfg.profile_spec, out)
         print(f"latency: {cfg.latency}, with the model of {cfg.profile_spec.name} "
-              f"(device speed factor {speed:.3f} against its build; "
+              f"({drift_note(ratio, cfg.profile_spec)}; "
               f"{known.describe() if known else 'fidelity unknown'})", file=out)
     return Screen(model, cfg.space_spec, data.num_classes, data.channels, cfg.profile_spec,
-                  speed, known.p95 if known is not None else None)
+                  known.p95 if known is not None else None)

@@ -44,7 +44,7 @@ def propose(predictor: AccuracyPredictor, screen: Screen, family: FamilySpace, n
 
     Args:
         predictor: Accuracy predictor.
-        screen: Latency predictor (with the device's speed factor).
+        screen: Latency predictor.
         family: The built-in space with the precisions offered per layer.
         n_pick: Candidates to return.
         n_inner: Inner trials.

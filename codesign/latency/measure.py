@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +75,23 @@ def converted(sample: dict[str, Any]) -> Path:
     return path
 
 
-def local_timer(profile: Profile) -> Timer:
+def local_timer(profile: Profile, batch_retries: bool = True) -> Timer:
     """A timer for the profile's runtime settings on this machine, with the reference network.
 
     Every local timing batch also times :func:`reference_network`, so drift of
     the machine's speed is seen and re-timed (see :mod:`codesign.hardware.timing`).
+
+    Args:
+        profile: The profile.
+        batch_retries: Time a batch that ran slow throughout again, after
+            pauses (a build has its deferred batches and second pass instead:
+            with both, a quiet build took 12 instead of 7.5 minutes and was no
+            better).
     """
     settings = TimingSettings(profile.threads, profile.resolver, profile.warmup_runs,
                               profile.runs)
+    if not batch_retries:
+        settings = replace(settings, batch_pauses_s=())
     return Timer(settings, reference=converted(reference_network()).read_bytes())
 
 
@@ -143,7 +152,7 @@ def measure_samples(
                                  profile.runs)
         runner = CommandRunner(profile.runner, settings)
     else:
-        timer = local_timer(profile)
+        timer = local_timer(profile, batch_retries=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = TimingSummary()
     start = time.monotonic()
@@ -177,7 +186,9 @@ def measure_samples(
                 budget_s is None or time.monotonic() - start <= budget_s):
             count = _second_pass(samples, done, fh, (profile, timer, summary),
                                  (count, total, progress), (start, budget_s))
-    summary.reference_ms = None if timer is None else timer.quietest_ms
+    if timer is not None:  # the same measure as a later use takes (see build.speed_factor)
+        timer.quietest_ms = None
+        summary.reference_ms = timer.calibrate(tries=5)
     return {"records": {s["id"]: done[s["id"]] for s in samples if s["id"] in done},
             "timing": asdict(summary)}
 
@@ -234,7 +245,8 @@ class TimingSummary:
         disturbed: Batches the machine stayed disturbed in.
         deferred: Batches put back to be timed again at the end.
         worst_ratio: The largest reference ratio seen (how much slower the machine ran).
-        reference_ms: The reference network's quietest median (None: remote).
+        reference_ms: The reference network's quiet median after the measuring, taken
+            as a later use takes it (second quietest of five rounds; None: remote).
     """
 
     batches: int = 0

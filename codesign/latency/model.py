@@ -49,15 +49,9 @@ class LatencyModel:
     coef: dict[str, float]
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, feats: dict[str, float], speed: float = 1.0) -> float:
-        """Predicted median latency in milliseconds.
-
-        Args:
-            feats: The network's features.
-            speed: The device's speed factor now against when the model was
-                built (see :func:`codesign.latency.build.speed_factor`).
-        """
-        return speed * float(sum(self.coef.get(k, 0.0) * v for k, v in feats.items()))
+    def predict(self, feats: dict[str, float]) -> float:
+        """Predicted median latency in milliseconds of a network with these features."""
+        return float(sum(self.coef.get(k, 0.0) * v for k, v in feats.items()))
 
     def unseen(self, feats: dict[str, float]) -> list[str]:
         """Features of a network that no measured network had (the model cannot price them)."""
