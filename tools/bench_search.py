@@ -124,7 +124,7 @@ def run_sequential(run: Path, args: argparse.Namespace, seed: int, deadline: flo
                 if time.monotonic() > deadline:
                     return points
                 cand = Candidate.make(res, top.depths, {g: ratio for g in space.group_sizes()},
-                                      top.precision_map)
+                                      top.precision_map, top.kernel_map or None)
                 p = ev(cand)
                 if p is not None:
                     points.append(p)

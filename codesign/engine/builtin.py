@@ -189,6 +189,11 @@ def predicted_latency(predicted: float) -> dict[str, Any]:
 
 
 
+def _middle(values: tuple[int, ...]) -> int:
+    """The middle of sorted choices (the lower of two)."""
+    return sorted(values)[(len(values) - 1) // 2]
+
+
 def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     """Start the first generation with a few structured candidates spread over the space.
 
@@ -201,10 +206,11 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     resolution); an int8 network of middle size; the same with its first and
     last layers at float16 (the usual place for more precision); a float32
     network of middle size; then int8 at the other pruning levels. The first
-    three span the latency range, so even a search stopped early has a front
-    to show. Each prunes its
-    groups unevenly around its level (one level up or down, seeded). At least
-    two members of the first generation stay random.
+    three span the latency range (the fastest with the smallest depthwise
+    kernel, the largest with the largest, the others the middle one), so even
+    a search stopped early has a front to show. Each prunes its groups
+    unevenly around its level (one level up or down, seeded). At least two
+    members of the first generation stay random.
     """
     import numpy as np
 
@@ -241,7 +247,8 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
             g: ratios[int(np.clip(level + rng.integers(-jitter, jitter + 1), 0, top))]
             for g in space.group_sizes()
         }
-        cand = Candidate.make(resolution, depths, prune, layer_prec)
+        kernel = {"fastest": min, "largest": max}.get(size, _middle)(space.kernels)
+        cand = Candidate.make(resolution, depths, prune, layer_prec, space.kernel_genes(kernel))
         label = (f"{precision}{' + float16 edges' if edges else ''}, {size}, "
                  f"prune ~{ratios[level]}")
         study.enqueue_trial(params_of(cand), user_attrs={"anchor": label})

@@ -20,6 +20,7 @@ from codesign.space.files import (
     PRESETS,
     load_space_file,
     resolve_space,
+    space_doc,
     space_from_dict,
     space_toml,
 )
@@ -76,8 +77,7 @@ def resume_space(root: Path, asked: str | None) -> tuple[str, SpaceSpec]:
         same = PRESETS.get(saved.name) == saved
         return (saved.name if same else str(root / SPACE_FILE)), saved
     space = resolve_space(asked)
-    diff = _first_difference(json.loads(json.dumps(saved.to_dict())),
-                             json.loads(json.dumps(space.to_dict())))
+    diff = _first_difference(space_doc(saved), space_doc(space))
     if diff is not None:
         key, old, new = diff
         raise CodesignError(
