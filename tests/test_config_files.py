@@ -318,6 +318,31 @@ def test_written_settings_read_back_equal(tmp_path: Path) -> None:
     assert doc["hypermodel"] == f"{Path.cwd() / 'models/h.py'}:build"
 
 
+def test_settings_and_space_are_kept_when_the_run_accepts_them_not_when_it_ends(
+        tmp_path: Path) -> None:
+    from codesign.run.directory import RunDir
+    from codesign.settings_file import kept_in_run
+
+    run = tmp_path / "run"
+    args = argparse.Namespace(data="digits", out=run, trials=5, seed=1, profile="xnnpack-1t",
+                              space="tiny", objectives="accuracy,latency", timeout=600.0,
+                              no_report=False, hypermodel=None)
+    with pytest.raises(KeyboardInterrupt), kept_in_run(args, {"space": "space.toml"},
+                                                       get_space("tiny")):
+        RunDir(run).check_settings({"seed": 1}, 5)
+        assert tomllib.loads((run / "config.toml").read_text())["trials"] == 5  # at once
+        assert saved_space(run) == get_space("tiny")
+        raise KeyboardInterrupt  # killed mid-run: the files stay
+    assert (run / "config.toml").is_file()
+    args.trials = 9  # a resume refused for other settings leaves them as they were
+    with pytest.raises(CodesignError), kept_in_run(args, {"space": "space.toml"},
+                                                   get_space("tiny")):
+        RunDir(run).check_settings({"seed": 2}, 9)
+    assert tomllib.loads((run / "config.toml").read_text())["trials"] == 5
+    RunDir(run).check_settings({"seed": 1}, 9)  # outside kept_in_run: nothing written
+    assert tomllib.loads((run / "config.toml").read_text())["trials"] == 5
+
+
 def test_toml_writer_round_trips_awkward_values() -> None:
     doc = {"s": 'quote " back \\ tab \t nl \n del \x7f é', "f": [0.0, 1e-05, 2.5], "b": True,
            "i": -3, "weird key": 1, "t": {"x": 1}, "a": [{"y": "z"}, {"y": "w"}], "n": None}

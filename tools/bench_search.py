@@ -155,6 +155,9 @@ def run_keras_tuner(run: Path, args: argparse.Namespace, seed: int, deadline: fl
         hp.Choice(f"prune/{g}", list(space.prune_ratios))
     for layer in space.layer_names():
         hp.Choice(f"precision/{layer}", list(choices[layer]))
+    if space.elastic_kernel:
+        for bp in space.blocks():
+            hp.Choice(f"kernel/{bp.name}", list(space.kernels))
     oracle = kt.oracles.BayesianOptimizationOracle(
         objective=kt.Objective("score", "max"), max_trials=100000, hyperparameters=hp,
         seed=seed, num_initial_points=10)
