@@ -300,7 +300,7 @@ def _search(args: argparse.Namespace) -> int:
             _report_after_search(args.out)
         return 0
     from codesign.config import DEFAULT_SAMPLER, SearchConfig
-    from codesign.preflight import preflight
+    from codesign.preflight import data_fit, preflight
     from codesign.run.runspace import resume_space
     from codesign.space.files import is_space_file
 
@@ -308,14 +308,12 @@ def _search(args: argparse.Namespace) -> int:
     asked = args.space if given is None or "space" in given | args.from_config else None
     if asked is not None and is_space_file(asked):
         asked = str(Path(asked).resolve())  # as the data's path: the run names it wherever
-    space_name, space = resume_space(args.out, asked)
-    cfg = preflight(SearchConfig(
+    settings = dict(
         out=args.out,
         data=args.data,
         trials=args.trials,
         seed=args.seed,
         profile=args.profile,
-        space=space_name,
         sampler=args.sampler or DEFAULT_SAMPLER,
         epochs=args.epochs,
         timeout_s=args.timeout,
@@ -336,8 +334,10 @@ def _search(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage=args.storage,
         study=args.study,
-        _space=space,
-    ), builtin=True)
+    )
+    SearchConfig(**settings, space=asked or "default").validate()  # flags before the data
+    space_name, space = resume_space(args.out, asked, data_fit(args.data, args.seed))
+    cfg = preflight(SearchConfig(**settings, space=space_name, _space=space), builtin=True)
     from codesign.engine.job import run_search
 
     resolved = {"data": cfg.data, "epochs": cfg.epochs, "latency": cfg.latency,

@@ -200,12 +200,21 @@ def _load_other(name: str, seed: int) -> Dataset:
 
 
 def _preprocessing(source: str, scale: float, offset: float, x: np.ndarray) -> dict:
-    """How raw inputs become the images codesign feeds, for manifests."""
+    """How raw inputs become the images codesign feeds, for manifests.
+
+    A model's input is square: non-square images are stretched to it, and
+    ``aspect`` says so.
+    """
+    height, width = int(x.shape[1]), int(x.shape[2])
+    aspect = {} if height == width else {"aspect": (
+        f"{height}x{width} images are stretched to the model's square input (height and width "
+        "resized independently, nothing cropped)")}
     return {
         "source": source,
         "scale": scale,
         "offset": offset,
         "resize": "bilinear, half-pixel centres (codesign.data.resize_bilinear)",
+        **aspect,
         "channels": int(x.shape[-1]),
         "formula": "input = resize(raw * scale + offset)",
     }

@@ -10,6 +10,7 @@ storage is the search's first step (:func:`codesign.engine.job.run_search`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from codesign.config import SearchConfig, check_runtime_version, lookup_support
 from codesign.data import load_dataset
 from codesign.errors import CodesignError
 from codesign.hardware.profile import Profile, load_profile
+from codesign.space.family import SpaceSpec
+from codesign.space.files import is_space_file
+from codesign.space.fit import fit_space
 from codesign.tflite.support import layer_choices
 
 
@@ -37,14 +41,14 @@ def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
             (or its device) cannot run, or a mode without its latency model.
     """
     cfg.validate()
-    data = cfg.data
-    if Path(data).exists() and data not in ("digits",):
-        data = str(Path(data).resolve())
+    data = _data_path(cfg.data)
     val = str(Path(cfg.val_data).resolve()) if cfg.val_data is not None else None
     loaded = load_dataset(data, cfg.seed, val)
     profile = load_profile(cfg.profile)
     check_runtime_version(profile)
     space = cfg.space_spec
+    if builtin and cfg._space is None and not is_space_file(cfg.space):  # a preset, anew
+        space = fit_space(space, *loaded.x_train.shape[1:3])
     choices = layer_choices(space, lookup_support(profile), profile.precisions)
     if builtin and cfg.max_ram_kb is not None:
         from codesign.engine.ramscreen import RamScreen, check_budget
@@ -63,6 +67,22 @@ def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
         epochs = auto_epochs(space, shape, cfg.time_budget_min)
     return replace(cfg, data=data, epochs=epochs, latency=latency, val_data=val,
                    _profile=profile, _space=space)
+
+
+def _data_path(data: str) -> str:
+    """``--data`` as loaded: a file or folder by its absolute path, a name as it is."""
+    return str(Path(data).resolve()) if Path(data).exists() and data != "digits" else data
+
+
+def data_fit(data: str, seed: int) -> Callable[[SpaceSpec], SpaceSpec]:
+    """Fits a preset to the images of ``data`` (:func:`codesign.space.fit.fit_space`).
+
+    The data is loaded when the fit is first asked for (the search loads it
+    again from the same cache); bad data is refused then, in one line.
+    """
+    def fit(space: SpaceSpec) -> SpaceSpec:
+        return fit_space(space, *load_dataset(_data_path(data), seed).x_train.shape[1:3])
+    return fit
 
 
 def _latency_mode(cfg: SearchConfig, profile: Profile) -> str:

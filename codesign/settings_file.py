@@ -243,29 +243,27 @@ def kept_in_run(args: argparse.Namespace, resolved: dict[str, Any] | None = None
                 space: SpaceSpec | None = None) -> Iterator[None]:
     """Around a search: write ``RUN/config.toml`` (and ``RUN/space.toml``) for it.
 
-    They are written when the run directory accepted the settings: a new run
-    (even if it stops early), or a resumed one that ends normally (a resume
-    refused for other settings leaves them as they were).
+    They are written as soon as the run directory accepted the settings, before
+    any work: a new run, or a resume with the same settings (so a killed run
+    has them too; a resume refused for other settings leaves them as they were).
 
     Args:
         args: The parsed (and merged) arguments.
         resolved: Values a pre-flight resolved (see :func:`settings_doc`).
         space: The built-in space searched (None: a HyperModel's or a trained model's search).
     """
-    root = Path(args.out)
-    new = not (root / "config.json").is_file()
-    finished = False
-    try:
-        yield
-        finished = True
-    finally:
-        if (new or finished) and (root / "config.json").is_file():
-            skip = OWN_MODEL_ONLY if space is not None else BUILTIN_ONLY
-            try:
-                if space is not None:
-                    from codesign.run.runspace import keep_space
+    from codesign.run.directory import when_accepted
 
-                    keep_space(root, space)
-                write_settings(root, settings_doc(args, resolved, skip))
-            except OSError as exc:
-                print(f"codesign: {root / CONFIG_TOML} not written ({exc})", file=sys.stderr)
+    def write(root: Path) -> None:
+        skip = OWN_MODEL_ONLY if space is not None else BUILTIN_ONLY
+        try:
+            if space is not None:
+                from codesign.run.runspace import keep_space
+
+                keep_space(root, space)
+            write_settings(root, settings_doc(args, resolved, skip))
+        except OSError as exc:
+            print(f"codesign: {root / CONFIG_TOML} not written ({exc})", file=sys.stderr)
+
+    with when_accepted(write):
+        yield

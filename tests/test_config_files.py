@@ -90,12 +90,32 @@ def _one_line_error(exc: pytest.ExceptionInfo[CodesignError], *words: str) -> No
 
 # --- spaces ------------------------------------------------------------------------------
 
+ELASTIC = {"default": [3, 5, 7], "tiny": [3, 5]}  # the presets' kernels since issue 18
+
+
+def _current(name: str) -> dict:
+    """A former preset as it is now: the same but for its depthwise kernel choices."""
+    return {("kernels" if k == "kernel" else k): (ELASTIC[name] if k == "kernel" else v)
+            for k, v in FORMER_PRESETS[name].items()}
+
+
 def test_presets_are_shipped_files_equal_to_the_former_definitions() -> None:
     assert sorted(p.stem for p in PRESET_DIR.glob("*.toml")) == ["default", "tiny"]
     assert list(PRESETS)[0] == "default"
-    for name, former in FORMER_PRESETS.items():
-        assert _json(get_space(name).to_dict()) == former
+    for name in FORMER_PRESETS:
+        assert _json(get_space(name).to_dict()) == _current(name)
         assert load_space_file(PRESET_DIR / f"{name}.toml") == get_space(name)
+
+
+def test_a_former_single_kernel_space_reads_back_in_its_former_form(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text(SMALL)
+    space = load_space_file(path)
+    assert space.kernels == (3,) and not space.elastic_kernel
+    assert _json(space.to_dict())["kernel"] == 3 and "kernels" not in space.to_dict()
+    path.write_text(space_toml(space))
+    assert "kernels = [3]" in path.read_text() and load_space_file(path) == space
+    assert space.max_candidate().kernel is None  # one kernel: no gene, as in older runs
 
 
 @pytest.mark.parametrize("name", ["default", "tiny"])
@@ -138,6 +158,11 @@ def test_space_file_name_defaults_to_the_stem(tmp_path: Path) -> None:
         (("expand = 2", "expand = 2\nwidth = 3"), ["unknown key stages[2].width", "channels"]),
         (("head_channels = 32\n", ""), ["head_channels is missing"]),
         (("kernel = 3", "kernel = = 3"), ["TOML syntax error", "line 5"]),
+        (("kernel = 3", "kernels = [3, 4]"), ["kernels must be", "of 3, 5, 7", "got [3, 4]"]),
+        (("kernel = 3", "kernels = []"), ["kernels must be a non-empty list"]),
+        (("kernel = 3", "kernels = 5"), ["kernels must be a non-empty list", "got 5"]),
+        (("kernel = 3", "kernels = [5, 5]"), ["kernels must be", "distinct"]),
+        (("kernel = 3", "kernel = 3\nkernels = [3, 5]"), ["kernels (a list)", "not both"]),
         (('name = "small"', 'name = "a b"'), ["name must be", "got 'a b'"]),
     ],
 )
@@ -173,7 +198,7 @@ def test_new_run_takes_the_asked_space_or_default(tmp_path: Path) -> None:
 
 
 def test_resumed_run_keeps_its_space_even_if_the_preset_changed(tmp_path: Path) -> None:
-    former = {**FORMER_PRESETS["default"], "resolutions": [20, 24]}  # as if the preset moved on
+    former = {**_current("default"), "resolutions": [20, 24]}  # as if the preset moved on
     _old_run(tmp_path / "run", former)
     name, space = resume_space(tmp_path / "run", None)
     assert name == str(tmp_path / "run" / "space.toml") and _json(space.to_dict()) == former
@@ -187,9 +212,19 @@ def test_resumed_run_keeps_its_space_even_if_the_preset_changed(tmp_path: Path) 
 
 
 def test_a_run_of_an_unchanged_preset_names_it(tmp_path: Path) -> None:
-    _old_run(tmp_path / "run", FORMER_PRESETS["tiny"])
+    _old_run(tmp_path / "run", _current("tiny"))
     assert resume_space(tmp_path / "run", None) == ("tiny", get_space("tiny"))
     assert resume_space(tmp_path / "run", "tiny") == ("tiny", get_space("tiny"))
+
+
+def test_a_run_of_the_former_single_kernel_preset_resumes_with_it(tmp_path: Path) -> None:
+    _old_run(tmp_path / "run", FORMER_PRESETS["tiny"])
+    name, space = resume_space(tmp_path / "run", None)
+    assert name == str(tmp_path / "run" / "space.toml") and space.kernels == (3,)
+    assert _json(space.to_dict()) == FORMER_PRESETS["tiny"]  # the identity it was made with
+    with pytest.raises(CodesignError) as exc:
+        resume_space(tmp_path / "run", "tiny")
+    _one_line_error(exc, "different space", "drop --space")
 
 
 def test_a_saved_space_this_version_cannot_use_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -281,6 +316,31 @@ def test_written_settings_read_back_equal(tmp_path: Path) -> None:
     doc = settings_doc(hyper, skip=BUILTIN_ONLY)  # a HyperModel search's file
     assert "space" not in doc and "epochs" not in doc
     assert doc["hypermodel"] == f"{Path.cwd() / 'models/h.py'}:build"
+
+
+def test_settings_and_space_are_kept_when_the_run_accepts_them_not_when_it_ends(
+        tmp_path: Path) -> None:
+    from codesign.run.directory import RunDir
+    from codesign.settings_file import kept_in_run
+
+    run = tmp_path / "run"
+    args = argparse.Namespace(data="digits", out=run, trials=5, seed=1, profile="xnnpack-1t",
+                              space="tiny", objectives="accuracy,latency", timeout=600.0,
+                              no_report=False, hypermodel=None)
+    with pytest.raises(KeyboardInterrupt), kept_in_run(args, {"space": "space.toml"},
+                                                       get_space("tiny")):
+        RunDir(run).check_settings({"seed": 1}, 5)
+        assert tomllib.loads((run / "config.toml").read_text())["trials"] == 5  # at once
+        assert saved_space(run) == get_space("tiny")
+        raise KeyboardInterrupt  # killed mid-run: the files stay
+    assert (run / "config.toml").is_file()
+    args.trials = 9  # a resume refused for other settings leaves them as they were
+    with pytest.raises(CodesignError), kept_in_run(args, {"space": "space.toml"},
+                                                   get_space("tiny")):
+        RunDir(run).check_settings({"seed": 2}, 9)
+    assert tomllib.loads((run / "config.toml").read_text())["trials"] == 5
+    RunDir(run).check_settings({"seed": 1}, 9)  # outside kept_in_run: nothing written
+    assert tomllib.loads((run / "config.toml").read_text())["trials"] == 5
 
 
 def test_toml_writer_round_trips_awkward_values() -> None:

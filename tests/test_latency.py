@@ -25,7 +25,7 @@ def _cand(space, precision: dict[str, str] | str) -> Candidate:
     top = space.max_candidate()
     prec = precision if isinstance(precision, dict) else {
         n: precision for n in space.layer_names()}
-    return Candidate.make(top.resolution, top.depths, top.prune_map, prec)
+    return Candidate.make(top.resolution, top.depths, top.prune_map, prec, top.kernel_map or None)
 
 
 def test_kernels_follow_the_network() -> None:
@@ -41,10 +41,35 @@ def test_kernels_follow_the_network() -> None:
     assert kinds[-2:] == ["pool", "dense"] and chain[-1].out == 10
     # halving every group's channels cuts the arithmetic of every 1x1 convolution
     half = Candidate.make(cand.resolution, cand.depths, {g: 0.5 for g in space.group_sizes()},
-                          cand.precision_map)
+                          cand.precision_map, cand.kernel_map)
     pw = [k.macs for k in chain if k.kind == "pw"]
     pw_half = [k.macs for k in kernels(space, half, 10, 1) if k.kind == "pw"]
     assert all(b < a for a, b in zip(pw, pw_half, strict=True))
+
+
+def test_depthwise_arithmetic_follows_each_blocks_kernel() -> None:
+    space = get_space("default")
+    top = space.max_candidate()
+    by_kernel = {}
+    for k in (3, 5, 7):
+        cand = Candidate.make(top.resolution, top.depths, top.prune_map, top.precision_map,
+                              space.kernel_genes(k))
+        chain = kernels(space, cand, 10, 1)
+        by_kernel[k] = ([c.macs for c in chain if c.kind == "dw"],
+                        [c.tmacs for c in chain if c.kind == "dw"],
+                        [c.macs for c in chain if c.kind != "dw"])
+    for k in (3, 5):  # the depthwise arithmetic scales with the kernel's area, nothing else moves
+        for small, large in zip(by_kernel[k][0] + by_kernel[k][1],
+                                by_kernel[7][0] + by_kernel[7][1], strict=True):
+            assert small * 49 == pytest.approx(large * k * k)
+        assert by_kernel[k][2] == by_kernel[7][2]
+    one = dict(space.kernel_genes(3), s2b1=7)  # one block's kernel changes one kernel's count
+    cand = Candidate.make(top.resolution, top.depths, top.prune_map, top.precision_map, one)
+    dw = [c.macs for c in kernels(space, cand, 10, 1) if c.kind == "dw"]
+    changed = [i for i, (a, b) in enumerate(zip(dw, by_kernel[3][0], strict=True)) if a != b]
+    assert changed == [2]  # s1b1, s1b2, then s2b1
+    f3 = features(kernels(space, space.min_candidate(), 10, 1))
+    assert f3["dw:float32:macs"] > 0
 
 
 def test_precision_changes_and_partitions_are_counted() -> None:

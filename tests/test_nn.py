@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import codesign  # noqa: F401  (tf_keras before TensorFlow)
 from codesign.data import load_dataset, resize_bilinear
@@ -13,6 +14,7 @@ from codesign.nn.submodel import build_submodel, inherit_weights, kept_channels
 from codesign.nn.supernet import Supernet
 from codesign.nn.train import TrainSettings, train_supernet
 from codesign.space import get_space
+from codesign.space.candidate import Candidate
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,48 @@ def test_submodel_equals_masked_supernet(data) -> None:
         ours = model(x, training=False).numpy()
         masked = net.forward(x, net.masks_for(sub), net.gates_for(sub), training=False).numpy()
         np.testing.assert_allclose(ours, masked, rtol=1e-4, atol=1e-4)
+
+
+def test_smaller_kernels_are_the_centre_of_the_largest(data) -> None:
+    """A 3x3 or 5x5 block computes with the centre of the supernet's 7x7 weights, exactly."""
+    space = get_space("default")
+    assert space.kernels == (3, 5, 7)
+    net = Supernet(space, 10, 1)
+    assert net.layers["s2b1_dw"].depthwise_kernel.shape[:2] == (7, 7)
+    rng = np.random.default_rng(2)
+    for name, layer in net.layers.items():  # statistics that keep activations of unit size
+        if name.endswith("_bn"):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([np.ones_like(gamma), rng.normal(0, 0.5, beta.shape), mean,
+                               var * 1e-3])
+    weights = net.weights()
+    blocks = [bp.name for bp in space.blocks()]
+    mixed = {b: (3, 5, 7)[i % 3] for i, b in enumerate(blocks)}
+    base = space.max_candidate()
+    x = resize_bilinear(data.x_val[:16], 28)  # 28 -> 14 -> 7 -> 4: a stride 2 on an odd side
+    outputs = {}
+    for label, kernel in (("mixed", mixed), ("3", space.kernel_genes(3)),
+                          ("7", space.kernel_genes(7))):
+        cand = Candidate.make(28, base.depths, base.prune_map, base.precision_map, kernel)
+        sub = space.subnet(cand)
+        model = build_submodel(space, sub, 10, 1)
+        inherit_weights(model, weights)
+        for b, k in kernel.items():
+            got = model.get_layer(f"{b}_dw").get_weights()[0]
+            lo = (7 - k) // 2
+            assert got.shape[:2] == (k, k)
+            np.testing.assert_array_equal(got, weights[f"{b}_dw"][0][lo:lo + k, lo:lo + k])
+        ours = model(x, training=False).numpy()
+        masked = net.forward(x, net.masks_for(sub), net.gates_for(sub), training=False).numpy()
+        assert np.abs(ours).max() > 0.1  # logits of a size where a wrong crop shows
+        np.testing.assert_allclose(ours, masked, rtol=1e-4, atol=1e-4)
+        vec = net.mask_vector(sub)  # the traced functions' form gives the same logits
+        masks, gates = net.split_vector(tf.constant(vec))
+        np.testing.assert_allclose(net.forward(x, masks, gates, training=False).numpy(), masked,
+                                   rtol=1e-5, atol=1e-5)
+        outputs[label] = ours
+    gap = np.abs(outputs["3"] - outputs["7"]).max()
+    assert gap > 0.05 * np.abs(outputs["7"]).max()  # the crop does something
 
 
 def test_submodel_is_structurally_narrow() -> None:
@@ -109,6 +153,7 @@ def test_masked_evaluator_matches_recalibrated_submodels(data) -> None:
     rng = np.random.default_rng(3)
     cands = [space.max_candidate(), space.min_candidate(),
              *(space.random_candidate(rng) for _ in range(4))]
+    assert {k for c in cands for _, k in c.kernel} == {3, 5}  # cropped kernels scored too
     diffs, accs = [], []
     for cand in cands:
         calib = resize_bilinear(data.x_train[:512], cand.resolution)

@@ -39,7 +39,8 @@ def _five_precision_candidate() -> Candidate:
     names = space.layer_names()
     precision = {n: PRECISIONS[i % len(PRECISIONS)] for i, n in enumerate(names)}
     precision["classifier"] = "int16x8"  # the last layer, named Identity in the file
-    return Candidate.make(24, (1, 2, 2), {g: 0.0 for g in space.group_sizes()}, precision)
+    return Candidate.make(24, (1, 2, 2), {g: 0.0 for g in space.group_sizes()}, precision,
+                          space.kernel_genes(3))
 
 
 def _layer_ops(blob: bytes, layers: list[str]) -> dict[str, object]:

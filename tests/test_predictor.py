@@ -37,12 +37,17 @@ def test_encoding_reads_depth_channels_and_precision() -> None:
     assert len(vec) == len(names) and vec[names.index("resolution")] == 1.0
     assert vec[names.index("kept/s2b1_expand")] == 1.0 and vec[names.index("int8/s2b1_dw")] == 1
     shallow = Candidate.make(min(space.resolutions), [1] * len(space.stages),
-                             {g: 0.5 for g in space.group_sizes()}, top.precision_map)
+                             {g: 0.5 for g in space.group_sizes()}, top.precision_map,
+                             top.kernel_map)
     v2 = encode(space, shallow)
     assert v2[names.index("resolution")] == 0.0
     assert v2[names.index("kept/s2b1_expand")] == 0.5
     absent = [i for i, n in enumerate(names) if n.endswith("/s2b2_dw")]
     assert all(v2[i] == 0 for i in absent)  # a block the candidate does not have
+    assert vec[names.index("kernel/s2b1")] == 1.0 and v2[names.index("kernel/s2b2")] == 0.0
+    small = Candidate.make(top.resolution, top.depths, top.prune_map, top.precision_map,
+                           space.kernel_genes(3))
+    assert encode(space, small)[names.index("kernel/s2b1")] == pytest.approx(3 / 7)
 
 
 def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import optuna
@@ -79,7 +80,9 @@ def test_subnet_prunes_per_group_and_checks_membership() -> None:
     space = get_space("default")
     prune = {g: 0.0 for g in space.group_sizes()}
     prune.update({"s3_project": 0.5, "s2b1_expand": 0.75})
-    cand = Candidate.make(24, (1, 1, 2, 1), prune, {n: "int8" for n in space.layer_names()})
+    kernel = space.kernel_genes(3)
+    cand = Candidate.make(24, (1, 1, 2, 1), prune, {n: "int8" for n in space.layer_names()},
+                          kernel)
     sub = space.subnet(cand)
     assert sub.channels["s3_project"] == kept_channels(40, 0.5) == 20
     assert sub.channels["s2b1_expand"] == kept_channels(64, 0.75) == 16
@@ -87,12 +90,17 @@ def test_subnet_prunes_per_group_and_checks_membership() -> None:
     assert set(sub.precision.values()) == {"int8"}
     assert "s2b2_dw" not in sub.precision and "s3b2_dw" in sub.precision
     with pytest.raises(CodesignError, match="resolution 99"):
-        space.subnet(Candidate.make(99, (1, 1, 2, 1), prune, cand.precision_map))
+        space.subnet(Candidate.make(99, (1, 1, 2, 1), prune, cand.precision_map, kernel))
     with pytest.raises(CodesignError, match="depth 5"):
-        space.subnet(Candidate.make(24, (1, 5, 2, 1), prune, cand.precision_map))
+        space.subnet(Candidate.make(24, (1, 5, 2, 1), prune, cand.precision_map, kernel))
     with pytest.raises(CodesignError, match="prune ratios"):
         space.subnet(Candidate.make(24, (1, 1, 2, 1), {**prune, "stem_conv": 0.3},
-                                    cand.precision_map))
+                                    cand.precision_map, kernel))
+    with pytest.raises(CodesignError, match="kernel blocks"):
+        space.subnet(Candidate.make(24, (1, 1, 2, 1), prune, cand.precision_map))
+    with pytest.raises(CodesignError, match="kernels of"):
+        space.subnet(Candidate.make(24, (1, 1, 2, 1), prune, cand.precision_map,
+                                    {**kernel, "s2b1": 9}))
 
 
 def test_every_per_layer_parameter_is_suggested_in_every_trial() -> None:
@@ -104,8 +112,9 @@ def test_every_per_layer_parameter_is_suggested_in_every_trial() -> None:
     assert set(cand.depths) == {1}
     expected = {f"prune/{g}" for g in space.group_sizes()} | {
         f"precision/{n}" for n in space.layer_names()
-    }
+    } | {f"kernel/{bp.name}" for bp in space.blocks()}
     assert expected <= set(trial.params)
+    assert set(cand.kernel_map.values()) <= {3, 5, 7} and len(cand.kernel_map) == 11
     assert "precision/s3b3_dw" in trial.params  # a block this candidate does not use
     assert "s3b3_dw" not in space.subnet(cand).precision
 
@@ -151,5 +160,25 @@ def test_params_decode_back_to_candidate() -> None:
     cand = suggest_candidate(trial, space)
     assert candidate_from_params(trial.params, space) == cand
     assert candidate_from_params(params_of(cand), space) == cand
+    assert params_of(cand)["kernel/s2b1"] == cand.kernel_map["s2b1"]
     with pytest.raises(CodesignError):
         candidate_from_params({"resolution": 24}, space)
+    one = replace(space, kernels=(3,))  # a single-kernel space (older runs) has no kernel gene
+    cand = suggest_candidate(study.ask(), one)
+    assert cand.kernel is None and not any(p.startswith("kernel/") for p in params_of(cand))
+    assert "kernel" not in cand.to_dict() and candidate_from_params(params_of(cand), one) == cand
+    assert set(one.subnet(cand).kernels.values()) == {3}
+
+
+def test_kernel_genes_round_trip_and_anchor_the_extremes() -> None:
+    space = get_space("default")
+    rng = np.random.default_rng(0)
+    cands = [space.random_candidate(rng) for _ in range(20)]
+    assert {k for c in cands for k in c.kernel_map.values()} == {3, 5, 7}
+    for c in cands:
+        assert Candidate.from_dict(json.loads(c.to_json())) == c
+        assert space.subnet(c).kernels == c.kernel_map
+    assert set(space.max_candidate().kernel_map.values()) == {7}
+    assert set(space.min_candidate().kernel_map.values()) == {3}
+    with pytest.raises(CodesignError, match="kernel size"):
+        Candidate.from_dict({**cands[0].to_dict(), "kernel": {"s1b1": 3.5}})

@@ -124,7 +124,7 @@ def run_sequential(run: Path, args: argparse.Namespace, seed: int, deadline: flo
                 if time.monotonic() > deadline:
                     return points
                 cand = Candidate.make(res, top.depths, {g: ratio for g in space.group_sizes()},
-                                      top.precision_map)
+                                      top.precision_map, top.kernel_map or None)
                 p = ev(cand)
                 if p is not None:
                     points.append(p)
@@ -155,6 +155,9 @@ def run_keras_tuner(run: Path, args: argparse.Namespace, seed: int, deadline: fl
         hp.Choice(f"prune/{g}", list(space.prune_ratios))
     for layer in space.layer_names():
         hp.Choice(f"precision/{layer}", list(choices[layer]))
+    if space.elastic_kernel:
+        for bp in space.blocks():
+            hp.Choice(f"kernel/{bp.name}", list(space.kernels))
     oracle = kt.oracles.BayesianOptimizationOracle(
         objective=kt.Objective("score", "max"), max_trials=100000, hyperparameters=hp,
         seed=seed, num_initial_points=10)

@@ -189,6 +189,11 @@ def predicted_latency(predicted: float) -> dict[str, Any]:
 
 
 
+def _middle(values: tuple[int, ...]) -> int:
+    """The middle of sorted choices (the lower of two)."""
+    return sorted(values)[(len(values) - 1) // 2]
+
+
 def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     """Start the first generation with a few structured candidates spread over the space.
 
@@ -203,15 +208,18 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     int8, those at the lowest resolution first; the middle network with its
     first and last layers at float16 (the usual place for more precision); a
     float32 network of middle size; then int8 at the other pruning levels.
-    The first three span the latency range, so even a search stopped early
-    has a front to show; the corners give a short search points between
-    them, where a random candidate seldom lands (on the tiny space with
-    digits, the largest int8 network dominated 15 of 20 trials of a
-    one-minute search, and the same network at the lowest resolution
-    dominated it in turn, since digits are 8 px images). A network that a
-    small space makes equal to one already seeded is seeded once. Each prunes
-    its groups unevenly around its level (one level up or down, seeded). At
-    least two members of the first generation stay random.
+    The first three span the latency range (the fastest with the smallest
+    depthwise kernel, the largest with the largest, the others the middle
+    one; the corners named after the largest take its kernel, those named
+    after the fastest take its), so even a search stopped early has a front
+    to show; the corners give a short search points between them, where a
+    random candidate seldom lands (on the tiny space with digits, the largest
+    int8 network dominated 15 of 20 trials of a one-minute search, and the
+    same network at the lowest resolution dominated it in turn, since digits
+    are 8 px images). A network that a small space makes equal to one
+    already seeded is seeded once. Each prunes its groups unevenly around its
+    level (one level up or down, seeded). At least two members of the first
+    generation stay random.
     """
     import numpy as np
 
@@ -257,7 +265,10 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
             g: ratios[int(np.clip(level + rng.integers(-jitter, jitter + 1), 0, top))]
             for g in space.group_sizes()
         }
-        cand = Candidate.make(resolution, depths, prune, layer_prec)
+        pick = min if size.startswith("fastest") else max if size.startswith("largest") \
+            else _middle
+        cand = Candidate.make(resolution, depths, prune, layer_prec,
+                              space.kernel_genes(pick(space.kernels)))
         key = tuple(sorted(params_of(cand).items()))
         if key in seen:  # a small space makes some of these the same network
             continue

@@ -56,7 +56,8 @@ def max_mmacs(space: SpaceSpec, data: DataShape) -> float:
     top = space.max_candidate()
     total = 0.0
     for res in space.resolutions:
-        cand = Candidate.make(res, top.depths, top.prune_map, top.precision_map)
+        cand = Candidate.make(res, top.depths, top.prune_map, top.precision_map, top.kernel_map
+                              or None)
         total += sum(k.macs for k in kernels(space, cand, data.num_classes, data.channels))
     return total / len(space.resolutions) / 1e6
 

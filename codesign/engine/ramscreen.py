@@ -64,7 +64,8 @@ def smallest(space: SpaceSpec, choices: dict[str, tuple[str, ...]]) -> Candidate
     narrowest = {name: min(options, key=lambda p: BYTES[ACTIVATION[p]])
                  for name, options in choices.items()}
     return Candidate.make(min(space.resolutions), tuple(st.min_depth for st in space.stages),
-                          {g: max(space.prune_ratios) for g in space.group_sizes()}, narrowest)
+                          {g: max(space.prune_ratios) for g in space.group_sizes()}, narrowest,
+                          space.kernel_genes(min(space.kernels)))
 
 
 def check_budget(screen: RamScreen, choices: dict[str, tuple[str, ...]]) -> None:

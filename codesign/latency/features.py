@@ -101,7 +101,8 @@ def kernels(space: SpaceSpec, cand: Candidate, num_classes: int, channels: int) 
         x_in, cin, hin = h, c, res
         if bp.expand > 1:
             h, _ = conv("pw", f"{bp.name}_expand", 1, 1, c, hidden, res, h)
-        h, res = conv("dw", f"{bp.name}_dw", space.kernel, bp.stride, hidden, hidden, res, h)
+        h, res = conv("dw", f"{bp.name}_dw", sub.kernels[bp.name], bp.stride, hidden, hidden,
+                      res, h)
         c = ch[bp.out_group]
         h, _ = conv("pw", f"{bp.name}_project", 1, 1, hidden, c, res, h)
         if bp.residual and cin == c and hin == res:

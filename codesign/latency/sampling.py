@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec, StageSpec, get_space
+from codesign.space.files import space_from_dict as _checked_space
 
 NUM_CLASSES = 10
+KERNELS = (3, 5, 7)
 
 
 def space_from_dict(d: dict[str, Any]) -> SpaceSpec:
-    """Rebuild a :class:`SpaceSpec` from :meth:`SpaceSpec.to_dict`."""
-    return SpaceSpec(
-        name=d["name"], stem_channels=d["stem_channels"], stem_stride=d["stem_stride"],
-        stages=tuple(StageSpec(**s) for s in d["stages"]), head_channels=d["head_channels"],
-        kernel=d["kernel"], resolutions=tuple(d["resolutions"]),
-        prune_ratios=tuple(d["prune_ratios"]), precisions=tuple(d["precisions"]),
-    )
+    """Rebuild a sample's :class:`SpaceSpec` from :meth:`SpaceSpec.to_dict` (checked)."""
+    return _checked_space(d, "a latency sample")
 
 
 def sample_id(space: SpaceSpec, cand: Candidate, num_classes: int, channels: int) -> str:
@@ -69,14 +67,16 @@ def block_networks(n: int, seed: int, allowed: tuple[str, ...]) -> list[dict[str
             stem_stride=int(rng.choice([1, 2])),
             stages=(StageSpec(channels=int(rng.choice(widths[:24])), min_depth=depth,
                               max_depth=depth, stride=int(rng.choice([1, 2])), expand=expand),),
-            head_channels=int(rng.choice(widths)), kernel=int(rng.choice([3, 5])),
+            head_channels=int(rng.choice(widths)), kernels=KERNELS,
             resolutions=(int(rng.choice([8, 12, 16, 20, 24, 28, 32])),),
-            prune_ratios=(0.0, 0.25, 0.5, 0.75), precisions=allowed,
+            prune_ratios=(0.0, 0.25, 0.5, 0.75),
+            precisions=("float32", *(p for p in allowed if p != "float32")),
         )
         cand = Candidate.make(
             space.resolutions[0], (depth,),
             {g: float(rng.choice(space.prune_ratios)) for g in space.group_sizes()},
             _precisions(rng, space.layer_names(), allowed),
+            space.random_kernels(rng),
         )
         out.append(_record(space, cand, channels=int(rng.choice([1, 3]))))
     return out
@@ -91,7 +91,8 @@ def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str 
     for _ in range(n):
         cand = space.random_candidate(rng)
         prec = _precisions(rng, space.layer_names(), allowed)
-        cand = Candidate.make(cand.resolution, cand.depths, cand.prune_map, prec)
+        cand = Candidate.make(cand.resolution, cand.depths, cand.prune_map, prec,
+                              cand.kernel_map or None)
         out.append(_record(space, cand, channels))
     return out
 
@@ -102,7 +103,7 @@ def reference_network(precision: str = "float32") -> dict[str, Any]:
     A small default-space network (about 20 us on XNNPACK here): cheap enough
     to time beside every candidate, big enough that a slower machine shows in it.
     """
-    space = get_space("default")
+    space = replace(get_space("default"), kernels=(3,))  # as before kernels were elastic
     depths = tuple(st.min_depth for st in space.stages)
     cand = space.uniform(min(space.resolutions), depths, 0.5, precision)
     return _record(space, cand, channels=3)

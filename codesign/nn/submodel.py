@@ -39,7 +39,7 @@ def build_submodel(
         if bp.expand > 1:
             h = L.conv(f"{bp.name}_expand", ch[bp.hidden_group])(h)
             h = _bn_relu(h, f"{bp.name}_expand")
-        h = L.depthwise(f"{bp.name}_dw", space.kernel, bp.stride)(h)
+        h = L.depthwise(f"{bp.name}_dw", sub.kernels[bp.name], bp.stride)(h)
         h = _bn_relu(h, f"{bp.name}_dw")
         h = L.conv(f"{bp.name}_project", ch[bp.out_group])(h)
         h = L.batch_norm(f"{bp.name}_project_bn")(h)
@@ -60,6 +60,9 @@ def _bn_relu(h: object, prefix: str) -> object:
 def inherit_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
     """Copy the leading slice of each supernet layer's weights into ``model``.
 
+    Channels are the leading ones; the spatial axes of a convolution kernel are
+    its centre (a depthwise kernel smaller than the supernet's is its centre crop).
+
     Args:
         model: A model from :func:`build_submodel`.
         weights: Supernet weights by layer name (:meth:`Supernet.weights`).
@@ -70,8 +73,11 @@ def inherit_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) ->
         src = weights[layer.name]
         dst = []
         for w_src, w_dst in zip(src, layer.get_weights(), strict=True):
-            index = tuple(slice(0, n) for n in w_dst.shape)
-            dst.append(w_src[index])
+            index = [slice(0, n) for n in w_dst.shape]
+            if w_dst.ndim == 4:  # (height, width, in, out): centre of the spatial axes
+                index[:2] = [slice((m - n) // 2, (m - n) // 2 + n)
+                             for m, n in zip(w_src.shape[:2], w_dst.shape[:2], strict=True)]
+            dst.append(w_src[tuple(index)])
         layer.set_weights(dst)
 
 

@@ -1,10 +1,14 @@
 """The weight-sharing supernet: the maximal network with channel masks and depth gates.
 
 A sub-network is selected by a mask per channel group (the first ``k`` channels
-are 1) and a gate per residual block (0 skips the block). With masks, every
-sub-network computes exactly what the narrow network built by
-:mod:`codesign.nn.submodel` computes, while shapes stay static so one traced
-training step serves all sub-networks.
+are 1), a gate per residual block (0 skips the block) and, when the space
+offers several depthwise kernels, a kernel mask per block: the depthwise
+weights are held at the largest kernel ``K`` and a ``k x k`` kernel is their
+centre (the mask zeroes the rest). With ``same`` padding a centred ``k x k``
+kernel padded with zeros to ``K x K`` computes exactly what the ``k x k``
+kernel computes, at any stride, so every sub-network computes what the narrow
+network built by :mod:`codesign.nn.submodel` computes, while shapes stay
+static so one traced training step serves all sub-networks.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Supernet:
         self.channels = channels
         self.groups = space.group_sizes()
         self.blocks = space.blocks()
+        self.kernel = max(space.kernels)  # the depthwise weights' size
         self.layers: dict[str, tf.Module] = {}
         self._make_layers()
         self._build()
@@ -53,7 +58,8 @@ class Supernet:
             if bp.expand > 1:
                 self._add(L.conv(f"{bp.name}_expand", self.groups[bp.hidden_group]))
                 self._add(L.batch_norm(f"{bp.name}_expand_bn"))
-            self._add(L.depthwise(f"{bp.name}_dw", sp.kernel, bp.stride))
+            dw = self._add(L.depthwise(f"{bp.name}_dw", self.kernel, bp.stride))
+            dw.build((None, None, None, self.groups[bp.hidden_group]))
             self._add(L.batch_norm(f"{bp.name}_dw_bn"))
             self._add(L.conv(f"{bp.name}_project", self.groups[bp.out_group]))
             self._add(L.batch_norm(f"{bp.name}_project_bn"))
@@ -74,18 +80,31 @@ class Supernet:
     # --- masks ---------------------------------------------------------------------------
 
     def masks_for(self, sub: SubnetSpec) -> dict[str, tf.Tensor]:
-        """Return the channel masks of ``sub``: group -> float vector of full width."""
+        """Return the masks of ``sub``: group -> float vector of full width, and kernel masks."""
         out = {}
         for g, full in self.groups.items():
             k = sub.channels[g]
             out[g] = tf.constant(np.arange(full) < k, dtype=tf.float32)
+        if self.space.elastic_kernel:
+            for bp in self.blocks:
+                mask = self.kernel_mask(sub.kernels[bp.name]).ravel()
+                out[f"kernel/{bp.name}"] = tf.constant(mask)
         return out
 
     def mask_vector(self, sub: SubnetSpec) -> np.ndarray:
-        """Return all masks of ``sub`` concatenated in group order, then the block gates."""
+        """Return all masks of ``sub`` concatenated: groups, kernels (if elastic), block gates."""
         parts = [np.arange(full) < sub.channels[g] for g, full in self.groups.items()]
+        if self.space.elastic_kernel:
+            parts += [self.kernel_mask(sub.kernels[bp.name]).ravel() for bp in self.blocks]
         parts.append(self.gates_for(sub))
         return np.concatenate(parts).astype(np.float32)
+
+    def kernel_mask(self, size: int) -> np.ndarray:
+        """A ``K x K`` mask whose centre ``size x size`` is 1 (``K``: the largest kernel)."""
+        lo = (self.kernel - size) // 2
+        mask = np.zeros((self.kernel, self.kernel), np.float32)
+        mask[lo : lo + size, lo : lo + size] = 1.0
+        return mask
 
     def gates_for(self, sub: SubnetSpec) -> np.ndarray:
         """Return one gate per block: 1 if the sub-network uses the block."""
@@ -101,6 +120,11 @@ class Supernet:
         for g, full in self.groups.items():
             masks[g] = vec[start : start + full]
             start += full
+        if self.space.elastic_kernel:
+            area = self.kernel * self.kernel
+            for bp in self.blocks:
+                masks[f"kernel/{bp.name}"] = vec[start : start + area]
+                start += area
         return masks, vec[start:]
 
     # --- forward -------------------------------------------------------------------------
@@ -117,7 +141,8 @@ class Supernet:
 
         Args:
             x: Input images.
-            masks: Channel mask per group.
+            masks: Channel mask per group (and ``kernel/<block>``: the flat
+                kernel mask of each block, when the kernel is elastic).
             gates: One gate per block.
             training: Batch-norm mode when ``norm`` is None.
             norm: Replaces every batch norm: ``norm(bn_layer_name, h)``.
@@ -136,7 +161,7 @@ class Supernet:
                 e = e * masks[bp.hidden_group]
             else:
                 e = h
-            d = relu6(bn(f"{bp.name}_dw_bn", ly[f"{bp.name}_dw"](e)))
+            d = relu6(bn(f"{bp.name}_dw_bn", self._depthwise(bp.name, bp.stride, e, masks)))
             d = d * masks[bp.hidden_group]
             p = bn(f"{bp.name}_project_bn", ly[f"{bp.name}_project"](d))
             p = p * masks[bp.out_group]
@@ -144,6 +169,16 @@ class Supernet:
         h = relu6(bn("head_conv_bn", ly["head_conv"](h))) * masks["head_conv"]
         h = tf.reduce_mean(h, axis=(1, 2))
         return ly["classifier"](h)
+
+    def _depthwise(self, block: str, stride: int, h: tf.Tensor,
+                   masks: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The block's depthwise convolution, its kernel cropped to the centre the mask keeps."""
+        layer = self.layers[f"{block}_dw"]
+        if not self.space.elastic_kernel:
+            return layer(h)
+        mask = tf.reshape(masks[f"kernel/{block}"], (self.kernel, self.kernel, 1, 1))
+        return tf.nn.depthwise_conv2d(h, layer.depthwise_kernel * mask,
+                                      strides=(1, stride, stride, 1), padding="SAME")
 
     @property
     def trainable_variables(self) -> list[tf.Variable]:

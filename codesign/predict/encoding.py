@@ -44,6 +44,8 @@ def feature_names(space: SpaceSpec) -> list[str]:
     for layer in space.layer_names():
         names.append(kept_feature(layer))
         names += [precision_feature(p, layer) for p in PRECISIONS]
+    if space.elastic_kernel:
+        names += [f"kernel/{bp.name}" for bp in space.blocks()]
     return names
 
 
@@ -53,7 +55,8 @@ def encode(space: SpaceSpec, cand: Candidate) -> np.ndarray:
     Resolution and depths are scaled to [0, 1]. Each layer of the maximal
     network gets the fraction of its output channels kept and a one-hot
     precision; a layer the candidate does not have (a shallower stage) is all
-    zeros.
+    zeros. An elastic-kernel space adds each block's kernel side over the
+    largest (0 for a block the candidate skips).
     """
     sub = space.subnet(cand)
     lo, hi = min(space.resolutions), max(space.resolutions)
@@ -68,6 +71,10 @@ def encode(space: SpaceSpec, cand: Candidate) -> np.ndarray:
         group = owner.get(layer)
         vec.append(sub.channels[group] / sizes[group] if group else 1.0)
         vec += [1.0 if sub.precision[layer] == p else 0.0 for p in PRECISIONS]
+    if space.elastic_kernel:  # the kernel's side over the largest's; 0 for a block skipped
+        top = max(space.kernels)
+        vec += [sub.kernels[bp.name] / top if bp.index <= cand.depths[bp.stage - 1] else 0.0
+                for bp in space.blocks()]
     return np.asarray(vec, dtype=np.float32)
 
 

@@ -6,6 +6,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,7 @@ class RunDir:
         if not self.config_file.is_file():
             self.root.mkdir(parents=True, exist_ok=True)
             self.save_settings(identity, trials)
+            _accepted(self.root)
             return
         try:
             saved = json.loads(self.config_file.read_text())
@@ -137,6 +141,7 @@ class RunDir:
             )
         if trials != saved.get("trials"):
             self.save_settings(identity, trials)
+        _accepted(self.root)
 
     def save_settings(self, identity: dict[str, Any], trials: int) -> None:
         """Write the settings file atomically."""
@@ -206,6 +211,30 @@ def _alive(owner: dict[str, Any]) -> bool:
         return state != "Z"
     except (OSError, IndexError):
         return True
+
+
+_ON_ACCEPTED: ContextVar[Callable[[Path], None] | None] = ContextVar("on_accepted",
+                                                                   default=None)
+
+
+@contextmanager
+def when_accepted(callback: Callable[[Path], None]) -> Iterator[None]:
+    """Within the block, call ``callback(run root)`` when a run directory accepts its settings.
+
+    :meth:`RunDir.check_settings` calls it once it recorded a new run's
+    settings or found a resume's equal, before any work.
+    """
+    token = _ON_ACCEPTED.set(callback)
+    try:
+        yield
+    finally:
+        _ON_ACCEPTED.reset(token)
+
+
+def _accepted(root: Path) -> None:
+    callback = _ON_ACCEPTED.get()
+    if callback is not None:
+        callback(root)
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:

@@ -10,6 +10,7 @@ differs, it is refused in one line that says where they differ.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from codesign.errors import CodesignError
@@ -18,8 +19,10 @@ from codesign.run.files import write_atomic
 from codesign.space.family import SpaceSpec
 from codesign.space.files import (
     PRESETS,
+    is_space_file,
     load_space_file,
     resolve_space,
+    space_doc,
     space_from_dict,
     space_toml,
 )
@@ -51,12 +54,16 @@ def saved_space(root: Path) -> SpaceSpec | None:
     return space_from_dict(identity["space"], str(config))
 
 
-def resume_space(root: Path, asked: str | None) -> tuple[str, SpaceSpec]:
+def resume_space(root: Path, asked: str | None,
+                 fit: Callable[[SpaceSpec], SpaceSpec] | None = None) -> tuple[str, SpaceSpec]:
     """The space a search of ``root`` uses: the asked one, or the run's own when resumed.
 
     Args:
         root: The run directory.
         asked: ``--space`` as given (a flag or in ``--config``); None when not given.
+        fit: Fits a preset to the data (:func:`codesign.space.fit.fit_space`);
+            called only when a preset is searched anew or compared with the
+            run's own (None: presets as shipped).
 
     Returns:
         ``(what --space names, the space)``: the run's own space when it is
@@ -68,16 +75,20 @@ def resume_space(root: Path, asked: str | None) -> tuple[str, SpaceSpec]:
             from the one the run was made with.
     """
     saved = saved_space(root)
+
+    def wanted(text: str) -> SpaceSpec:
+        space = resolve_space(text)
+        return fit(space) if fit is not None and not is_space_file(text) else space
+
     if saved is None:
         text = asked or DEFAULT_SPACE
-        return text, resolve_space(text)
+        return text, wanted(text)
     if asked is None:
         keep_space(root, saved)  # an older run gets its file now
         same = PRESETS.get(saved.name) == saved
         return (saved.name if same else str(root / SPACE_FILE)), saved
-    space = resolve_space(asked)
-    diff = _first_difference(json.loads(json.dumps(saved.to_dict())),
-                             json.loads(json.dumps(space.to_dict())))
+    space = wanted(asked)
+    diff = _first_difference(space_doc(saved), space_doc(space))
     if diff is not None:
         key, old, new = diff
         raise CodesignError(

@@ -34,6 +34,9 @@ class Candidate:
         hp: ``(name, value)`` of the HyperModel's hyperparameters (keras-tuner names).
         hypermodel: Where the HyperModel lives (as the user wrote it).
         model: The trained model's file name.
+        kernel: ``(block, depthwise kernel size)`` per block of the maximal
+            network (the built-in family when its space offers more than one
+            kernel; None: the space's only kernel).
         answers: ``(trial parameter, value)`` the child rebuilds the HyperModel
             with (not part of the record, nor of equality).
         build_s: Seconds the space spent building it while suggesting (a
@@ -47,6 +50,7 @@ class Candidate:
     hp: tuple[tuple[str, Any], ...] | None = None
     hypermodel: str | None = None
     model: str | None = None
+    kernel: tuple[tuple[str, int], ...] | None = None
     answers: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
     build_s: float = field(default=0.0, compare=False)
 
@@ -57,13 +61,19 @@ class Candidate:
         depths: tuple[int, ...] | list[int],
         prune: Mapping[str, float],
         precision: Mapping[str, str],
+        kernel: Mapping[str, int] | None = None,
     ) -> Candidate:
-        """Build a candidate of the built-in family from plain mappings."""
+        """Build a candidate of the built-in family from plain mappings.
+
+        ``kernel`` is the depthwise kernel per block (None: the space's only one).
+        """
         return cls(
             resolution=int(resolution),
             depths=tuple(int(d) for d in depths),
             prune=tuple(sorted((str(k), float(v)) for k, v in prune.items())),
             precision=tuple(sorted((str(k), str(v)) for k, v in precision.items())),
+            kernel=None if kernel is None else tuple(
+                sorted((str(k), _size(v)) for k, v in kernel.items())),
         )
 
     @classmethod
@@ -93,6 +103,11 @@ class Candidate:
         return dict(self.precision)
 
     @property
+    def kernel_map(self) -> dict[str, int]:
+        """Depthwise kernel per block ({} when the space offers one kernel)."""
+        return dict(self.kernel or ())
+
+    @property
     def hp_map(self) -> dict[str, Any]:
         """The HyperModel's hyperparameters ({} for other spaces)."""
         return dict(self.hp or ())
@@ -110,6 +125,8 @@ class Candidate:
         if self.hp is not None:
             out["hp"] = self.hp_map
         out.update(prune=self.prune_map, precision=self.precision_map)
+        if self.kernel is not None:
+            out["kernel"] = self.kernel_map
         out.update({k: getattr(self, k) for k in ("hypermodel", "model")
                     if getattr(self, k) is not None})
         return out
@@ -131,7 +148,8 @@ class Candidate:
         """
         try:
             if "depths" in d or not {"hp", "hypermodel", "model"} & set(d):
-                cand = cls.make(d["resolution"], d["depths"], d["prune"], d["precision"])
+                cand = cls.make(d["resolution"], d["depths"], d["prune"], d["precision"],
+                                d.get("kernel"))
             else:
                 extra = {k: d[k] for k in ("hp", "hypermodel", "model") if k in d}
                 cand = cls.of_graph(d["resolution"], d["prune"], d["precision"], **extra)
@@ -141,3 +159,10 @@ class Candidate:
         if bad:
             raise CodesignError(f"malformed candidate: precisions {bad} not in {PRECISIONS}")
         return cand
+
+
+def _size(value: object) -> int:
+    """A kernel size as an int (refusing what is not a whole number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"kernel size {value!r} is not an integer")
+    return int(value)

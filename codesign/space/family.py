@@ -11,7 +11,7 @@ pruned together. Groups are named after the layers that produce them:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,12 +66,15 @@ class SubnetSpec:
         depths: Blocks used per stage.
         channels: Channels kept per channel group (group name -> count).
         precision: Precision per layer name (only layers the sub-network has).
+        kernels: Depthwise kernel size per block of the maximal network
+            (block name -> size; a block the sub-network skips keeps one too).
     """
 
     resolution: int
     depths: tuple[int, ...]
     channels: dict[str, int]
     precision: dict[str, str]
+    kernels: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,8 @@ class SpaceSpec:
         stem_stride: Stride of the stem convolution.
         stages: The stages, in order.
         head_channels: Channels of the last 1x1 convolution.
-        kernel: Depthwise kernel size.
+        kernels: Depthwise kernel sizes a block may use (one choice per block;
+            the supernet holds the largest, a smaller one is its centre).
         resolutions: Input resolutions the search may choose.
         prune_ratios: Fractions of a group's channels the search may remove.
         precisions: Per-layer precisions the search may choose (a profile may
@@ -96,7 +100,7 @@ class SpaceSpec:
     stem_stride: int
     stages: tuple[StageSpec, ...]
     head_channels: int
-    kernel: int
+    kernels: tuple[int, ...]
     resolutions: tuple[int, ...]
     prune_ratios: tuple[float, ...]
     precisions: tuple[str, ...]
@@ -105,7 +109,33 @@ class SpaceSpec:
         """Return a JSON-serializable description (used to detect changed settings)."""
         d = asdict(self)
         d["stages"] = [asdict(s) for s in self.stages]
+        if len(self.kernels) == 1:  # the form of spaces made before kernels were elastic
+            d = {("kernel" if k == "kernels" else k): (self.kernels[0] if k == "kernels" else v)
+                 for k, v in d.items()}
         return d
+
+    @property
+    def elastic_kernel(self) -> bool:
+        """Whether a candidate chooses a depthwise kernel per block (more than one choice)."""
+        return len(self.kernels) > 1
+
+    def kernel_genes(self, size: int | Mapping[str, int]) -> dict[str, int] | None:
+        """A candidate's kernel genes: ``size`` for every block, or per block (None: one choice).
+
+        Args:
+            size: One kernel size for every block, or a size per block name.
+        """
+        if not self.elastic_kernel:
+            return None
+        if isinstance(size, int):
+            return {bp.name: size for bp in self.blocks()}
+        return dict(size)
+
+    def kernel_map(self, cand: Candidate) -> dict[str, int]:
+        """The depthwise kernel of every block of the maximal network for ``cand``."""
+        if cand.kernel is None:
+            return {bp.name: max(self.kernels) for bp in self.blocks()}
+        return cand.kernel_map
 
     # --- structure -----------------------------------------------------------------
 
@@ -192,7 +222,8 @@ class SpaceSpec:
         channels = {g: kept_channels(c, ratios[g]) for g, c in self.group_sizes().items()}
         prec = cand.precision_map
         precision = {name: prec[name] for name in self.layer_names(cand.depths)}
-        return SubnetSpec(cand.resolution, tuple(cand.depths), channels, precision)
+        return SubnetSpec(cand.resolution, tuple(cand.depths), channels, precision,
+                          self.kernel_map(cand))
 
     def check(self, cand: Candidate) -> None:
         """Raise CodesignError if ``cand`` is not a point of this space."""
@@ -212,33 +243,44 @@ class SpaceSpec:
             "precision layers", "precisions", cand.precision_map, self.layer_names(),
             self.precisions,
         )
+        if cand.kernel is not None or self.elastic_kernel:
+            problems += _mapping_problems("kernel blocks", "kernels", cand.kernel_map,
+                                          [bp.name for bp in self.blocks()], self.kernels)
         if problems:
             raise CodesignError(f"candidate not in space {self.name!r}: {'; '.join(problems)}")
 
     def uniform(self, resolution: int, depths: tuple[int, ...], ratio: float,
-                precision: str) -> Candidate:
-        """A candidate with one prune ratio and one precision everywhere."""
+                precision: str, kernel: int | None = None) -> Candidate:
+        """A candidate with one prune ratio, precision and kernel (default: the largest)."""
         return Candidate.make(
             resolution,
             depths,
             {g: ratio for g in self.group_sizes()},
             {n: precision for n in self.layer_names()},
+            self.kernel_genes(max(self.kernels) if kernel is None else kernel),
         )
 
     def max_candidate(self, precision: str = "float32") -> Candidate:
-        """Return the maximal network (every block, no pruning) at one precision."""
+        """Return the maximal network (every block, no pruning, largest kernel) at one precision."""
         return self.uniform(
             max(self.resolutions), tuple(st.max_depth for st in self.stages), 0.0, precision
         )
 
     def min_candidate(self) -> Candidate:
-        """Return the smallest network of the space (float32)."""
+        """Return the smallest network of the space (float32, smallest kernel)."""
         return self.uniform(
             min(self.resolutions),
             tuple(st.min_depth for st in self.stages),
             max(self.prune_ratios),
             "float32",
+            min(self.kernels),
         )
+
+    def random_kernels(self, rng: np.random.Generator) -> dict[str, int] | None:
+        """A kernel per block drawn uniformly (None when the space offers one)."""
+        if not self.elastic_kernel:
+            return None
+        return {bp.name: int(rng.choice(self.kernels)) for bp in self.blocks()}
 
     def random_candidate(
         self, rng: np.random.Generator, precisions: Mapping[str, tuple[str, ...]] | None = None
@@ -250,6 +292,7 @@ class SpaceSpec:
             tuple(int(rng.integers(st.min_depth, st.max_depth + 1)) for st in self.stages),
             {g: float(rng.choice(self.prune_ratios)) for g in self.group_sizes()},
             {n: str(rng.choice(precisions.get(n, ("float32",)))) for n in self.layer_names()},
+            self.random_kernels(rng),
         )
 
     def spread_candidates(self, rng: np.random.Generator, n: int) -> list[Candidate]:
@@ -275,6 +318,7 @@ class SpaceSpec:
                     tuple(int(rng.integers(st.min_depth, st.max_depth + 1)) for st in self.stages),
                     prune,
                     {name: "float32" for name in self.layer_names()},
+                    self.random_kernels(rng),
                 )
             )
         return out

@@ -9,7 +9,7 @@ per stage::
     stem_channels = 16            # a multiple of 4
     stem_stride = 1               # 1 or 2
     head_channels = 128
-    kernel = 3                    # depthwise kernel: 3, 5 or 7
+    kernels = [3, 5, 7]           # depthwise kernels a block may use: of 3, 5, 7
     resolutions = [24, 28, 32]    # input pixels the search may choose
     prune_ratios = [0.0, 0.25, 0.5, 0.75]
     precisions = ["float32", "float16", "int8", "int16x8", "int4"]
@@ -37,7 +37,7 @@ from codesign.space.family import CHANNEL_DIVISOR, SpaceSpec, StageSpec
 from codesign.tomlfile import dumps, read_toml
 
 PRESET_DIR = Path(__file__).parent / "presets"
-SPACE_KEYS = ("name", "stem_channels", "stem_stride", "head_channels", "kernel", "resolutions",
+SPACE_KEYS = ("name", "stem_channels", "stem_stride", "head_channels", "kernels", "resolutions",
               "prune_ratios", "precisions", "stages")
 STAGE_KEYS = ("channels", "min_depth", "max_depth", "stride", "expand")
 KERNELS = (3, 5, 7)
@@ -86,15 +86,19 @@ def load_space_file(path: Path) -> SpaceSpec:
         raise CodesignError(f"space file {path}: {exc}") from None
 
 
+def space_doc(space: SpaceSpec) -> dict[str, Any]:
+    """A space as its file holds it: every key of :data:`SPACE_KEYS`, lists as lists."""
+    doc = json.loads(json.dumps(space.to_dict()))
+    doc.pop("kernel", None)
+    doc["kernels"] = list(space.kernels)
+    doc["prune_ratios"] = [float(r) for r in space.prune_ratios]
+    return {k: doc[k] for k in SPACE_KEYS}
+
+
 def space_toml(space: SpaceSpec, header: str = "") -> str:
     """The space file of ``space`` (:func:`load_space_file` reads it back equal)."""
-    doc = space.to_dict()
-    doc["resolutions"] = list(space.resolutions)
-    doc["prune_ratios"] = [float(r) for r in space.prune_ratios]
-    doc["precisions"] = list(space.precisions)
-    ordered = {k: doc[k] for k in SPACE_KEYS}
-    return dumps(ordered, header or f"codesign search space {space.name!r} (codesign search "
-                 "--space FILE.toml; see README)")
+    return dumps(space_doc(space), header or f"codesign search space {space.name!r} (codesign "
+                 "search --space FILE.toml; see README)")
 
 
 def load_presets() -> dict[str, SpaceSpec]:
@@ -157,6 +161,11 @@ def space_of(value: str | dict[str, Any]) -> SpaceSpec:
 # --- checking ----------------------------------------------------------------------------
 
 def _parse(doc: dict[str, Any], default_name: str) -> SpaceSpec:
+    if "kernel" in doc:  # a file of codesign before kernels were elastic: one kernel
+        if "kernels" in doc:
+            raise _Problem("give kernels (a list) or the older kernel (one size), not both")
+        size = _choice("kernel", doc["kernel"], KERNELS)
+        doc = {**{k: v for k, v in doc.items() if k != "kernel"}, "kernels": [size]}
     _known(doc, SPACE_KEYS, "")
     for key in SPACE_KEYS[1:]:
         if key not in doc:
@@ -175,7 +184,7 @@ def _parse(doc: dict[str, Any], default_name: str) -> SpaceSpec:
         stem_stride=_choice("stem_stride", doc["stem_stride"], STRIDES),
         stages=tuple(_stage(i, s) for i, s in enumerate(stages, start=1)),
         head_channels=_channels("head_channels", doc["head_channels"]),
-        kernel=_choice("kernel", doc["kernel"], KERNELS),
+        kernels=_kernels(doc["kernels"]),
         resolutions=_resolutions(doc["resolutions"]),
         prune_ratios=_prune_ratios(doc["prune_ratios"]),
         precisions=_precisions(doc["precisions"]),
@@ -244,6 +253,14 @@ def _resolutions(value: Any) -> tuple[int, ...]:
         raise _Problem(f"resolutions must be a non-empty list of distinct {what}, got "
                        f"{_show(value)}")
     return tuple(int(r) for r in items)
+
+
+def _kernels(value: Any) -> tuple[int, ...]:
+    what = f"depthwise kernel sizes of {', '.join(map(str, KERNELS))}"
+    items = _distinct_list("kernels", value, what)
+    if not all(_is_int(k) and k in KERNELS for k in items):
+        raise _Problem(f"kernels must be a non-empty list of distinct {what}, got {_show(value)}")
+    return tuple(sorted(int(k) for k in items))
 
 
 def _prune_ratios(value: Any) -> tuple[float, ...]:

@@ -143,7 +143,7 @@ def _build(space: SpaceSpec, cand: Candidate, num_classes: int, channels: int) -
             name = f"{bp.name}_expand"
             h = chain.layer("CONV_2D", h, prec[name], res * res * hidden, c * hidden, hidden)
         res = math.ceil(res / bp.stride)
-        k2 = space.kernel * space.kernel
+        k2 = sub.kernels[bp.name] ** 2
         h = chain.layer("DEPTHWISE_CONV_2D", h, prec[f"{bp.name}_dw"], res * res * hidden,
                         k2 * hidden, hidden)
         c = ch[bp.out_group]

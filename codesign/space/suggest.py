@@ -2,8 +2,9 @@
 
 Parameter names are stable and named by layer: ``resolution``,
 ``stageN_depth``, ``prune/<group>`` (a group is named after the layers it
-prunes, e.g. ``prune/s2_project`` for every projection of stage 2) and
-``precision/<layer>``. Every per-layer parameter of the maximal network is
+prunes, e.g. ``prune/s2_project`` for every projection of stage 2),
+``precision/<layer>`` and, when the space offers more than one depthwise
+kernel, ``kernel/<block>``. Every per-layer parameter of the maximal network is
 suggested in every trial (NSGA-II samples conditional parameters
 independently); a shallower candidate ignores those of blocks it lacks.
 """
@@ -20,6 +21,7 @@ from codesign.space.family import SpaceSpec
 
 PRUNE_PREFIX = "prune/"
 PRECISION_PREFIX = "precision/"
+KERNEL_PREFIX = "kernel/"
 
 
 def suggest_candidate(
@@ -51,7 +53,11 @@ def suggest_candidate(
         n: str(trial.suggest_categorical(PRECISION_PREFIX + n, list(precisions[n])))
         for n in space.layer_names()
     }
-    cand = Candidate.make(resolution, depths, prune, precision)
+    kernel = space.kernel_genes({
+        bp.name: int(trial.suggest_categorical(KERNEL_PREFIX + bp.name, list(space.kernels)))
+        for bp in space.blocks()
+    }) if space.elastic_kernel else None
+    cand = Candidate.make(resolution, depths, prune, precision, kernel)
     space.check(cand)
     return cand
 
@@ -85,6 +91,8 @@ def candidate_from_params(params: Mapping[str, Any], space: SpaceSpec) -> Candid
             [params[f"stage{s}_depth"] for s in range(1, len(space.stages) + 1)],
             {g: params[PRUNE_PREFIX + g] for g in space.group_sizes()},
             {n: params[PRECISION_PREFIX + n] for n in space.layer_names()},
+            {bp.name: params[KERNEL_PREFIX + bp.name] for bp in space.blocks()}
+            if space.elastic_kernel else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CodesignError(f"cannot decode a candidate from the parameters: {exc!r}") from None
@@ -98,4 +106,5 @@ def params_of(cand: Candidate) -> dict[str, Any]:
     params.update({f"stage{s}_depth": d for s, d in enumerate(cand.depths, start=1)})
     params.update({PRUNE_PREFIX + g: r for g, r in cand.prune})
     params.update({PRECISION_PREFIX + n: p for n, p in cand.precision})
+    params.update({KERNEL_PREFIX + b: k for b, k in cand.kernel or ()})
     return params
