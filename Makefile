@@ -33,14 +33,18 @@ device:
 
 test: $(STAMP) device
 	$(BIN)/ruff check codesign tests tools examples
-	$(BIN)/python -m pytest -q -ra -m "not slow" --durations=15
+	$(BIN)/python -m pytest -q -ra -m "not slow and not long" --durations=15
 
 # Whole searches at default settings (minutes each).
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -ra -m slow --durations=10
+	$(BIN)/python -m pytest -q -ra -m "slow and not long" --durations=10
+
+# Acceptance runs of 20 minutes or more (not in CI, which has an hour for everything).
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m long --durations=10
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not e2e"
+	$(BIN)/python -m pytest -q -m "not slow and not long and not e2e"
 
 # The wheel in a fresh venv: the shipped profiles, device script and tables come with it.
 wheel-check: $(STAMP)
