@@ -88,6 +88,7 @@ def _states(db: Path) -> list[tuple[str, str | None]]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # a whole run of several processes, killed or cut off: make test-slow
 def test_search_over_ssh_survives_a_dropout(board: LoopbackBoard, seeded_run: Path) -> None:
     """A search measures on the board; sshd stops mid-search and comes back; nothing is lost."""
     profile = board.profile("dropout")

@@ -31,6 +31,7 @@ def _complete(run: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # a whole run of several processes, killed or cut off: make test-slow
 def test_sigkill_mid_run_then_rerun_ends_with_exact_count(seeded_run: Path) -> None:
     args = ["search", *TINY, "--trials", "10", "--out", str(seeded_run)]
     proc = subprocess.Popen([*CODESIGN, *args], cwd=ROOT, stdout=subprocess.DEVNULL,

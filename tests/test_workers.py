@@ -244,6 +244,7 @@ def test_workers_on_postgres_finish_exactly_the_trials_asked(postgres: object,
         states=(TrialState.COMPLETE,))) == trials  # a finished study runs nothing more
 
 
+@pytest.mark.slow  # a whole run of several processes, killed or cut off: make test-slow
 def test_local_workers_share_a_journal_and_resume(tmp_path: Path) -> None:
     """No server: --workers 2 keeps the study in RUN/study.journal; one worker resumes it."""
     run = tmp_path / "run"

@@ -22,7 +22,7 @@ Three kinds of disturbance spoil a latency:
   rounds paired with the rounds the batch's figures came from typically
   (their median) ran slower than the quietest seen in the process (beyond
   twice the tolerance), the whole batch is timed again after a pause, up to
-  three times; if it stays slow, it is marked disturbed and its slow-down
+  twice; if it stays slow, it is marked disturbed and its slow-down
   reported (``reference_ratio``).
 
 One-thread timing is pinned to the idlest core. Only numpy and the LiteRT
@@ -51,7 +51,7 @@ REFERENCE_ROUND_S = 0.001  # the reference's round before each model round
 # A batch timed while the machine ran slow throughout is timed again after each pause (slow
 # phases of this VM last from milliseconds to seconds; seen here: 1.4-1.6x on one batch in
 # three right after TensorFlow had trained, whether it waited 0, 0.3, 1 or 3 s first).
-BATCH_PAUSES_S = (0.05, 0.2, 0.5)
+BATCH_PAUSES_S = (0.05, 0.25)
 
 
 @dataclass(frozen=True)
