@@ -400,7 +400,7 @@ def _drift(live: list[_Entry], tolerance: float) -> float | None:
             continue
         meds = e.medians()
         best = min(_candidates(e, tolerance), key=lambda i: meds[i])
-        if best < len(e.slowdown) and math.isfinite(e.slowdown[best]):
+        if math.isfinite(e.slowdown[best]):  # rounds and slow-downs are appended in pairs
             slow.append(e.slowdown[best])
     return float(np.median(slow)) if slow else None
 

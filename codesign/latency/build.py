@@ -219,8 +219,7 @@ def drift(profile: Profile, model: LatencyModel, worker: Any = None) -> float | 
     Returns:
         Now over then; None for remote devices and models without that time.
     """
-    then = model.meta.get("reference_calibrated_ms")
-    if not then or profile.remote:
+    if _then(profile, model) is None:
         return None
     from codesign.child import EvalChild
 
@@ -229,7 +228,19 @@ def drift(profile: Profile, model: LatencyModel, worker: Any = None) -> float | 
             now = own.call("reference", profile=profile.path)["reference_ms"]
     else:
         now = worker.call("reference", profile=profile.path)["reference_ms"]
-    return now / then if now else None
+    return _ratio(profile, model, now)
+
+
+def _then(profile: Profile, model: LatencyModel) -> float | None:
+    """The reference's time at the end of the build (None: remote, or not recorded)."""
+    then = model.meta.get("reference_calibrated_ms")
+    return None if not then or profile.remote else float(then)
+
+
+def _ratio(profile: Profile, model: LatencyModel, now: float | None) -> float | None:
+    """The reference's time now over its time at the build (None when either is unknown)."""
+    then = _then(profile, model)
+    return now / then if then is not None and now else None
 
 
 def drift_note(ratio: float | None, profile: Profile) -> str:
@@ -260,8 +271,9 @@ def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO
     samples = whole_networks(n, seed, profile.precisions)
     meas = latency_dir() / f"{profile_key(profile)}.check.jsonl"
     meas.unlink(missing_ok=True)  # a check measures now, as a search would
-    ratio = drift(profile, model)
     records, timing = _measure(profile, samples, meas, f"checking on {profile.name}", stream)
+    # the measuring ends by timing the reference as the build's did: no second child for it
+    ratio = _ratio(profile, model, timing.get("reference_ms"))
     delegate = delegated(profile)
     pred, real, medians = [], [], []
     for s in samples:

@@ -186,7 +186,7 @@ def measure_samples(
                 budget_s is None or time.monotonic() - start <= budget_s):
             count = _second_pass(samples, done, fh, (profile, timer, summary),
                                  (count, total, progress), (start, budget_s))
-    if timer is not None:  # the same measure as a later use takes (see build.speed_factor)
+    if timer is not None:  # the same measure as a later use takes (see build.drift)
         timer.quietest_ms = None
         summary.reference_ms = timer.calibrate(tries=5)
     return {"records": {s["id"]: done[s["id"]] for s in samples if s["id"] in done},
