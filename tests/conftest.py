@@ -21,14 +21,15 @@ CODESIGN = [sys.executable, "-m", "codesign.cli"]
 TINY = ["--space", "tiny", "--epochs", "10", "--seed", "0", "--quality-samples", "0",
         "--finetune-epochs", "0"]
 BASE_TRIALS = 8
-QUALITY_SAMPLES = 6
-BASE_ARGS = [*TINY[:-4], "--quality-samples", str(QUALITY_SAMPLES), "--finetune-epochs", "2",
+QUALITY_SAMPLES = 4
+BASE_ARGS = [*TINY[:-4], "--quality-samples", str(QUALITY_SAMPLES), "--finetune-epochs", "1",
              "--trials", str(BASE_TRIALS)]
 # Every test search times every candidate unless it tests the latency modes itself (a
 # latency model built by an earlier test would otherwise make hybrid the default).
 TINY.extend(["--latency", "measured"])
 BASE_ARGS.extend(["--latency", "measured"])
 _BASE: list[Path] = []
+_NEEDS_BASE: list[bool] = []  # whether a selected test uses base_run (set at collection)
 
 
 def python_prints(code: str) -> str:
@@ -82,13 +83,33 @@ def pytest_terminal_summary(terminalreporter: object) -> None:
             )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Note whether a selected test needs the whole base run, or only its supernet."""
+    _NEEDS_BASE.append(any("base_run" in getattr(i, "fixturenames", ()) for i in items))
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shortest search that trains the session's tiny supernet (one trial).
+
+    Used when no selected test needs :func:`base_run` (``make test-slow``): the
+    supernet is the same (same space, data, epochs and seed), the quality report,
+    trials and fine-tuning of the base run are not needed.
+    """
+    out = tmp_path_factory.mktemp("runs") / "supernet"
+    proc = run_cli("search", "--data", "digits", *TINY, "--trials", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    return out
+
+
 @pytest.fixture
-def seeded_run(base_run: Path, tmp_path: Path) -> Path:
+def seeded_run(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A fresh run directory that already holds the session's tiny supernet."""
+    src = request.getfixturevalue("base_run" if any(_NEEDS_BASE) else "tiny_supernet")
     out = tmp_path / "run"
     out.mkdir()
     for name in ("supernet.npz", "supernet.json"):
-        shutil.copy(base_run / name, out / name)
+        shutil.copy(src / name, out / name)
     return out
 
 
@@ -107,20 +128,20 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackBoard]:
 @pytest.fixture(scope="session")
 def built() -> Path:
     """A small latency model of the default profile, built for real (the session's home)."""
-    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10",
+    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "30", "--whole", "8",
                    "--budget-min", "0.02")  # about a second: too few networks to fit
     assert proc.returncode == 2 and "rerun codesign profile build" in proc.stderr
     first = list(Path(os.environ["CODESIGN_HOME"]).glob(
         "latency/xnnpack-1t-*.measurements.jsonl"))[0]
     partial = len(first.read_text().splitlines())
-    assert partial < 50  # the time budget stopped it early ...
-    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "40", "--whole", "10")
+    assert partial < 38  # the time budget stopped it early ...
+    proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "30", "--whole", "8")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "40 block and 10 whole networks" in proc.stdout
+    assert "30 block and 8 whole networks" in proc.stdout
     from codesign.latency.measure import read_records
 
     records = read_records(first)  # the last line of each network counts
-    assert len(records) == 50  # ... and the rerun measured the rest
+    assert len(records) == 38  # ... and the rerun measured the rest
     for rec in records.values():  # each timed in two passes here, the faster one kept
         assert rec["passes"] == 2 and len(rec["medians_ms"]) == 2
         assert rec["median_ms"] == min(rec["medians_ms"])

@@ -106,8 +106,17 @@ def test_a_candidate_that_segfaults_fails_only_its_trial(seeded_run: Path) -> No
 def test_budgets_constrain_the_front_and_an_impossible_one_is_reported(
     seeded_run: Path, tmp_path: Path
 ) -> None:
-    proc = run_cli("search", *TINY, "--trials", "4", "--max-size-kb", "30",
-                   "--objectives", "accuracy,latency,size", "--out", str(seeded_run))
+    other = tmp_path / "impossible"
+    other.mkdir()
+    for name in ("supernet.npz", "supernet.json"):
+        (other / name).write_bytes((seeded_run / name).read_bytes())
+    runs = [  # two runs of their own: side by side
+        ["search", *TINY, "--trials", "4", "--max-size-kb", "30",
+         "--objectives", "accuracy,latency,size", "--out", str(seeded_run)],
+        ["search", *TINY, "--trials", "3", "--min-accuracy", "0.9999", "--out", str(other)],
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        proc, impossible = pool.map(lambda args: run_cli(*args), runs)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((seeded_run / "pareto.json").read_text())
     assert doc["points"] and all(p["size_bytes"] <= 30 * 1024 for p in doc["points"])
@@ -116,12 +125,7 @@ def test_budgets_constrain_the_front_and_an_impossible_one_is_reported(
     assert len(study.directions) == 3
     assert all("size" in t.constraints for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
-    other = tmp_path / "impossible"
-    other.mkdir()
-    for name in ("supernet.npz", "supernet.json"):
-        (other / name).write_bytes((seeded_run / name).read_bytes())
-    proc = run_cli("search", *TINY, "--trials", "3", "--min-accuracy", "0.9999",
-                   "--out", str(other))
+    proc = impossible
     assert proc.returncode == 2
     assert "no trial of 3 meets the budgets" in proc.stdout
     assert "over budget by accuracy" in proc.stdout

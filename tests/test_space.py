@@ -182,3 +182,18 @@ def test_kernel_genes_round_trip_and_anchor_the_extremes() -> None:
     assert set(space.min_candidate().kernel_map.values()) == {3}
     with pytest.raises(CodesignError, match="kernel size"):
         Candidate.from_dict({**cands[0].to_dict(), "kernel": {"s1b1": 3.5}})
+
+
+def test_the_seeded_first_generation_spans_depth_at_the_lowest_resolution(tmp_path) -> None:
+    from codesign.config import SearchConfig
+    from codesign.engine.builtin import enqueue_anchors
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    enqueue_anchors(study, SearchConfig(out=tmp_path / "run", space="tiny", trials=1000))
+    space = get_space("tiny")
+    fixed = [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)]
+    assert len({tuple(sorted(p.items())) for p in fixed}) == len(fixed)  # no network twice
+    seeded = [candidate_from_params(p, space) for p in fixed]
+    low = min(space.resolutions)
+    depths = [c.depths for c in seeded if c.resolution == low]
+    assert {(1, 1, 1), (1, 2, 1), (1, 2, 2)} <= set(depths)  # shallow, part way, deep

@@ -2,8 +2,8 @@
 """Check a finished run from the outside: every front model loads, latency agrees.
 
 Re-measures every model of RUN/pareto.json (points and references) with
-codesign/hardware/device_bench.py in a separate process (five repeats in turns,
-the quietest counts), and prints each model's reported and re-measured median,
+codesign/hardware/device_bench.py in a separate process (five repeats in turns
+0.2 s apart, the quietest counts), and prints each model's reported and re-measured median,
 their ratio, and how far the repeats spread (a wide spread says the machine was
 disturbed). With three models or more, a shift that every model shares (the
 median ratio, more than 5 % off 1: the machine is busier or quieter now than
@@ -34,6 +34,9 @@ DISTURBED = 0.10  # repeats of one model further apart than this: the machine wa
 EXIT_UNSURE = 3  # nothing off, but some models could not be judged
 BUSY = 0.10  # other processes used more than this share of the machine's CPU meanwhile
 SHIFT = 0.05  # every model slower (faster) by more than this: the machine is not as it was
+# Turns of the repeats this far apart (s): this VM's cores run 1.5x slow in bursts of 50-300 ms,
+# which held all five repeats of a 30 us model, taken back to back, three times in a row.
+PAUSE_S = 0.2
 BENCH = Path(__file__).resolve().parents[1] / "codesign" / "hardware" / "device_bench.py"
 
 
@@ -42,7 +45,8 @@ def _bench(paths: list[str], args: argparse.Namespace, threads: int,
     """Re-measure ``paths`` with the independent script; None if it failed."""
     proc = subprocess.run(
         [sys.executable, str(BENCH), *paths, "--runs", str(args.runs),
-         "--threads", str(threads), "--resolver", resolver, "--repeats", str(args.repeats)],
+         "--threads", str(threads), "--resolver", resolver, "--repeats", str(args.repeats),
+         "--pause", str(PAUSE_S)],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:

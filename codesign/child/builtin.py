@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from codesign.child.convert import checked_tflite, measure_and_write, ram_record
+from codesign.child.convert import checked_tflite, measure_and_write
+from codesign.child.files import read_model
 from codesign.child.source import Built, ModelSource, evaluate
 from codesign.child.timing import DeviceTiming
 from codesign.data import Dataset, load_dataset, resize_bilinear
-from codesign.errors import CodesignError, TrialFailure
+from codesign.errors import TrialFailure
 from codesign.hardware import litert
 from codesign.hardware.devicelock import device_lock, host_work
 from codesign.hardware.profile import Profile, load_profile
@@ -320,9 +321,20 @@ class BuiltinHandlers(ModelSource):
     def time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate file on the profile's device (no context)."""
         self._ready()
-        blob = _read_model(model_path)
+        blob = read_model(model_path)
         resolution = litert.io_details(blob)["input"]["shape"][1]
         return self._time(blob, Path(model_path), self._images("val", resolution)[:1])
+
+    def time_together(self, ctx: dict[str, Any], model_paths: list[str]
+                      ) -> list[dict[str, Any] | str]:
+        """Latency figures of written candidate files timed as one batch (rounds interleaved)."""
+        self._ready()
+        assert self.profile is not None
+        blobs = [read_model(p) for p in model_paths]
+        samples = [self._images("val", litert.io_details(b)["input"]["shape"][1])[:1]
+                   for b in blobs]
+        return self.timing.time_together(self.profile, blobs, [Path(p) for p in model_paths],
+                                         samples)
 
     def do_finetune(
         self, candidate: dict[str, Any], model_path: str, epochs: int, seed: int
@@ -393,7 +405,7 @@ class BuiltinHandlers(ModelSource):
     def do_noise_floor(self, path: str, repeats: int = 5) -> dict[str, Any]:
         """Coefficient of variation of the median latency over repeated measurements."""
         _, data, p, _ = self._ready()
-        blob = _read_model(path)
+        blob = read_model(path)
         sample = litert.random_sample(blob)
         medians = [self._time(blob, Path(path), sample)["median"] for _ in range(repeats)]
         cv = float(np.std(medians) / np.mean(medians))
@@ -416,41 +428,6 @@ class BuiltinHandlers(ModelSource):
             )
         write_atomic(path, json.dumps(report, indent=1))
         return report
-
-    # --- files -------------------------------------------------------------------------
-
-    def do_accuracy_file(self, path: str, data: str, seed: int, split: str) -> dict[str, Any]:
-        """Accuracy of a ``.tflite`` file on a split of a data set."""
-        blob = _read_model(path)
-        dataset = load_dataset(data, seed)
-        io = litert.io_details(blob)
-        shape = io["input"]["shape"]
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != dataset.channels:
-            raise CodesignError(
-                f"{path}: input shape {shape} does not fit {data} "
-                f"({dataset.channels}-channel square images)"
-            )
-        x, y = dataset.split(split)
-        acc = litert.accuracy(blob, resize_bilinear(x, shape[1]), y)
-        return {"accuracy": acc, "images": len(y), "resolution": shape[1]}
-
-    def do_change_io(self, src: str, dst: str, io_type: str) -> dict[str, Any]:
-        """Write ``src`` with ``io_type`` inputs and outputs to ``dst``."""
-        from codesign.tflite.interface import change_io_type
-
-        blob = change_io_type(_read_model(src), io_type)
-        Path(dst).write_bytes(blob)
-        return {"io": litert.io_details(blob), "size_bytes": len(blob)}
-
-    def do_benchmark_file(self, path: str, profile: str) -> dict[str, Any]:
-        """Latency of a ``.tflite`` file on a profile's runtime settings."""
-        blob = _read_model(path)
-        self.profile = load_profile(profile)
-        sample = litert.random_sample(blob)
-        stats = self._time(blob, Path(path), sample)
-        return {"latency_ms": stats, "profile": self.profile.name, "size_bytes": len(blob),
-                "ram": ram_record(blob, self.profile)}
-
 
     def do_latency_measure(
         self, samples: list[dict[str, Any]], profile: str, out: str, repeats: int = 1,
@@ -478,13 +455,6 @@ class BuiltinHandlers(ModelSource):
             timer = self._local_timer()
             timer.quietest_ms = None
             return {"reference_ms": timer.calibrate(tries=5)}
-
-
-def _read_model(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CodesignError(f"cannot read model {path}: {exc.strerror}") from None
 
 
 def _out_channels(space: SpaceSpec, sub: Any, layer: str, num_classes: int) -> int:

@@ -15,7 +15,7 @@ from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
 # Request handlers besides the model sources (:data:`codesign.child.source.SOURCES`), by the
 # module and class that hold them (``do_<request>`` methods); the child imports them all by
 # name when it starts, so this module imports no feature package.
-HANDLERS = ("codesign.ramcheck:RamCheckHandlers",)
+HANDLERS = ("codesign.ramcheck:RamCheckHandlers", "codesign.child.files:FileHandlers")
 Handler = Callable[..., Any]
 
 

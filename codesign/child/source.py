@@ -77,6 +77,21 @@ class ModelSource(ABC):
     def time(self, ctx: dict[str, Any], model_path: str) -> dict[str, Any]:
         """Latency figures of a written candidate on the profile's device (exclusive use)."""
 
+    def time_together(self, ctx: dict[str, Any], model_paths: list[str]
+                      ) -> list[dict[str, Any] | str]:
+        """Latency figures of several written files, or why one failed (default: in turn).
+
+        A source that can time them as one batch (rounds interleaved, so that
+        their order holds while the machine drifts) overrides this.
+        """
+        got: list[dict[str, Any] | str] = []
+        for path in model_paths:
+            try:
+                got.append(self.time(ctx, path))
+            except TrialFailure as exc:
+                got.append(str(exc))
+        return got
+
     @abstractmethod
     def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
         """Build ``candidate``; record the seconds of each stage in ``times``.
@@ -133,3 +148,8 @@ class SourceRequests:
                        ) -> dict[str, Any]:
         """Latency figures of a written candidate file (see :meth:`ModelSource.time`)."""
         return self._source(source).time(ctx, model_path)
+
+    def do_source_time_together(self, source: str, ctx: dict[str, Any], model_paths: list[str]
+                                ) -> list[dict[str, Any] | str]:
+        """Latency figures of several written files timed together, or why one failed."""
+        return self._source(source).time_together(ctx, model_paths)

@@ -56,6 +56,27 @@ class DeviceTiming:
                 raise TrialFailure(stats)
             return latency_record(stats, timed, profile)
 
+    def time_together(self, profile: Profile, blobs: list[bytes], paths: list[Path],
+                      samples: list[np.ndarray]) -> list[dict[str, Any] | str]:
+        """The latency records of several models timed as one batch, or why one failed.
+
+        Locally the models' rounds are interleaved in one batch, so a slow
+        phase of the machine slows them alike and their order holds; a remote
+        device times the files in one run of its script; TFLM times them in turn.
+        """
+        if not profile.remote and not profile.micro:
+            with device_lock(profile.device, exclusive=True):
+                timed = self.local(profile).time(blobs, samples)
+            return [s if isinstance(s, str) else latency_record(s, timed, profile)
+                    for s in timed.stats]
+        got: list[dict[str, Any] | str] = []
+        for blob, path, sample in zip(blobs, paths, samples, strict=True):
+            try:
+                got.append(self.time(profile, blob, path, sample))
+            except TrialFailure as exc:
+                got.append(str(exc))
+        return got
+
     def local(self, profile: Profile) -> Timer:
         """This child's local timer for ``profile`` (made once per profile)."""
         if self._timer is None or self._timer_profile != profile:

@@ -67,6 +67,7 @@ class CompressPlan(SearchPlan):
         cfg: The trained-model search's settings (the model checked).
     """
 
+    source = SOURCE
     tune_front = True  # the front is fine-tuned, distilled from the original model
 
     def __init__(self, cfg: CompressConfig) -> None:
@@ -147,6 +148,10 @@ class CompressPlan(SearchPlan):
                   f"{self.min_accuracy:.4f} (the original float32 .tflite scores "
                   f"{base['val_accuracy']:.4f})", file=ctx.out)
         return Prepared(space, trial, references=refs)
+
+    def source_ctx(self) -> dict[str, Any]:
+        """What the child's ``trained`` requests carry."""
+        return self.trained.child_ctx()
 
     def finetune(self, child: EvalChild, candidate: dict[str, Any], model_path: str,
                  epochs: int) -> dict[str, Any]:

@@ -194,6 +194,22 @@ def _middle(values: tuple[int, ...]) -> int:
     return sorted(values)[(len(values) - 1) // 2]
 
 
+def _partway(shallow: tuple[int, ...], deep: tuple[int, ...], share: float) -> tuple[int, ...]:
+    """Depths with ``share`` of the blocks that ``deep`` adds to ``shallow``, early stages first.
+
+    The blocks are handed out one per stage in turn, so the network grows
+    evenly rather than stage after stage.
+    """
+    extra = round(share * sum(d - s for s, d in zip(shallow, deep, strict=True)))
+    depths = list(shallow)
+    while extra > 0:
+        for i, top in enumerate(deep):
+            if extra > 0 and depths[i] < top:
+                depths[i] += 1
+                extra -= 1
+    return tuple(depths)
+
+
 def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     """Start the first generation with a few structured candidates spread over the space.
 
@@ -205,7 +221,9 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     resolution); the most accurate one (no pruning, deepest, highest
     resolution); an int8 network of middle size; the six other corners of
     the cube of pruning, depth and resolution that the first two span, all
-    int8, those at the lowest resolution first; the middle network with its
+    int8, those at the lowest resolution first, with networks a third and
+    two thirds of the way from the shallowest to the deepest after the
+    lowest resolution's corners; the middle network with its
     first and last layers at float16 (the usual place for more precision); a
     float32 network of middle size; then int8 at the other pruning levels.
     The first three span the latency range (the fastest with the smallest
@@ -216,8 +234,10 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     random candidate seldom lands (on the tiny space with digits, the largest
     int8 network dominated 15 of 20 trials of a one-minute search, and the
     same network at the lowest resolution dominated it in turn, since digits
-    are 8 px images). A network that a small space makes equal to one
-    already seeded is seeded once. Each prunes its groups unevenly around its
+    are 8 px images; where networks are so small that the runtime's fixed
+    cost per layer sets their latency, depth is what spreads them). A
+    network that a small space makes equal to one already seeded is seeded
+    once. Each prunes its groups unevenly around its
     level (one level up or down, seeded). At least two members of the first
     generation stay random.
     """
@@ -242,6 +262,10 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
             ("int8", 0, deep, low, False, "largest at the lowest resolution"),
             ("int8", top, deep, low, False, "largest pruned, at the lowest resolution"),
             ("int8", 0, shallow, low, False, "shallowest, at the lowest resolution"),
+            ("int8", 0, _partway(shallow, deep, 2 / 3), low, False,
+             "two thirds deep, at the lowest resolution"),
+            ("int8", 0, _partway(shallow, deep, 1 / 3), low, False,
+             "a third deep, at the lowest resolution"),
             ("int8", top, deep, high, False, "largest pruned"),
             ("int8", 0, shallow, high, False, "largest made shallow"),
             ("int8", top, shallow, high, False, "fastest at the highest resolution"),

@@ -40,6 +40,7 @@ from codesign.run.measurement import (
 from codesign.run.storage import Locator
 from codesign.run.study import DIRECTIONS, complete_trials
 
+TIMED_TOGETHER = "with the front, in one batch"  # a published latency's ``timed``
 TUNE_ROUNDS = 4  # rounds of fine-tuning (re-measuring) the front at most (see _tuned_front)
 PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "optuna",
             "ai-edge-litert", "ai-edge-quantizer", "numpy", "codesign")
@@ -81,6 +82,9 @@ class FrontJob:
         quality: The supernet quality report.
         finetune: Fine-tunes one candidate in the child: ``(candidate, model path,
             epochs) -> measurement with a finetune record`` (the plan's).
+        time_together: Times written files as one batch in the child, rounds
+            interleaved: ``(paths) -> latency record or failure, each`` (the plan's;
+            None: the front keeps each point's own timing).
     """
 
     study: optuna.Study
@@ -96,6 +100,7 @@ class FrontJob:
     references: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
     finetune: Callable[[dict[str, Any], str, int], dict[str, Any]] | None = None
+    time_together: Callable[[list[str]], list[dict[str, Any] | str]] | None = None
 
 
 def publish(job: FrontJob) -> Published:
@@ -151,6 +156,12 @@ def _tuned_front(job: FrontJob, trials: list[Any], tune: bool
     than :data:`MIN_FRONT` points a few trials of the next layers are too, for
     :data:`TUNE_ROUNDS` rounds at most. Only tuned (or, without fine-tuning,
     re-measured) points are published.
+
+    Each round ends by timing every finished point again, all in one batch
+    (:func:`_timed_together`): a point timed alone right after its fine-tuning
+    can meet the machine in a slow phase (seen here: 1.6x on the fastest two
+    networks of a one-minute search, which then dropped off the front), while
+    interleaved rounds slow every point alike, so their order holds.
     """
     cfg = job.cfg
     directions = [DIRECTIONS[o] for o in cfg.objectives]
@@ -162,6 +173,7 @@ def _tuned_front(job: FrontJob, trials: list[Any], tune: bool
     for _ in range(TUNE_ROUNDS):
         for item in _finalize_front(job, todo, tune):
             done[item[0]] = item
+        _timed_together(job, done)
         pool = _pool(trials, done, budgets)
         keep = pareto_indices([objective_values(a, cfg.objectives) for _, a in pool],
                               directions)
@@ -177,6 +189,41 @@ def _tuned_front(job: FrontJob, trials: list[Any], tune: bool
         if not todo:
             break
     return front
+
+
+def _timed_together(job: FrontJob, done: dict[int, tuple[int, dict[str, Any], Path]]) -> None:
+    """Time every finished point's file and the references' again, in one batch.
+
+    A point or reference keeps its own timing when the batch fails for it.
+    The references are in the batch so that the speed-ups against them hold
+    too. The figures are kept in the run (``finetune/front-timing.json``, by
+    the files timed), so that a rerun of a finished search publishes the
+    same front.
+    """
+    together = job.time_together
+    refs = [r for r in job.references if r.get("model")]
+    if together is None or len(done) + len(refs) < 2:
+        return
+    numbers = sorted(done)
+    paths = [done[n][2] for n in numbers] + [job.run.root / r["model"] for r in refs]
+    key = json.dumps([[n, p.name, p.stat().st_size, p.stat().st_mtime_ns]
+                      for n, p in zip([*numbers, *(r["name"] for r in refs)], paths,
+                                      strict=True)])
+    saved_at = job.run.root / "finetune" / "front-timing.json"
+    saved = json.loads(saved_at.read_text()) if saved_at.is_file() else {}
+    got = saved.get(key)
+    if got is None:
+        try:
+            got = retry_when_back(lambda: together([str(p) for p in paths]),
+                                  job.cfg.profile_spec, job.out)
+        except TrialFailure:
+            return
+        saved_at.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(saved_at, json.dumps({**saved, key: got}, indent=1))
+    records = [done[n][1] for n in numbers] + refs
+    for attrs, record in zip(records, got, strict=True):
+        if isinstance(record, dict):
+            attrs["latency_ms"] = {**record, "timed": TIMED_TOGETHER}
 
 
 def _pool(trials: list[Any], done: dict[int, tuple[int, dict[str, Any], Path]],

@@ -112,7 +112,8 @@ def _run_locked(plan: SearchPlan, run: RunDir, out: TextIO, started: float) -> P
                 data_info=data_info, run_info=plan.run_info, table=plan.table,
                 tune_front=plan.tune_front, references=prepared.references,
                 quality=prepared.quality,
-                finetune=lambda c, p, e: plan.finetune(child, c, p, e)))
+                finetune=lambda c, p, e: plan.finetune(child, c, p, e),
+                time_together=lambda paths: plan.time_together(child, paths)))
     finally:
         helpers.stop()
 

@@ -79,6 +79,8 @@ class SearchPlan(ABC):
     Attributes:
         cfg: The settings every search has (data, profile, trials, objectives,
             budgets, storage, workers, run directory).
+        source: The model source's name in the child (see
+            :data:`codesign.child.source.SOURCES`).
         tune_front: Fine-tune the front before publishing it (its candidates
             inherited their weights).
         user_errors_stop: A user error in one evaluation stops the search (the
@@ -86,6 +88,7 @@ class SearchPlan(ABC):
     """
 
     cfg: SearchConfig
+    source: str = "supernet"
     tune_front: bool = True
     user_errors_stop: bool = False
 
@@ -113,6 +116,16 @@ class SearchPlan(ABC):
         """Fine-tune a front candidate in the child; its measurement and ``finetune`` record."""
         return child.call("finetune", candidate=candidate, model_path=model_path, epochs=epochs,
                           seed=self.cfg.seed)
+
+    def time_together(self, child: EvalChild, model_paths: list[str]
+                      ) -> list[dict[str, Any] | str]:
+        """Time written front files in the child as one batch; a record or failure, each."""
+        return child.call("source_time_together", source=self.source, ctx=self.source_ctx(),
+                          model_paths=model_paths)
+
+    def source_ctx(self) -> dict[str, Any]:
+        """What the model source's child requests carry (known once :meth:`prepare` ran)."""
+        return {}
 
     def describe_data(self, info: dict[str, Any]) -> dict[str, Any]:
         """The data's description in manifests and ``pareto.json`` (a source may add to it)."""

@@ -119,10 +119,16 @@ def measure_all(paths, interpreter_cls, resolver_enum, args):
 
     A machine that is busy now and then slows some repeats; the fastest median
     is the closest to what the model takes on a quiet machine, and the spread
-    of the repeats (``medians_ms``) shows how disturbed the machine was.
+    of the repeats (``medians_ms``) shows how disturbed the machine was. With
+    ``--pause`` the turns are that many seconds apart, so that the repeats of a
+    small model do not all fall into one slow phase of the machine (a virtual
+    machine's cores run 1.5x slow in bursts of 50-300 ms, seen here).
     """
-    rounds = [[measure(p, interpreter_cls, resolver_enum, args) for p in paths]
-              for _ in range(args.repeats)]
+    rounds = []
+    for turn in range(args.repeats):
+        if turn and args.pause > 0:
+            time.sleep(args.pause)
+        rounds.append([measure(p, interpreter_cls, resolver_enum, args) for p in paths])
     out = []
     for i in range(len(paths)):
         tries = [r[i] for r in rounds]
@@ -218,6 +224,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=1,
                     help="measure every model this many times, the models taking turns; the "
                          "quietest repeat is reported, with every repeat's median")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds between the turns of --repeats")
     args = ap.parse_args(argv)
     if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.repeats < 1:
         ap.error("--threads, --runs and --repeats must be at least 1, --warmup at least 0")

@@ -67,12 +67,14 @@ class HyperPlan(SearchPlan):
         cfg: The hypermodel search's settings.
     """
 
+    source = "hypermodel"
     tune_front = False  # each candidate was trained already
     user_errors_stop = True  # the user's build runs in the child
 
     def __init__(self, cfg: HyperConfig) -> None:
         self.hyper = cfg
         self.cfg = cfg.search
+        self._child_ctx: dict[str, Any] = {}
 
     @classmethod
     def joined(cls, saved: dict[str, Any], cfg: SearchConfig) -> HyperPlan:
@@ -107,10 +109,15 @@ class HyperPlan(SearchPlan):
               f"{s.profile_spec.name}", file=ctx.out, flush=True)
         child_ctx = {"spec": h.hypermodel.to_dict(), "data": s.data, "seed": s.seed,
                      "profile": s.profile_spec.path, "train": h.settings.to_dict()}
+        self._child_ctx = child_ctx
         space = HyperModelSpace(
             lambda answers: ctx.child.call("hyper_build", ctx=child_ctx, answers=answers),
             layer_choices(s.profile_spec), h.settings.prune_ratios, h.hypermodel.text)
         return Prepared(space, HyperTrial(ctx.child, s, ctx.run, child_ctx))
+
+    def source_ctx(self) -> dict[str, Any]:
+        """What the child's ``hypermodel`` requests carry."""
+        return self._child_ctx
 
     def run_info(self, trials: list[Any]) -> dict[str, Any]:
         """What ``pareto.json`` records of the run."""
