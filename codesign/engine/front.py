@@ -201,7 +201,7 @@ def _timed_together(job: FrontJob, done: dict[int, tuple[int, dict[str, Any], Pa
     same front.
     """
     together = job.time_together
-    refs = [r for r in job.references if r.get("model")]
+    refs = [r for r in job.references if r.get("model") and (job.run.root / r["model"]).is_file()]
     if together is None or len(done) + len(refs) < 2:
         return
     numbers = sorted(done)
