@@ -83,9 +83,13 @@ def pytest_terminal_summary(terminalreporter: object) -> None:
             )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Note whether a selected test needs the whole base run, or only its supernet."""
-    _NEEDS_BASE.append(any("base_run" in getattr(i, "fixturenames", ()) for i in items))
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note whether a selected test needs the whole base run, or only its supernet.
+
+    This runs once ``-m`` and ``-k`` have deselected what they deselect.
+    """
+    _NEEDS_BASE.append(any("base_run" in getattr(i, "fixturenames", ())
+                           for i in session.items))
 
 
 @pytest.fixture(scope="session")
