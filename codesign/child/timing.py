@@ -42,12 +42,12 @@ class DeviceTiming:
             TrialFailure: If the runtime cannot run the model.
             DeviceUnavailable: If a remote device cannot be reached.
         """
+        if profile.remote:
+            got = self.time_together(profile, [blob], [path], [sample])[0]
+            if isinstance(got, str):
+                raise TrialFailure(got)
+            return got
         with device_lock(profile.device, exclusive=True):
-            if profile.remote:
-                facts, entries = self.runner(profile).measure([path])
-                runtime = facts["runtime"]
-                return {**stats_of(entries[0]), "device": profile.device,
-                        "runtime": f"{runtime.get('name')} {runtime.get('version')}"}
             if profile.micro:
                 return micro_latency(profile, blob, sample)
             timed = self.local(profile).time([blob], [sample])
@@ -63,13 +63,27 @@ class DeviceTiming:
         Locally the models' rounds are interleaved in one batch, so a slow
         phase of the machine slows them alike and their order holds; a remote
         device times the files in one run of its script; TFLM times them in turn.
+        The records are those :meth:`time` gives.
         """
-        if not profile.remote and not profile.micro:
+        if profile.remote:
+            with device_lock(profile.device, exclusive=True):
+                facts, entries = self.runner(profile).measure(paths)
+            runtime = facts["runtime"]
+            device = {"device": profile.device,
+                      "runtime": f"{runtime.get('name')} {runtime.get('version')}"}
+            got: list[dict[str, Any] | str] = []
+            for entry in entries:
+                try:
+                    got.append({**stats_of(entry), **device})
+                except TrialFailure as exc:  # this model failed on the device
+                    got.append(str(exc))
+            return got
+        if not profile.micro:
             with device_lock(profile.device, exclusive=True):
                 timed = self.local(profile).time(blobs, samples)
             return [s if isinstance(s, str) else latency_record(s, timed, profile)
                     for s in timed.stats]
-        got: list[dict[str, Any] | str] = []
+        got = []
         for blob, path, sample in zip(blobs, paths, samples, strict=True):
             try:
                 got.append(self.time(profile, blob, path, sample))

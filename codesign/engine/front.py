@@ -206,9 +206,9 @@ def _timed_together(job: FrontJob, done: dict[int, tuple[int, dict[str, Any], Pa
         return
     numbers = sorted(done)
     paths = [done[n][2] for n in numbers] + [job.run.root / r["model"] for r in refs]
-    key = json.dumps([[n, p.name, p.stat().st_size, p.stat().st_mtime_ns]
-                      for n, p in zip([*numbers, *(r["name"] for r in refs)], paths,
-                                      strict=True)])
+    stats = [p.stat() for p in paths]
+    key = json.dumps([[n, p.name, st.st_size, st.st_mtime_ns] for n, p, st in zip(
+        [*numbers, *(r["name"] for r in refs)], paths, stats, strict=True)])
     saved_at = job.run.root / "finetune" / "front-timing.json"
     saved = json.loads(saved_at.read_text()) if saved_at.is_file() else {}
     got = saved.get(key)
