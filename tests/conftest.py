@@ -142,6 +142,10 @@ def built() -> Path:
     proc = run_cli("profile", "build", "xnnpack-1t", "--blocks", "30", "--whole", "8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "30 block and 8 whole networks" in proc.stdout
+    from codesign.latency.convert_pool import workers
+
+    if workers() > 1:  # the rest converted in parallel processes before the timing
+        assert f"converting in {workers()} processes" in proc.stdout + proc.stderr
     from codesign.latency.measure import read_records
 
     records = read_records(first)  # the last line of each network counts

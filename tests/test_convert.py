@@ -53,7 +53,7 @@ def test_latency_stats_are_consistent(model_and_data) -> None:
     model, x = model_and_data
     stats = litert.time_latency(convert_float(model), x[:1], warmup=3, runs=20)
     assert 0 < stats.min <= stats.median <= stats.p90
-    # the runs are split into rounds; the figures come from the rounds that agree (two or more,
-    # unless the host was so busy that no two did after every extra round: 3 + 8)
-    assert stats.runs >= 20 and stats.std >= 0 and stats.quiet_rounds <= stats.rounds
-    assert stats.quiet_rounds >= 2 or stats.rounds == 3 + 8, stats
+    # the runs are split into windows spread over time; the spread figures come from the
+    # windows that agree with the figure
+    assert stats.runs >= 3 and stats.std >= 0 and stats.quiet_rounds <= stats.rounds
+    assert stats.rounds >= 8 and stats.quiet_rounds >= 1, stats

@@ -11,7 +11,7 @@ import pytest
 
 from codesign.errors import CodesignError
 from codesign.latency.features import features, kernels
-from codesign.latency.model import SCHEMA, LatencyModel, errors, fit
+from codesign.latency.model import DETAILS, SCHEMA, LatencyModel, at_detail, errors, fit
 from codesign.latency.sampling import block_networks, space_from_dict, whole_networks
 from codesign.space import get_space
 from codesign.space.candidate import Candidate
@@ -69,7 +69,7 @@ def test_depthwise_arithmetic_follows_each_blocks_kernel() -> None:
     changed = [i for i, (a, b) in enumerate(zip(dw, by_kernel[3][0], strict=True)) if a != b]
     assert changed == [2]  # s1b1, s1b2, then s2b1
     f3 = features(kernels(space, space.min_candidate(), 10, 1))
-    assert f3["dw:float32:macs"] > 0
+    assert f3["dw3:float32:macs"] > 0 and f3["dw3:float32:w"] > 0
 
 
 def test_precision_changes_and_partitions_are_counted() -> None:
@@ -99,6 +99,32 @@ def test_fit_recovers_an_additive_latency() -> None:
     assert all(c >= 0 for c in model.coef.values())
     figures = errors([model.predict(r) for r in rows], lat)
     assert figures["within_10pct"] == 1.0 and figures["kendall_tau"] > 0.99
+
+
+def test_a_coarse_model_reads_fine_features() -> None:
+    """Depthwise widths summed, weight elements left out; the prediction follows."""
+    space = get_space("default")
+    f = features(kernels(space, space.max_candidate(), 10, 1))
+    assert any(k.startswith("dw7:") for k in f) and any(k.endswith(":w") for k in f)
+    coarse = at_detail(f, "coarse")
+    assert not any(k.endswith(":w") or k.startswith("dw7:") for k in coarse)
+    assert coarse["dw:float32:macs"] == pytest.approx(
+        sum(v for k, v in f.items() if k.startswith("dw") and k.endswith(":float32:macs")))
+    assert at_detail(coarse, "coarse") == coarse and at_detail(f, "fine") is f
+    model = LatencyModel({}, {"dw:float32:macs": 2.0}, {"detail": "coarse"})
+    assert model.predict(f) == pytest.approx(2.0 * coarse["dw:float32:macs"])
+
+
+def test_the_build_keeps_the_feature_set_that_predicts_held_out_networks_better(
+        built: Path) -> None:
+    model = LatencyModel.load(built.with_name(built.name.replace(".measurements.jsonl",
+                                                                  ".json")))
+    hold = model.meta["holdout"]
+    assert model.detail in DETAILS and hold["detail"] == model.detail
+    assert hold["n"] == model.meta["networks"]["whole"]  # every whole network held out once
+    (other,) = model.meta["holdout_other"].values()
+    assert (hold["within_10pct"], -hold["mape"]) >= (other["within_10pct"], -other["mape"])
+    assert set(model.meta["features"]) == set(model.coef)
 
 
 def test_a_model_file_is_data(tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ def test_proposals_come_off_the_predicted_front() -> None:
     y = 0.5 + 0.4 * x[:, kept].mean(axis=1)
     predictor = AccuracyPredictor(space, Boosted().fit(x, y), {})
     latency = LatencyModel({}, {"const": 0.005, "pw:float32:macs": 0.01, "pw:int8:macs": 0.004,
-                                "dw:float32:out": 0.001, "stem:float32:macs": 0.01})
+                                "dw3:float32:out": 0.001, "stem:float32:macs": 0.01})
     screen = Screen(latency, space, 10, 1, type("P", (), {"resolver": "builtin"})())
     seen = {cands[0].to_json()}
     prop = propose(predictor, screen, FamilySpace(space, choices), 6, 400, 0, exclude=seen)

@@ -66,7 +66,7 @@ def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
             p.kill()
             p.wait()
     assert started, "the timer never pinned the measuring thread to one core"
-    assert busy.retimed > 0, "the disturbance went unseen"  # whole rounds timed again ...
+    assert busy.retimed > 0, "the disturbance went unseen"  # windows timed again ...
     # ... on the other core, unless that one was busier still (then the batch says so)
     assert busy.core is not None and (busy.core != loaded[0] or busy.disturbed)
     assert timer.retimed_total >= busy.retimed
@@ -81,19 +81,57 @@ def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
     assert not inflated or busy.disturbed, (inflated, busy.reference_ratio)
 
 
-def test_rounds_are_recorded_and_agree_on_a_steady_model(
+def test_windows_are_recorded_spread_and_agree_on_a_steady_model(
         models: tuple[bytes, list[bytes]]) -> None:
     ref, nets = models
-    got = Timer(TimingSettings(runs=60), reference=ref).time(nets[:2], _samples(nets[:2]))
+    settings = TimingSettings(runs=60, spread_s=0.5)
+    start = time.perf_counter()
+    got = Timer(settings, reference=ref).time(nets[:2], _samples(nets[:2]))
+    assert time.perf_counter() - start >= settings.spread_s  # spread over time, not one burst
     for s in got.stats:
         assert not isinstance(s, str)
-        assert s.rounds >= 3 and s.quiet_rounds <= s.rounds
-        # two rounds agree, or (on a host busy enough that none do) the batch says so
-        assert s.quiet_rounds >= 2 or (got.disturbed and s.rounds >= 3 + 8), s
-        # the figures are of the agreeing rounds (two of 20 runs or more; else the fastest one)
-        assert s.runs >= (40 if s.quiet_rounds >= 2 else 20), s
+        assert s.rounds >= settings.min_windows and s.quiet_rounds <= s.rounds
+        # the figure is confirmed by agreeing windows, or (on a host busy enough that too few
+        # agree even after the extra windows) the batch says so
+        assert s.quiet_rounds >= settings.confirm or got.disturbed, s
+        # the spread figures are of the agreeing windows (3 runs each at least)
+        assert s.runs >= 3 * max(1, s.quiet_rounds), s
         assert s.median > 0 and s.min <= s.median <= s.p90
     assert got.reference_ratio is not None and got.reference_ratio >= 1.0
+
+
+def test_the_figure_is_a_quiet_window_not_a_slow_stretch(
+        models: tuple[bytes, list[bytes]]) -> None:
+    """Two timings of the same models, in other company, agree closely: the fast phase."""
+    ref, nets = models
+    timer = Timer(TimingSettings(runs=30, spread_s=0.5), reference=ref)
+    first = timer.time(nets, _samples(nets))
+    second = timer.time(nets[::-1], _samples(nets[::-1]))
+    ratios = [b.median / a.median for a, b in zip(first.stats, second.stats[::-1], strict=True)
+              if not isinstance(a, str) and not isinstance(b, str)]
+    assert len(ratios) == len(nets)
+    if not (first.disturbed or second.disturbed):
+        assert all(abs(r - 1) <= 0.10 for r in ratios), ratios
+
+
+def test_a_batch_may_end_early_only_once_its_figures_were_seen_with_the_machine_calm(
+        models: tuple[bytes, list[bytes]]) -> None:
+    ref, nets = models
+    full = TimingSettings(runs=30, spread_s=1.5, settle_s=None)
+    start = time.perf_counter()
+    Timer(full, reference=ref).time(nets[:1], _samples(nets[:1]))
+    assert time.perf_counter() - start >= full.spread_s  # no settling: spread in full
+    early = TimingSettings(runs=30, spread_s=1.5, settle_s=0.1)
+    timer = Timer(early, reference=ref)
+    timer.calibrate()
+    start = time.perf_counter()
+    got = timer.time(nets[:1], _samples(nets[:1]))
+    took = time.perf_counter() - start
+    (s,) = got.stats
+    assert not isinstance(s, str)
+    if took < early.spread_s:  # it settled: two agreeing windows beside a calm reference
+        assert s.quiet_rounds >= 2 and got.reference_ratio is not None
+        assert got.reference_ratio <= 1 + early.tolerance
 
 
 def test_a_model_that_cannot_run_is_reported_not_raised(
@@ -108,12 +146,14 @@ def test_a_model_that_cannot_run_is_reported_not_raised(
 def test_a_batch_slow_throughout_is_timed_again_after_pauses_then_reported(
         models: tuple[bytes, list[bytes]]) -> None:
     ref, nets = models
-    timer = Timer(TimingSettings(runs=30), reference=ref)
+    settings = TimingSettings(runs=30, spread_s=0.3)
+    timer = Timer(settings, reference=ref)
     quiet = timer.calibrate()
     assert quiet is not None
     timer.quietest_ms = quiet / 3  # as if the machine had once run 3x as fast: all is slow now
     got = timer.time(nets[:2], _samples(nets[:2]))
     assert got.disturbed and got.reference_ratio is not None and got.reference_ratio > 1.5
-    for s in got.stats:  # the first rounds, then the whole batch again after each pause
-        assert not isinstance(s, str) and s.rounds >= 3 * (1 + len(BATCH_PAUSES_S)), s
-    assert got.retimed >= 2 * 3 * len(BATCH_PAUSES_S)
+    for s in got.stats:  # the first windows, then the whole batch again after each pause
+        assert not isinstance(s, str), s
+        assert s.rounds >= settings.min_windows * (1 + len(BATCH_PAUSES_S)), s
+    assert got.retimed >= 2 * settings.min_windows * len(BATCH_PAUSES_S)

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """How repeatable is a latency on this machine? Two timings of the same networks, compared.
 
-Times N random default-space candidates twice, a moment apart, two ways side by
-side: codesign's timer (rounds interleaved across a batch, the fastest
-undisturbed round, re-timing; ``codesign/hardware/timing.py``) and the plain
-way (warm-up, then the median of the profile's runs in one go). Prints, for
-each way, the share of networks whose two timings agree within 5 % and 10 %
-and the 95th percentile of their difference, and how disturbed the machine
-was (the reference network's slow-down). A latency model cannot be checked
-more closely than its measurements repeat.
+Times N random default-space candidates twice (the second pass in other
+batches), four ways side by side, alternating so that each meets the machine
+as the others do: codesign's timer (2 ms windows cycled across a batch, the
+second fastest undisturbed window, re-timing; ``codesign/hardware/timing.py``)
+as a latency-model build uses it (batches of 16 spread over 2 s), in batches
+of 8 over 1 s, as a search uses it (1 s, ending early once the machine was
+seen calm), and the plain way (warm-up, then the median of the profile's runs
+in one go). Prints, for each way, the share of networks whose two timings
+agree within 5 % and 10 %, the 95th percentile of their difference and the
+seconds a pass took. A latency model cannot be checked more closely than its
+measurements repeat.
 
     .venv/bin/python tools/bench_timing.py --n 100 --profile xnnpack-1t
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -25,16 +29,20 @@ import codesign  # noqa: F401  (tf_keras before TensorFlow, for the conversions)
 from codesign.hardware import litert
 from codesign.hardware.profile import load_profile
 from codesign.hardware.timing import Timer, TimingSettings
-from codesign.latency.measure import LOCAL_BATCH, converted
+from codesign.latency.measure import BUILD_SPREAD_S, LOCAL_BATCH, converted
 from codesign.latency.sampling import reference_network, whole_networks
 
 
-def timer_pass(timer: Timer, blobs: list[bytes], samples: list[np.ndarray]) -> np.ndarray:
-    out: list[float] = []
-    for i in range(0, len(blobs), LOCAL_BATCH):
-        got = timer.time(blobs[i:i + LOCAL_BATCH], samples[i:i + LOCAL_BATCH])
-        out += [s.median if not isinstance(s, str) else np.nan for s in got.stats]
-    return np.array(out)
+def timer_pass(timer: Timer, batch: int, blobs: list[bytes], samples: list[np.ndarray],
+               order: np.ndarray) -> np.ndarray:
+    """One timing of every network, in batches of ``batch`` in the given order."""
+    out = np.full(len(blobs), np.nan)
+    for i in range(0, len(order), batch):
+        idx = order[i:i + batch]
+        got = timer.time([blobs[j] for j in idx], [samples[j] for j in idx])
+        for j, st in zip(idx, got.stats, strict=True):
+            out[j] = st.median if not isinstance(st, str) else np.nan
+    return out
 
 
 def plain_pass(blobs: list[bytes], samples: list[np.ndarray], s: TimingSettings) -> np.ndarray:
@@ -77,20 +85,36 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [litert.random_sample(b) for b in blobs]
     settings = TimingSettings(profile.threads, profile.resolver, profile.warmup_runs,
                               profile.runs)
-    timer = Timer(settings, reference=converted(reference_network()).read_bytes())
-    t0 = time.perf_counter()
-    a = timer_pass(timer, blobs, inputs)
-    t1 = time.perf_counter()
-    plain_a = plain_pass(blobs, inputs, settings)
-    t2 = time.perf_counter()
-    b = timer_pass(timer, blobs, inputs)
-    plain_b = plain_pass(blobs, inputs, settings)
-    print(f"{args.n} networks on {profile.name}, timed twice a moment apart")
-    print(f"{'way':<28} {'≤5 %':>5} {'≤10 %':>6} {'p95 diff':>8}  seconds per pass")
-    print(f"{'codesign timer':<28} {agreement(a, b)}  {t1 - t0:.1f}")
-    print(f"{'plain median of the runs':<28} {agreement(plain_a, plain_b)}  {t2 - t1:.1f}")
-    print(f"re-timed: {timer.retimed_total} rounds, {timer.runs_retimed_total} runs; quietest "
-          f"reference round {timer.quietest_ms * 1000:.1f} us" if timer.quietest_ms else "")
+    full = replace(settings, settle_s=None, batch_pauses_s=())
+    ways = {  # name: (batch size, settings)
+        f"build: {LOCAL_BATCH} over {BUILD_SPREAD_S:g} s": (
+            LOCAL_BATCH, replace(full, spread_s=BUILD_SPREAD_S)),
+        "8 over 1 s": (8, replace(full, spread_s=1.0)),
+        f"search: {LOCAL_BATCH}, 1 s, may settle": (LOCAL_BATCH, settings),
+    }
+    ref = converted(reference_network()).read_bytes()
+    timers = {name: Timer(s, reference=ref) for name, (_, s) in ways.items()}
+    orders = (np.arange(args.n), np.random.default_rng(1).permutation(args.n))
+    got: dict[str, list[np.ndarray]] = {name: [] for name in [*ways, "plain"]}
+    took: dict[str, float] = dict.fromkeys(got, 0.0)
+    for order in orders:  # the ways alternate, so each meets the machine as the others do
+        for name, (batch, _) in ways.items():
+            t0 = time.perf_counter()
+            got[name].append(timer_pass(timers[name], batch, blobs, inputs, order))
+            took[name] += (time.perf_counter() - t0) / len(orders)
+        t0 = time.perf_counter()
+        got["plain"].append(plain_pass(blobs, inputs, settings))
+        took["plain"] += (time.perf_counter() - t0) / len(orders)
+    print(f"{args.n} networks on {profile.name}, each way timed twice (the second pass in "
+          "other batches)")
+    print(f"{'way (batch size, spread)':<32} {'≤5 %':>5} {'≤10 %':>6} {'p95 diff':>8}  "
+          "seconds per pass")
+    for name, (a, b) in got.items():
+        label = "plain median of the runs" if name == "plain" else name
+        print(f"{label:<32} {agreement(a, b)}  {took[name]:.1f}")
+    build = timers[next(iter(ways))]
+    print(f"re-timed by the build's way: {build.retimed_total} windows, "
+          f"{build.runs_retimed_total} runs")
     return 0
 
 

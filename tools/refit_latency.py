@@ -4,8 +4,9 @@
 A latency model's build leaves its timings in
 ``$CODESIGN_HOME/latency/<profile>-<hash>.measurements.jsonl`` and its last
 check in ``...check.jsonl``. This script fits the model again from those
-records, with the current features and with the multiply-accumulates of true
-channel counts left out, and prints each fit's agreement with the check side
+records with three feature sets (the fine one a build of 400 networks keeps,
+the same without the multiply-accumulates of true channel counts, and the
+coarse one a small build falls back to), and prints each fit's agreement with the check side
 by side: no timing, no conversion, seconds of CPU. It also says how well the
 two timing passes of each network agreed (the measurement's own noise, which
 bounds any model's figure).
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         profile_key,
     )
     from codesign.latency.measure import read_records
-    from codesign.latency.model import LatencyModel, errors, fit
+    from codesign.latency.model import LatencyModel, at_detail, errors, fit
     from codesign.latency.sampling import block_networks, whole_networks
 
     profile = load_profile(args.profile)
@@ -62,19 +63,24 @@ def main(argv: list[str] | None = None) -> int:
             if "median_ms" in checked.get(s["id"], {})]
     delegate = delegated(profile)
 
-    def feats(sample: dict, tmacs: bool) -> dict[str, float]:
+    def feats(sample: dict, variant: str) -> dict[str, float]:
         f = network_features(sample, delegate)
-        return f if tmacs else {k: v for k, v in f.items() if not k.endswith(":tmacs")}
+        if variant == "padded":
+            return {k: v for k, v in f.items() if not k.endswith(":tmacs")}
+        return at_detail(f, variant)
 
     print(f"{key}: fitted on {len(train)} networks, checked on {len(test)}")
-    print(f"{'features':<34} {'within ±10 %':>13} {'MAPE':>7} {'p95 error':>10} {'tau':>6}")
-    for label, tmacs in (("padded MACs only", False), ("padded and true MACs (current)", True)):
-        coef = fit([feats(s, tmacs) for s, _, _ in train], [r["median_ms"] for _, r, _ in train],
+    print(f"{'features':<44} {'within ±10 %':>13} {'MAPE':>7} {'p95 error':>10} {'tau':>6}")
+    for label, variant in (("fine, padded MACs only", "padded"),
+                           ("coarse (depthwise widths alike, no weights)", "coarse"),
+                           ("fine (depthwise per width, weight elements)", "fine")):
+        coef = fit([feats(s, variant) for s, _, _ in train],
+                   [r["median_ms"] for _, r, _ in train],
                    [WHOLE_WEIGHT if whole else 1.0 for _, _, whole in train])
         model = LatencyModel({}, coef)
-        e = errors([model.predict(feats(s, tmacs)) for s, _ in test],
+        e = errors([model.predict(feats(s, variant)) for s, _ in test],
                    [r["median_ms"] for _, r in test])
-        print(f"{label:<34} {e['within_10pct']:>12.0%} {e['mape']:>7.1%} "
+        print(f"{label:<44} {e['within_10pct']:>12.0%} {e['mape']:>7.1%} "
               f"{e['p95_abs_rel_error']:>10.1%} {e['kendall_tau']:>6.3f}")
     for name, recs in (("build", built), ("check", checked)):
         pairs = np.array([r["medians_ms"][:2] for r in recs.values()

@@ -130,7 +130,8 @@ class BuiltinHandlers(ModelSource):
         out = keras.layers.Dense(2)(keras.layers.Flatten()(inp))
         blob = convert_float(keras.Model(inp, out))
         p = self.profile
-        litert.time_latency(blob, np.zeros((1, 4, 4, 1), np.float32), p.threads, p.resolver, 5, 5)
+        litert.time_latency(blob, np.zeros((1, 4, 4, 1), np.float32), p.threads, p.resolver, 5, 5,
+                           spread_s=0.0)
 
     def _masked(self) -> Any:
         """The masked-supernet evaluator over the run's weights (made once)."""
@@ -454,7 +455,7 @@ class BuiltinHandlers(ModelSource):
         with device_lock(self.profile.device, exclusive=True):
             timer = self._local_timer()
             timer.quietest_ms = None
-            return {"reference_ms": timer.calibrate(tries=5)}
+            return {"reference_ms": timer.calibrate()}
 
 
 def _out_channels(space: SpaceSpec, sub: Any, layer: str, num_classes: int) -> int:

@@ -55,7 +55,7 @@ def serve(conn: Any, log_path: str | None = None) -> None:
         conn: The child's end of the pipe.
         log_path: Where the child's stdout and stderr go (``None``: discarded).
     """
-    _redirect_output(log_path)
+    redirect_output(log_path)
     _die_with_parent()
     import codesign  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
@@ -98,7 +98,7 @@ def _die_with_parent() -> None:
         pass  # not Linux: the child still exits when the pipe closes
 
 
-def _redirect_output(log_path: str | None) -> None:
+def redirect_output(log_path: str | None) -> None:
     """Point file descriptors 1 and 2 (also TensorFlow's C++ logging) at the log."""
     target = log_path or os.devnull
     if log_path:

@@ -1,7 +1,7 @@
 """Timing a converted model on the profile's device: one function for every runner.
 
 A local profile is timed in this process with :class:`codesign.hardware.timing.Timer`
-(rounds interleaved with a reference network, disturbed rounds re-timed); a
+(windows interleaved with a reference network, disturbed windows re-timed); a
 local TFLM profile with TFLM's reference kernels on this host (a relative
 stand-in for a microcontroller, labelled so in the record); a ``command``
 profile copies the file to its device and runs the device script there.
@@ -60,7 +60,7 @@ class DeviceTiming:
                       samples: list[np.ndarray]) -> list[dict[str, Any] | str]:
         """The latency records of several models timed as one batch, or why one failed.
 
-        Locally the models' rounds are interleaved in one batch, so a slow
+        Locally the models' windows are interleaved in one batch, so a slow
         phase of the machine slows them alike and their order holds; a remote
         device times the files in one run of its script; TFLM times them in turn.
         The records are those :meth:`time` gives.

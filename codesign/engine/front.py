@@ -82,7 +82,7 @@ class FrontJob:
         quality: The supernet quality report.
         finetune: Fine-tunes one candidate in the child: ``(candidate, model path,
             epochs) -> measurement with a finetune record`` (the plan's).
-        time_together: Times written files as one batch in the child, rounds
+        time_together: Times written files as one batch in the child, windows
             interleaved: ``(paths) -> latency record or failure, each`` (the plan's;
             None: the front keeps each point's own timing).
     """
@@ -161,7 +161,7 @@ def _tuned_front(job: FrontJob, trials: list[Any], tune: bool
     (:func:`_timed_together`): a point timed alone right after its fine-tuning
     can meet the machine in a slow phase (seen here: 1.6x on the fastest two
     networks of a one-minute search, which then dropped off the front), while
-    interleaved rounds slow every point alike, so their order holds.
+    interleaved windows meet the same fast phases, so their order holds.
     """
     cfg = job.cfg
     directions = [DIRECTIONS[o] for o in cfg.objectives]
@@ -371,7 +371,7 @@ def timing_summary(trials: list[Any]) -> dict[str, int]:
 def timing_line(s: dict[str, int]) -> str:
     """The timing summary in one line."""
     return (f"timing: {s['retimed']} of {s['timed']} timed candidates were re-timed in part "
-            f"({s['rounds_retimed']} rounds, {s['runs_retimed']} runs) because the machine "
+            f"({s['rounds_retimed']} windows, {s['runs_retimed']} runs) because the machine "
             f"was disturbed; {s['disturbed']} stayed disturbed after re-timing")
 
 

@@ -34,9 +34,10 @@ class LatencyStats:
             (None where the system cannot tell): the host process's, which
             rounds to zero for small models; a model's RAM is its tensor arena
             (the measurement's ``ram`` record).
-        rounds: Rounds the runs were split into (see :mod:`codesign.hardware.timing`).
-        quiet_rounds: Rounds kept (not preempted, agreeing with the fastest).
-        spread: Largest kept round median over the smallest, less one.
+        rounds: Windows the runs were split into (see :mod:`codesign.hardware.timing`;
+            TFLM: rounds).
+        quiet_rounds: Windows kept (not preempted, agreeing with the figure).
+        spread: Largest kept window median over the smallest, less one.
     """
 
     median: float
@@ -129,10 +130,11 @@ def time_latency(
     resolver: str = "auto",
     warmup: int = 10,
     runs: int = 50,
+    spread_s: float = 1.0,
 ) -> LatencyStats:
-    """Time batch-1 inference: warm-up runs, then ``runs`` timed ones in rounds.
+    """Time batch-1 inference: warm-up runs, then ``runs`` timed ones in windows.
 
-    Disturbed rounds are re-timed (see :class:`codesign.hardware.timing.Timer`);
+    Disturbed windows are re-timed (see :class:`codesign.hardware.timing.Timer`);
     for a batch of models with a reference network, use the timer itself.
 
     Args:
@@ -142,13 +144,15 @@ def time_latency(
         resolver: Op resolver (see :func:`make_interpreter`).
         warmup: Untimed runs first.
         runs: Timed runs.
+        spread_s: Seconds the windows are spread over, at least.
 
     Raises:
         TrialFailure: If the model cannot be prepared or run.
     """
     from codesign.hardware.timing import Timer, TimingSettings
 
-    timed = Timer(TimingSettings(threads, resolver, warmup, runs)).time([model], [sample])
+    settings = TimingSettings(threads, resolver, warmup, runs, spread_s=spread_s)
+    timed = Timer(settings).time([model], [sample])
     stats = timed.stats[0]
     if isinstance(stats, str):
         raise TrialFailure(stats)

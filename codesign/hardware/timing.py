@@ -1,38 +1,41 @@
 """Timing models on this machine when it is not idle: see disturbance, re-time, say so.
 
 A user's machine is rarely quiet, and a virtual machine's cores slow down in
-bursts of milliseconds to seconds that the guest cannot see (measured here:
-1.4 to 1.7x, on a third of 100-run windows, with nothing else running).
-Three kinds of disturbance spoil a latency:
+bursts that the guest cannot see. Measured here with nothing else running
+(``tools/core_noise.py``: four models in 2 ms windows for 8 s per core): a
+core ran 1.3 to 2x slow on 13 to 99 % of the windows, in stretches of tens of
+milliseconds to seconds, unevenly (a memory-bound model slowed more than a
+compute-bound one), and each core on its own. No reference network can
+scale that away, but the fast phase comes back: the fastest windows of a
+model spread over a second or two agree within 1-2 % from one timing to the
+next. So every model of a batch is timed in short *windows* (about 2 ms of
+runs), cycled round-robin across the batch for at least
+:attr:`TimingSettings.spread_s`, and its latency is the second fastest window
+median (one lucky window is no rule). Three kinds of disturbance are handled:
 
 - *preemption*: another process shares the measuring core. Linux counts how
   often the measuring thread was switched out and how long it waited
   (``/proc/thread-self/schedstat``); the runs that absorbed a switch are
-  re-timed, and a round that waited for its core is disturbed.
-- *bursts*: the core is slower for a while. The timed runs of every model
-  are split into rounds, interleaved across the models of a batch. A
-  disturbance only ever slows a round down, so a model's latency is its
-  fastest round that was not preempted (two timings of 100 networks a minute
-  apart agreed within 5 % on 98 % of them this way, against 87 % for the
-  median of the agreeing rounds and 59 % for rounds scaled by a reference);
-  it needs a second round within the tolerance of that one, else it gets
-  more rounds, after a short pause, on the core that was idlest meanwhile.
-- *drift*: the machine is slower for minutes. Each round is paired with a
-  short round of a reference network timed just before it; if the reference
-  rounds paired with the rounds the batch's figures came from typically
-  (their median) ran slower than the quietest seen in the process (beyond
-  twice the tolerance), the whole batch is timed again after a pause, up to
-  twice; if it stays slow, it is marked disturbed and its slow-down
-  reported (``reference_ratio``).
+  re-timed, a window that waited for its core is dropped, and the timing
+  moves to the core that was idlest meanwhile.
+- *bursts*: a core is slower for a while. One-thread timing hops to the
+  other core whenever that one is idle, so a slow stretch of one core does
+  not hold a whole batch. A model whose figure is not confirmed by
+  :attr:`TimingSettings.confirm` windows within the tolerance gets more
+  windows (counted as re-timed).
+- *drift*: the machine is slower for longer than a batch. A small reference
+  network is timed in every cycle; if its figure over the batch is slower
+  than the quietest seen in this process (beyond twice the tolerance), the
+  batch is timed again after each pause, and if it stays slow, it is marked
+  disturbed and its slow-down reported (``reference_ratio``).
 
-One-thread timing is pinned to the idlest core. Only numpy and the LiteRT
+One-thread timing is pinned to one core at a time. Only numpy and the LiteRT
 interpreter are used here.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,16 +44,16 @@ import numpy as np
 
 from codesign.errors import TrialFailure
 from codesign.hardware import litert
+from codesign.hardware.pinning import Pinning
 
-PREEMPTED_SHARE = 0.25  # a round switched out in more of its runs than this is preempted
+PREEMPTED_SHARE = 0.25  # a window switched out in more of its runs than this is preempted
 WAIT_SHARE = 0.10  # ... or one that waited for its core longer than this share of its time
-MIN_ROUND_RUNS = 10
-ABS_TOLERANCE_MS = 0.0005  # round medians within half a microsecond agree, whatever the ratio
-MIN_ROUND_S = 0.004  # a model's round lasts at least this long, so it spans scheduler ticks
-REFERENCE_ROUND_S = 0.001  # the reference's round before each model round
-# A batch timed while the machine ran slow throughout is timed again after each pause (slow
-# phases of this VM last from milliseconds to seconds; seen here: 1.4-1.6x on one batch in
-# three right after TensorFlow had trained, whether it waited 0, 0.3, 1 or 3 s first).
+MIN_WINDOW_RUNS = 3
+WINDOW_S = 0.002  # a model's window lasts about this long (at least MIN_WINDOW_RUNS runs)
+REFERENCE_WINDOW_S = 0.001  # the reference's window in every cycle
+ABS_TOLERANCE_MS = 0.0005  # window medians within half a microsecond agree, whatever the ratio
+HOP_S = 0.25  # one-thread timing considers moving to an idle core this often
+# A batch timed while the machine ran slow throughout is timed again after each pause.
 BATCH_PAUSES_S = (0.05, 0.25)
 
 
@@ -62,56 +65,81 @@ class TimingSettings:
         threads: Interpreter threads (one-thread timing is pinned to a core).
         resolver: Op resolver (see :func:`codesign.hardware.litert.make_interpreter`).
         warmup: Untimed runs first (more until steady).
-        runs: Timed runs per model, split over the rounds.
-        rounds: Rounds of runs per model.
-        tolerance: Round medians within this fraction of each other agree; a
-            round whose reference ran twice this much slower than its quietest
-            is disturbed.
-        extra_rounds: Most extra rounds for a model without two agreeing
-            undisturbed rounds (each on the core that was idlest meanwhile).
-        pause_s: Pause before an extra round (a burst may pass).
+        runs: Timed runs per model, at least (over its windows).
+        spread_s: A batch's windows are spread over at least this many seconds.
+        min_windows: Windows per model, at least.
+        confirm: Windows that must agree with a model's figure (within the
+            tolerance) before it stands; a model with fewer gets more windows.
+        tolerance: Window medians within this fraction of each other agree; a
+            batch whose reference ran twice this much slower than its
+            quietest is slow throughout.
+        extend_s: Most extra seconds for models whose figure is not confirmed.
+        settle_s: A batch may end after this many seconds, before ``spread_s``,
+            once every model's figure is confirmed by two windows timed while
+            the reference ran at its quietest (None: never; latency-model
+            builds and checks spread in full).
         batch_pauses_s: Pauses after which a batch that ran slow throughout is
-            timed again as a whole (empty: never; a latency-model build has
-            its own second pass instead).
+            timed again as a whole (empty: never).
     """
 
     threads: int = 1
     resolver: str = "auto"
     warmup: int = 20
     runs: int = 100
-    rounds: int = 3
+    spread_s: float = 0.5
+    min_windows: int = 8
+    confirm: int = 3
     tolerance: float = 0.04
-    extra_rounds: int = 8
-    pause_s: float = 0.02
+    extend_s: float = 0.5
+    settle_s: float | None = 0.1
     batch_pauses_s: tuple[float, ...] = BATCH_PAUSES_S
 
 
 @dataclass
 class _Entry:
-    """One model being timed: its interpreter and the rounds so far."""
+    """One model being timed: its interpreter and its windows so far."""
 
     interp: Any
     warmup: int
     host_rss_growth_mb: float | None
-    rounds: list[np.ndarray] = field(default_factory=list)
+    window_runs: int = MIN_WINDOW_RUNS
+    windows: list[np.ndarray] = field(default_factory=list)
     preempted: list[bool] = field(default_factory=list)
-    slowdown: list[float] = field(default_factory=list)  # its reference's, per round
+    calm: list[bool] = field(default_factory=list)  # the reference ran at its quietest then
+
+    def reset(self) -> None:
+        """Forget the windows (the reference starts each batch afresh)."""
+        self.windows.clear()
+        self.preempted.clear()
+        self.calm.clear()
 
     def medians(self) -> list[float]:
-        return [float(np.median(r)) for r in self.rounds]
+        return [float(np.median(w)) for w in self.windows]
+
+    def timed_runs(self) -> int:
+        return sum(w.size for w in self.windows)
+
+    def figure(self) -> float | None:
+        """The second fastest undisturbed window's median (the fastest if it is alone)."""
+        meds = sorted(m for m, p in zip(self.medians(), self.preempted, strict=True) if not p)
+        return meds[min(1, len(meds) - 1)] if meds else None
 
     def quiet(self, tolerance: float) -> list[int]:
-        """Rounds not preempted and within the tolerance of the fastest of them.
+        """Windows not preempted and within the tolerance of the figure.
 
         The tolerance is relative, with a floor of :data:`ABS_TOLERANCE_MS`: a
         model of a few microseconds jitters by a fraction of one.
         """
-        ok = [i for i, p in enumerate(self.preempted) if not p]
-        if not ok:
+        best = self.figure()
+        if best is None:
             return []
-        meds = self.medians()
-        best = min(meds[i] for i in ok)
-        return [i for i in ok if meds[i] <= best + max(best * tolerance, ABS_TOLERANCE_MS)]
+        limit = best + max(best * tolerance, ABS_TOLERANCE_MS)
+        return [i for i, (m, p) in enumerate(zip(self.medians(), self.preempted, strict=True))
+                if not p and m <= limit]
+
+    def settled(self, tolerance: float) -> bool:
+        """Whether two windows agreeing with the figure were timed while the machine was calm."""
+        return sum(1 for i in self.quiet(tolerance) if i < len(self.calm) and self.calm[i]) >= 2
 
 
 @dataclass(frozen=True)
@@ -120,14 +148,15 @@ class BatchTiming:
 
     Attributes:
         stats: Per model, its figures, or the error that stopped it.
-        retimed: Extra rounds timed because rounds were disturbed.
+        retimed: Windows timed again because windows were disturbed (preempted,
+            not yet confirming a figure, or the whole batch slow).
         runs_retimed: Single runs timed again because the thread was switched out.
-        reference_ratio: How slow the reference ran just before the rounds
-            the figures came from (the median over the models), against the
-            quietest seen in this process (None without a reference).
-        disturbed: True if some model never got two agreeing rounds, or the
-            machine typically ran slow when the figures were taken.
-        core: The core one-thread timing ran on (None: not pinned).
+        reference_ratio: How slow the reference ran over the batch (its
+            figure) against the quietest seen in this process (None without a
+            reference).
+        disturbed: True if some model's figure was never confirmed, or the
+            machine ran slow throughout.
+        core: The core one-thread timing ended on (None: not pinned).
     """
 
     stats: list[litert.LatencyStats | str]
@@ -139,11 +168,11 @@ class BatchTiming:
 
 
 class Timer:
-    """Times models through LiteRT; remembers the quietest reference round seen.
+    """Times models through LiteRT; remembers the quietest reference figure seen.
 
     Args:
         settings: How to time.
-        reference: A reference network's bytes (None: no reference rounds).
+        reference: A reference network's bytes (None: no reference).
     """
 
     def __init__(self, settings: TimingSettings, reference: bytes | None = None) -> None:
@@ -155,20 +184,21 @@ class Timer:
         self.measured_total = 0
         self._ref: _Entry | None = None
 
-    def calibrate(self, tries: int = 5) -> float | None:
-        """Time the reference alone a few times, apart, to learn its quiet median."""
+    def calibrate(self) -> float | None:
+        """Time the reference alone, spread like a batch, to learn its quiet figure."""
         if self.reference is None:
             return None
         ref = self._reference_entry()
-        runs = _runs_for(ref, REFERENCE_ROUND_S)
-        for i in range(tries):
-            if i:
-                time.sleep(self.settings.pause_s * 5)
-            _round(ref, runs)
-        meds = sorted(ref.medians()[-tries:])
-        value = meds[min(1, len(meds) - 1)]  # the second quietest: one lucky round is no rule
-        self.quietest_ms = min(self.quietest_ms or math.inf, value)
-        return self.quietest_ms
+        pinned = Pinning(self.settings.threads)
+        try:
+            ref.reset()
+            _Cycler(self.settings, pinned, None).spread([ref], self.settings.spread_s)
+        finally:
+            pinned.restore()
+        value = ref.figure()
+        if value is not None:
+            self.quietest_ms = min(self.quietest_ms or math.inf, value)
+        return value
 
     def time(self, models: list[bytes], samples: list[np.ndarray]) -> BatchTiming:
         """Time a batch of models (one input sample each), re-timing what was disturbed."""
@@ -186,11 +216,12 @@ class Timer:
             assert self.reference is not None
             self._ref = _prepare(self.reference, litert.random_sample(self.reference),
                                  self.settings)
+            self._ref.window_runs = _runs_for(self._ref, REFERENCE_WINDOW_S)
         return self._ref
 
     def _attempt(self, models: list[bytes], samples: list[np.ndarray]) -> BatchTiming:
         s = self.settings
-        pinned = _Pinning(s.threads)
+        pinned = Pinning(s.threads)
         try:
             entries: list[_Entry | str] = []
             for blob, x in zip(models, samples, strict=True):
@@ -199,77 +230,118 @@ class Timer:
                 except TrialFailure as exc:
                     entries.append(str(exc))
             live = [e for e in entries if isinstance(e, _Entry)]
+            for e in live:
+                e.window_runs = _runs_for(e, WINDOW_S)
             ref = self._reference_entry() if self.reference is not None else None
-            per_round = _runs_per_round(live, s)
-            ref_runs = _runs_for(ref, REFERENCE_ROUND_S) if ref is not None else 0
-            runs_retimed = 0
-            for _ in range(s.rounds):
-                for e in live:
-                    runs_retimed += self._paired_round(e, ref, per_round, ref_runs)
-            retimed = 0
-            for pause in (0.0, *s.batch_pauses_s):
-                if pause:  # slow throughout: the whole batch again, after a pause
-                    if not _slow(_drift(live, s.tolerance), s.tolerance):
-                        break
-                    time.sleep(pause)
-                    pinned.repin()
-                    for _ in range(s.rounds):
-                        for e in live:
-                            runs_retimed += self._paired_round(e, ref, per_round, ref_runs)
-                            retimed += 1
-                got = self._agree(live, ref, per_round, ref_runs, pinned)
-                retimed += got[0]
-                runs_retimed += got[1]
-            disturbed = any(len(e.quiet(s.tolerance)) < 2 for e in live)
+            if ref is not None:
+                ref.reset()
+            cycler = _Cycler(s, pinned, self.quietest_ms)
+            together = [*([ref] if ref is not None else []), *live]
+            cycler.spread(together, s.spread_s, settle=s.settle_s)
+            for pause in s.batch_pauses_s:  # slow throughout: the whole batch again
+                if not _slow(self._ratio(ref), s.tolerance):
+                    break
+                time.sleep(pause)
+                pinned.repin()
+                cycler.spread(together, s.spread_s, retime=True)  # in full
+            cycler.confirm(live, ref)
+            ratio = self._ratio(ref)
+            disturbed = _slow(ratio, s.tolerance) or any(
+                len(e.quiet(s.tolerance)) < 2 for e in live)
             stats: list[litert.LatencyStats | str] = [
                 _stats(e, s.tolerance) if isinstance(e, _Entry) else e for e in entries]
-            ratio = _drift(live, s.tolerance)
-            if _slow(ratio, s.tolerance):
-                disturbed = True  # slow throughout, even after the pauses: say so
-            return BatchTiming(stats, retimed, runs_retimed, ratio, disturbed, pinned.core)
+            return BatchTiming(stats, cycler.retimed, cycler.runs_retimed, ratio, disturbed,
+                               pinned.core)
         finally:
             pinned.restore()
 
-    def _agree(self, live: list[_Entry], ref: _Entry | None, per_round: int, ref_runs: int,
-               pinned: _Pinning) -> tuple[int, int]:
-        """Extra rounds for the models without two agreeing rounds; rounds and runs re-timed."""
+    def _ratio(self, ref: _Entry | None) -> float | None:
+        """The reference's figure over this batch against the quietest seen (None: no reference)."""
+        if ref is None:
+            return None
+        now = ref.figure()
+        if now is None:
+            return math.inf
+        self.quietest_ms = min(self.quietest_ms or math.inf, now)
+        return now / self.quietest_ms
+
+
+class _Cycler:
+    """Times windows of a batch's models round-robin, hopping cores, counting re-timings."""
+
+    def __init__(self, settings: TimingSettings, pinned: Pinning,
+                 quietest_ms: float | None) -> None:
+        self.settings = settings
+        self.pinned = pinned
+        self.quietest_ms = quietest_ms
+        self.retimed = 0
+        self.runs_retimed = 0
+        self._hop_at = time.perf_counter() + HOP_S
+
+    def spread(self, entries: list[_Entry], seconds: float, retime: bool = False,
+               settle: float | None = None) -> None:
+        """Cycle over ``entries`` for ``seconds``, and until each has its windows and runs.
+
+        With ``settle`` (and a reference first in ``entries``), stop as soon as
+        that long has passed and every model is :meth:`_Entry.settled`.
+        """
         s = self.settings
-        retimed = runs_retimed = 0
-        for _ in range(s.extra_rounds):
-            todo = [e for e in live if len(e.quiet(s.tolerance)) < 2]
+        start = time.perf_counter()
+        first = {id(e): len(e.windows) for e in entries}
+        models = entries[1:] if self.quietest_ms is not None else []
+        while True:
+            self._cycle(entries, count=retime)
+            elapsed = time.perf_counter() - start
+            enough = all(e.timed_runs() >= s.runs for e in entries)
+            if (settle is not None and models and elapsed >= settle and enough
+                    and all(e.settled(s.tolerance) for e in models)):
+                return
+            if elapsed >= seconds and enough and all(
+                    len(e.windows) - first[id(e)] >= s.min_windows for e in entries):
+                return
+
+    def confirm(self, live: list[_Entry], ref: _Entry | None) -> None:
+        """More windows for models whose figure too few windows agree with (within extend_s)."""
+        s = self.settings
+        deadline = time.perf_counter() + s.extend_s
+        while time.perf_counter() < deadline:
+            todo = [e for e in live if len(e.quiet(s.tolerance)) < s.confirm
+                    and not e.settled(s.tolerance)]
             if not todo:
-                break
-            time.sleep(s.pause_s)
-            pinned.repin()
-            for e in todo:
-                runs_retimed += self._paired_round(e, ref, per_round, ref_runs)
-                retimed += 1
-        return retimed, runs_retimed
+                return
+            self._cycle([*([ref] if ref is not None else []), *todo], count=True)
 
-    def _paired_round(self, e: _Entry, ref: _Entry | None, runs: int, ref_runs: int) -> int:
-        """A round of the reference, then one of ``e``; note how slow the reference ran."""
-        retimed = 0
-        slowdown = 1.0
-        if ref is not None:
-            retimed += _round(ref, ref_runs)
-            now = ref.medians()[-1] if not ref.preempted[-1] else math.inf
-            if self.quietest_ms is None or now < self.quietest_ms:
-                self.quietest_ms = min(now, self.quietest_ms or math.inf)
-            slowdown = now / self.quietest_ms if math.isfinite(now) else math.inf
-            del ref.rounds[:-20], ref.preempted[:-20]  # keep the reference's history short
-        retimed += _round(e, runs)
-        e.slowdown.append(slowdown)
-        return retimed
+    def _cycle(self, entries: list[_Entry], count: bool) -> None:
+        """One window of each entry; preempted windows move the timing to another core.
+
+        The first entry is the reference when there is one: each model's window
+        notes whether the reference just ran within the tolerance of its quietest.
+        """
+        preempted = False
+        calm = False
+        for i, e in enumerate(entries):
+            self.runs_retimed += _window(e)
+            preempted = preempted or e.preempted[-1]
+            self.retimed += int(count or e.preempted[-1])
+            if i == 0 and self.quietest_ms is not None:
+                calm = not e.preempted[-1] and float(np.median(e.windows[-1])) <= (
+                    self.quietest_ms * (1 + self.settings.tolerance))
+            e.calm.append(calm)
+        now = time.perf_counter()
+        if preempted:
+            self.pinned.repin()
+            self._hop_at = time.perf_counter() + HOP_S
+        elif now >= self._hop_at:
+            self.pinned.hop()
+            self._hop_at = now + HOP_S
 
 
-def _runs_for(e: _Entry | None, seconds: float) -> int:
-    """Runs of ``e`` that last about ``seconds`` (at least :data:`MIN_ROUND_RUNS`)."""
-    if e is None:
-        return 0
+def _runs_for(e: _Entry, seconds: float) -> int:
+    """Runs of ``e`` that last about ``seconds`` (at least :data:`MIN_WINDOW_RUNS`)."""
     t0 = time.perf_counter()
     e.interp.invoke()
     once = max(time.perf_counter() - t0, 1e-7)
-    return max(MIN_ROUND_RUNS, min(1000, math.ceil(seconds / once)))
+    return max(MIN_WINDOW_RUNS, min(1000, math.ceil(seconds / once)))
 
 
 def _prepare(blob: bytes, x: np.ndarray, s: TimingSettings) -> _Entry:
@@ -289,19 +361,6 @@ def _prepare(blob: bytes, x: np.ndarray, s: TimingSettings) -> _Entry:
     return _Entry(interp, warm, growth)
 
 
-def _runs_per_round(entries: list[_Entry], s: TimingSettings) -> int:
-    """Runs per round: the asked runs split over the rounds, and long enough to span ticks."""
-    per = max(MIN_ROUND_RUNS, math.ceil(s.runs / s.rounds))
-    slowest = 0.0
-    for e in entries:
-        t0 = time.perf_counter()
-        e.interp.invoke()
-        slowest = max(slowest, time.perf_counter() - t0)
-    if slowest > 0:
-        per = max(per, min(10 * per, math.ceil(MIN_ROUND_S / slowest)))
-    return per
-
-
 def _timed(e: _Entry, runs: int) -> tuple[np.ndarray, int, int]:
     """``runs`` timed invocations, how often the thread was switched out, and its wait (ns)."""
     times = np.empty(runs, dtype=np.float64)
@@ -316,23 +375,20 @@ def _timed(e: _Entry, runs: int) -> tuple[np.ndarray, int, int]:
     return times, max(0, after[1] - before[1]), max(0, after[0] - before[0])
 
 
-def _round(e: _Entry, runs: int) -> int:
-    """Time a round of ``runs`` invocations, re-timing those the thread was switched out in.
+def _window(e: _Entry) -> int:
+    """Time one window of ``e``, re-timing the runs the thread was switched out in.
 
     Each time the measuring thread is switched out, one invocation absorbs the
     wait: of a stretch in which it was switched out ``k`` times, the ``k``
-    slowest runs are dropped and ``k`` more are timed. A round that keeps being
-    switched out (more than :data:`PREEMPTED_SHARE` of its runs) is marked
-    preempted.
+    slowest runs are dropped and ``k`` more are timed. A window that keeps
+    being switched out (more than :data:`PREEMPTED_SHARE` of its runs), or
+    that waited for its core more than :data:`WAIT_SHARE` of its time (sharing
+    a core slows every run, seen here: 1.5x), is marked preempted.
 
     Returns:
         The runs re-timed.
-
-    Sharing a core slows every run of a round (seen here: 1.5x on a core shared
-    with one busy process, though each run was switched out at most once), so
-    a round that waited for its core more than :data:`WAIT_SHARE` of its time
-    is preempted too, and is timed again on another core.
     """
+    runs = e.window_runs
     kept: list[np.ndarray] = []
     have = retimed = switched_all = waited = 0
     want = runs
@@ -348,61 +404,30 @@ def _round(e: _Entry, runs: int) -> int:
         waited += wait
         want = runs - have
     wall = max(1, time.perf_counter_ns() - start)
-    e.rounds.append(np.concatenate(kept) if have else _timed(e, runs)[0])
-    # sharing the core slows every run of the round, not only the ones switched out in
+    e.windows.append(np.concatenate(kept) if have else _timed(e, runs)[0])
     e.preempted.append(have < runs or waited > WAIT_SHARE * wall)
     return retimed
 
 
-def _candidates(e: _Entry, tolerance: float) -> list[int]:
-    """The rounds a figure is taken from: the agreeing ones, else any not preempted, else all."""
-    return e.quiet(tolerance) or [i for i, p in enumerate(e.preempted) if not p] or list(
-        range(len(e.rounds)))
-
-
 def _stats(e: _Entry, tolerance: float) -> litert.LatencyStats:
-    """The fastest round's median, with spread figures over the rounds that agree with it."""
+    """The figure, with spread figures over the windows that agree with it."""
     keep = e.quiet(tolerance)
-    rounds = _candidates(e, tolerance)
-    meds = [e.medians()[i] for i in rounds]
-    times = np.concatenate([e.rounds[i] for i in rounds])
+    use = keep or [i for i, p in enumerate(e.preempted) if not p] or list(range(len(e.windows)))
+    meds = e.medians()
+    times = np.concatenate([e.windows[i] for i in use])
+    figure = e.figure()
+    kept = [meds[i] for i in use]
     return litert.LatencyStats(
-        median=float(min(meds)), p90=float(np.percentile(times, 90)),
-        mean=float(times.mean()), std=float(times.std()), min=float(times.min()),
-        runs=int(times.size), warmup=e.warmup, host_rss_growth_mb=e.host_rss_growth_mb,
-        rounds=len(e.rounds), quiet_rounds=len(keep),
-        spread=float(max(meds) / min(meds) - 1) if meds else 0.0)
+        median=float(figure if figure is not None else min(kept)),
+        p90=float(np.percentile(times, 90)), mean=float(times.mean()), std=float(times.std()),
+        min=float(times.min()), runs=int(times.size), warmup=e.warmup,
+        host_rss_growth_mb=e.host_rss_growth_mb, rounds=len(e.windows), quiet_rounds=len(keep),
+        spread=float(max(kept) / min(kept) - 1) if kept else 0.0)
 
 
 def _slow(ratio: float | None, tolerance: float) -> bool:
-    """Whether a drift ratio says the machine ran slow (beyond twice the tolerance)."""
+    """Whether a reference ratio says the machine ran slow (beyond twice the tolerance)."""
     return ratio is not None and ratio > 1 + 2 * tolerance
-
-
-def _drift(live: list[_Entry], tolerance: float) -> float | None:
-    """How slow the machine ran when the batch's figures were taken, against its quietest.
-
-    A model's figure is its fastest agreeing round; the reference round timed
-    just before that round says how slow the machine was then. The batch's
-    drift is the median of those over its models. Not the quietest reference
-    round of the batch: a machine that slowed down right after the batch
-    began (a busy neighbour on the host, a process on another core) would
-    pass for quiet on the strength of one early round. Not the median of all
-    its reference rounds either: a virtual machine's cores run slow in bursts
-    even when nothing else runs (see the module's notes), so most batches of
-    a quiet machine had some slow rounds, and their figures, taken from the
-    fast rounds, were good (a quiet build flagged 112 of its 147 batches that
-    way). None without a reference.
-    """
-    slow = []
-    for e in live:
-        if not e.slowdown:
-            continue
-        meds = e.medians()
-        best = min(_candidates(e, tolerance), key=lambda i: meds[i])
-        if math.isfinite(e.slowdown[best]):  # rounds and slow-downs are appended in pairs
-            slow.append(e.slowdown[best])
-    return float(np.median(slow)) if slow else None
 
 
 def _schedstat() -> tuple[int, int] | None:
@@ -413,51 +438,3 @@ def _schedstat() -> tuple[int, int] | None:
         return int(parts[1]), int(parts[2])
     except (OSError, IndexError, ValueError):
         return None
-
-
-def _idle_ticks() -> dict[int, int]:
-    """Idle plus iowait jiffies per core, from /proc/stat."""
-    out: dict[int, int] = {}
-    try:
-        with open("/proc/stat") as fh:
-            for line in fh:
-                if line.startswith("cpu") and line[3:4].isdigit():
-                    parts = line.split()
-                    out[int(parts[0][3:])] = int(parts[4]) + int(parts[5])
-    except (OSError, ValueError, IndexError):
-        return {}
-    return out
-
-
-class _Pinning:
-    """Pins one-thread timing to the idlest allowed core; restores the affinity after."""
-
-    SAMPLE_S = 0.05
-
-    def __init__(self, threads: int) -> None:
-        self.core: int | None = None
-        self._old: set[int] | None = None
-        if threads != 1 or not hasattr(os, "sched_setaffinity"):
-            return
-        self._old = os.sched_getaffinity(0)
-        if len(self._old) > 1:
-            self.repin()
-
-    def repin(self) -> None:
-        """Move to the core that was idlest over a short sample."""
-        if self._old is None or len(self._old) < 2:
-            return
-        a = _idle_ticks()
-        time.sleep(self.SAMPLE_S)
-        b = _idle_ticks()
-        allowed = sorted(self._old)
-        idle = {c: b.get(c, 0) - a.get(c, 0) for c in allowed}
-        if self.core is not None:
-            idle[self.core] = idle.get(self.core, 0) + 1  # on a tie, stay
-        core = max(allowed, key=lambda c: idle.get(c, 0))
-        os.sched_setaffinity(0, {core})
-        self.core = core
-
-    def restore(self) -> None:
-        if self._old is not None and self.core is not None:
-            os.sched_setaffinity(0, self._old)

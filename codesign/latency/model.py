@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ import numpy as np
 
 from codesign.errors import CodesignError
 
-SCHEMA = 3  # 2: reference-network speed factor, re-timed measurements; 3: true MACs
+SCHEMA = 4  # 2: reference-network speed factor, re-timed measurements; 3: true MACs;
+# 4: depthwise priced per kernel width, weight elements, timings from spread windows
 
 
 def codesign_home() -> Path:
@@ -49,14 +51,20 @@ class LatencyModel:
     coef: dict[str, float]
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def detail(self) -> str:
+        """The feature set it was fitted on (see :data:`DETAILS`)."""
+        return str(self.meta.get("detail", "fine"))
+
     def predict(self, feats: dict[str, float]) -> float:
         """Predicted median latency in milliseconds of a network with these features."""
+        feats = at_detail(feats, self.detail)
         return float(sum(self.coef.get(k, 0.0) * v for k, v in feats.items()))
 
     def unseen(self, feats: dict[str, float]) -> list[str]:
         """Features of a network that no measured network had (the model cannot price them)."""
         known = set(self.meta.get("features", self.coef))
-        return sorted(k for k, v in feats.items() if v and k not in known)
+        return sorted(k for k, v in at_detail(feats, self.detail).items() if v and k not in known)
 
     def save(self, path: Path) -> None:
         """Write the model as JSON (atomically)."""
@@ -88,6 +96,30 @@ class LatencyModel:
             raise CodesignError(f"latency model {path} has no valid coefficients; rebuild it")
         return cls(profile=doc.get("profile", {}), coef={k: float(v) for k, v in coef.items()},
                    meta=doc.get("meta", {}))
+
+
+DETAILS = ("fine", "coarse")  # a build fits both and keeps the one that predicts better
+_WIDTH = re.compile(r"^dw\d+:")
+
+
+def at_detail(feats: dict[str, float], detail: str) -> dict[str, float]:
+    """Features as a model of that detail reads them.
+
+    ``fine`` is every feature of :func:`codesign.latency.features.features`;
+    ``coarse`` prices depthwise kernels of every width alike and leaves out
+    the weight elements: about 130 features instead of 200, which a build of
+    a few dozen networks can fit (the fine set fitted on 38 networks missed
+    by up to twice the latency; on 400 it is the better one).
+    """
+    if detail == "fine":
+        return feats
+    out: dict[str, float] = {}
+    for k, v in feats.items():
+        if k.endswith(":w"):
+            continue
+        k = _WIDTH.sub("dw:", k)
+        out[k] = out.get(k, 0.0) + v
+    return out
 
 
 def fit(feature_rows: list[dict[str, float]], latencies: list[float],

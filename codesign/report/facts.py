@@ -84,7 +84,7 @@ def setting_rows(run: RunData) -> list[tuple[str, str]]:
     timing = info.get("timing")
     if timing:
         rows.append(("timing", f"{timing.get('retimed')} of {timing.get('timed')} timed "
-                     f"candidates re-timed in part ({timing.get('rounds_retimed')} rounds, "
+                     f"candidates re-timed in part ({timing.get('rounds_retimed')} windows, "
                      f"{timing.get('runs_retimed')} runs) while the machine was disturbed; "
                      f"{timing.get('disturbed')} stayed disturbed after re-timing"))
     if run.noise_floor:
