@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         f"build: {LOCAL_BATCH} over {BUILD_SPREAD_S:g} s": (
             LOCAL_BATCH, replace(full, spread_s=BUILD_SPREAD_S)),
         "8 over 1 s": (8, replace(full, spread_s=1.0)),
-        f"search: {LOCAL_BATCH}, 1 s, may settle": (LOCAL_BATCH, settings),
+        f"search: {LOCAL_BATCH}, {settings.spread_s:g} s, may settle": (LOCAL_BATCH, settings),
     }
     ref = converted(reference_network()).read_bytes()
     timers = {name: Timer(s, reference=ref) for name, (_, s) in ways.items()}

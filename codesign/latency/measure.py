@@ -29,9 +29,10 @@ from codesign.space.candidate import Candidate
 
 BATCH = 16  # models per copy-and-run on a remote device
 LOCAL_BATCH = 16  # models timed together here, their windows interleaved
-# A build's or check's batch spreads its windows over this long (searches: the timer's 1 s).
-# Two timings of 100 networks agreed within ±10 % on 97 % of them in batches of 16 over 2 s,
-# against 88-92 % in batches of 8 over 1 s, at the same cost (tools/bench_timing.py).
+# A build's or check's batch spreads its windows over this long (searches: the timer's 0.5 s).
+# Batches of 16 over 2 s and of 8 over 1 s cost the same and repeat about as well here
+# (tools/bench_timing.py: 81 and 100 % within ±10 %, against 94 and 100 %, in two runs); the
+# longer spread reaches further past a slow stretch of the machine.
 BUILD_SPREAD_S = 2.0
 # Here, every network is timed in a second pass, in other company and minutes later: a burst
 # of the host can slow a whole batch (every model of one batch by 1.35-1.6x, seen in a check
