@@ -7,7 +7,8 @@ three default-space candidates round-robin, in windows of about 2 ms, for
 the share of windows more than 10 % and 30 % slower than it: how often this
 machine runs slow with whatever else is running now. This is what the timer
 of ``codesign/hardware/timing.py`` works against (the README's figures of
-1.3-2x slow on 13-99 % of windows came from this script).
+1.3-2x slow on 13-99 % of windows came from its prototype: the same method
+on four cached check networks).
 
     .venv/bin/python tools/core_noise.py --seconds 8
 """
