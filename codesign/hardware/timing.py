@@ -106,15 +106,23 @@ class _Entry:
     windows: list[np.ndarray] = field(default_factory=list)
     preempted: list[bool] = field(default_factory=list)
     calm: list[bool] = field(default_factory=list)  # the reference ran at its quietest then
+    meds: list[float] = field(default_factory=list)  # each window's median, kept as it lands
+
+    def add(self, times: np.ndarray, preempted: bool) -> None:
+        """Keep one window's runs (its median computed once: it is read every cycle)."""
+        self.windows.append(times)
+        self.meds.append(float(np.median(times)))
+        self.preempted.append(preempted)
 
     def reset(self) -> None:
         """Forget the windows (the reference starts each batch afresh)."""
         self.windows.clear()
+        self.meds.clear()
         self.preempted.clear()
         self.calm.clear()
 
     def medians(self) -> list[float]:
-        return [float(np.median(w)) for w in self.windows]
+        return self.meds
 
     def timed_runs(self) -> int:
         return sum(w.size for w in self.windows)
@@ -324,7 +332,7 @@ class _Cycler:
             preempted = preempted or e.preempted[-1]
             self.retimed += int(count or e.preempted[-1])
             if i == 0 and self.quietest_ms is not None:
-                calm = not e.preempted[-1] and float(np.median(e.windows[-1])) <= (
+                calm = not e.preempted[-1] and e.meds[-1] <= (
                     self.quietest_ms * (1 + self.settings.tolerance))
             e.calm.append(calm)
         now = time.perf_counter()
@@ -404,8 +412,8 @@ def _window(e: _Entry) -> int:
         waited += wait
         want = runs - have
     wall = max(1, time.perf_counter_ns() - start)
-    e.windows.append(np.concatenate(kept) if have else _timed(e, runs)[0])
-    e.preempted.append(have < runs or waited > WAIT_SHARE * wall)
+    e.add(np.concatenate(kept) if have else _timed(e, runs)[0],
+          have < runs or waited > WAIT_SHARE * wall)
     return retimed
 
 
