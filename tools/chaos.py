@@ -6,8 +6,9 @@ hand, and meanwhile:
 
 1. SIGKILLs the hand-joined worker while it evaluates a trial: that trial must
    become FAIL and be run again by another worker;
-2. restarts the database mid-search (down for a few seconds): the workers
-   must retry with back-off and go on;
+2. stops the database mid-search and keeps it down until a worker has found
+   it gone (at least 4 s, at most 60 s): the workers must retry with back-off
+   and go on;
 3. exports a model onto a full disk (a 64 KB tmpfs, or an injected ENOSPC
    where mounting is not allowed, which is then said): a clear error, the
    study intact, and the export rerun elsewhere works.
@@ -28,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -202,6 +204,12 @@ def main() -> int:
             [*CODESIGN, "search", *TINY, "--epochs", epochs, "--trials", str(trials),
              "--workers", "2", "--storage", url, "--study", STUDY, "--out", str(run)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out_lines: list[str] = []
+        err_lines: list[str] = []
+        readers = [threading.Thread(target=lines.extend, args=(stream,), daemon=True)
+                   for lines, stream in ((out_lines, search.stdout), (err_lines, search.stderr))]
+        for reader in readers:
+            reader.start()
         if not _wait(lambda: (run / "config.json").is_file() and (run / "storage.json").is_file(),
                      120, search):
             raise RuntimeError("the search did not start")
@@ -224,13 +232,19 @@ def main() -> int:
             if search.poll() is None:
                 done = _complete(engine)
                 cluster.stop("fast")
-                print(f"[{time.monotonic() - t0:5.1f} s] database stopped at {done} complete "
-                      "trials; down for 4 s", flush=True)
+                down = time.monotonic()
+                print(f"[{down - t0:5.1f} s] database stopped at {done} complete trials; "
+                      "down until a worker finds it gone (4-60 s)", flush=True)
                 time.sleep(4)
+                _wait(lambda: any("unreachable" in line for line in err_lines), 56, search, 0.2)
                 cluster.start()
                 restarted = True
-                print(f"[{time.monotonic() - t0:5.1f} s] database started again", flush=True)
-        out, err = search.communicate(timeout=900)
+                print(f"[{time.monotonic() - t0:5.1f} s] database started again after "
+                      f"{time.monotonic() - down:.0f} s", flush=True)
+        search.wait(timeout=900)
+        for reader in readers:
+            reader.join(timeout=10)
+        out, err = "".join(out_lines), "".join(err_lines)
         checks.append((search.returncode == 0,
                        f"search ended with exit code {search.returncode}"))
         if search.returncode != 0:
