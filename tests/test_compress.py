@@ -62,6 +62,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow  # a whole search with its front fine-tuned (80 s): make test-slow; make test
+# keeps a trained-model search in test_max_accuracy_drop_and_a_named_validation_split
 def test_a_keras3_model_gives_a_front_that_loads_and_beats_the_original(
         trained: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -91,9 +91,10 @@ def test_windows_are_recorded_spread_and_agree_on_a_steady_model(
     for s in got.stats:
         assert not isinstance(s, str)
         assert s.rounds >= settings.min_windows and s.quiet_rounds <= s.rounds
-        # the figure is confirmed by agreeing windows, or (on a host busy enough that too few
+        # the figure is confirmed by agreeing windows (``confirm`` of them, or two timed beside
+        # a calm reference when the batch settled early), or (on a host busy enough that fewer
         # agree even after the extra windows) the batch says so
-        assert s.quiet_rounds >= settings.confirm or got.disturbed, s
+        assert s.quiet_rounds >= 2 or got.disturbed, s
         # the spread figures are of the agreeing windows (3 runs each at least)
         assert s.runs >= 3 * max(1, s.quiet_rounds), s
         assert s.median > 0 and s.min <= s.median <= s.p90

@@ -162,7 +162,7 @@ class BatchTiming:
         reference_ratio: How slow the reference ran over the batch (its
             figure) against the quietest seen in this process (None without a
             reference).
-        disturbed: True if some model's figure was never confirmed, or the
+        disturbed: True if fewer than two windows agree with some model's figure, or the
             machine ran slow throughout.
         core: The core one-thread timing ended on (None: not pinned).
     """
