@@ -128,12 +128,14 @@ class Row:
     file: list[tuple[str, float, float]] = field(default_factory=list)  # (tensor, tmacs, out)
 
     def totals(self, side: list[tuple[str, float, float]]) -> tuple[int, float, float]:
+        """Ops, MACs and output elements of one side."""
         return len(side), sum(m for _, m, _ in side), sum(e for _, _, e in side)
 
     @property
     def agrees(self) -> bool:
+        """Whether both sides have as many ops, MACs and output elements."""
         a, b = self.totals(self.chain), self.totals(self.file)
-        return a[0] == b[0] and all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(a, b))
+        return all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(a, b, strict=True))
 
 
 def compare(steps: list[Step], ops: list[FileOp]) -> list[Row]:
@@ -181,7 +183,8 @@ def _side(row: Row, side: list[tuple[str, float, float]]) -> str:
 
 def table(rows: list[Row]) -> str:
     """The comparison as a fixed-width table."""
-    head = f"{'kind:precision':<22}{'ops':>9}{'MACs (desc / file)':>26}{'out el. (desc / file)':>24}"
+    head = (f"{'kind:precision':<22}{'ops':>9}{'MACs (desc / file)':>26}"
+            f"{'out el. (desc / file)':>24}")
     lines = [head, "-" * len(head)]
     for row in rows:
         a, b = row.totals(row.chain), row.totals(row.file)
