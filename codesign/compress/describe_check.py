@@ -34,7 +34,8 @@ class CandidateCheck:
         precision: Precision per layer.
         resolution: Input side.
         rows: The comparison per kind and precision.
-        problems: Layers whose types in the file differ from their precision.
+        problems: Layers whose types in the file differ from their precision, and
+            ops the chain cannot price.
     """
 
     prune: dict[str, float]
@@ -82,8 +83,12 @@ def check_candidate(model: Any, description: dict[str, Any], cand: CandidateChec
     shape = (16, *narrow.input_shape[1:])
     blob = convert(narrow, cand.precision, rng.uniform(0.0, 1.0, shape).astype(np.float32))
     cand.problems = mismatches(blob, cand.precision)
-    steps = graph_steps(description, kept_from_ratios(description, cand.prune), cand.precision,
-                        cand.resolution)
+    try:
+        steps = graph_steps(description, kept_from_ratios(description, cand.prune),
+                            cand.precision, cand.resolution)
+    except ValueError as exc:  # an op the description cannot price: nothing to compare
+        cand.problems.append(str(exc))
+        return cand
     cand.rows = compare(steps, file_ops(blob))
     return cand
 

@@ -5,8 +5,8 @@ description the search process prices candidates from
 (:class:`codesign.hyper.opgraph.GraphOp`). What the converter does, checked
 against converted files (``tools/check_description.py``):
 
-- Batch norm right after a conv or depthwise layer whose output nothing else
-  reads folds into its weights; elsewhere it becomes MUL and ADD.
+- Batch norm right after a conv, depthwise or dense layer whose output
+  nothing else reads folds into its weights; elsewhere it becomes MUL and ADD.
 - A ReLU or ReLU6 (a layer, an ``Activation`` or a layer's own ``activation``)
   fuses into the conv, depthwise, dense, ADD, SUB or MUL before it when
   nothing else reads that op's output; elsewhere it is a RELU / RELU6 op.
@@ -14,7 +14,10 @@ against converted files (``tools/check_description.py``):
   ``Flatten`` of a vector vanishes, of a feature map is a RESHAPE.
 - ``Rescaling`` is a MUL (scale not 1) and an ADD (offset not 0).
 - Global pools are MEAN / REDUCE_MAX; other activations their own op
-  (``softmax``: SOFTMAX...); ``Average`` is ADDs and a MUL.
+  (``softmax``: SOFTMAX, ``swish``: LOGISTIC and MUL...); ``Average`` is ADDs
+  and a MUL.
+- A dilated convolution becomes SPACE_TO_BATCH_ND, CONV_2D and BATCH_TO_SPACE_ND
+  on padded blocks; it is listed as unknown (not priced) for now.
 
 A layer codesign cannot map is listed as ``UNKNOWN:<class>`` (a chain built
 from it says so). Runs in the evaluation child.
@@ -34,9 +37,11 @@ L = keras.layers
 VANISH = (L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
           L.ActivityRegularization)
 FUSE_INTO = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL")
-FOLD_INTO = ("CONV_2D", "DEPTHWISE_CONV_2D")
+FOLD_INTO = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 ACTIVATIONS = {"softmax": ["SOFTMAX"], "sigmoid": ["LOGISTIC"], "tanh": ["TANH"],
-               "elu": ["ELU"], "gelu": ["GELU"], "hard_swish": ["HARD_SWISH"]}
+               "elu": ["ELU"], "gelu": ["GELU"], "hard_swish": ["HARD_SWISH"],
+               "swish": ["LOGISTIC", "MUL"], "silu": ["LOGISTIC", "MUL"]}
+SWISH = ("swish", "silu")  # x * sigmoid(x): the MUL reads the LOGISTIC's output and x
 MERGES = {L.Add: "ADD", L.Subtract: "SUB", L.Multiply: "MUL", L.Maximum: "MAXIMUM",
           L.Minimum: "MINIMUM"}
 Key = tuple[str, int, int]  # (layer, node index, tensor index): one Keras tensor
@@ -144,31 +149,38 @@ def _call(s: _Ops, layer: Any, node: Any, srcs: list[Key], out: Key) -> None:
     if not ops:
         s.same(out, src)
         return
-    _chain(s, ops, base, out)
-    act = getattr(layer, "activation", None)
-    name = getattr(act, "__name__", "linear") if not isinstance(layer, L.Activation) else None
+    _chain(s, ops, base, out, isinstance(layer, L.Activation) and _act(layer) in SWISH)
+    name = _act(layer) if not isinstance(layer, L.Activation) else None
     if name in ("relu", "relu6") and s.ops[-1].tflite in FUSE_INTO:
         s.ops[-1].fused = name
     elif name and name != "linear":
         following = dict(base, inputs=[len(s.ops) - 1], in_layouts=[base["out_layout"]],
                          in_hw=base["out_hw"])
-        _chain(s, ACTIVATIONS.get(name, [f"UNKNOWN:activation:{name}"]), following, out)
+        _chain(s, ACTIVATIONS.get(name, [f"UNKNOWN:activation:{name}"]), following, out,
+               name in SWISH)
 
 
-def _chain(s: _Ops, tflite: list[Any], base: dict[str, Any], out: Key) -> None:
-    """Add ops one after the other (the first reads the layer's inputs)."""
+def _chain(s: _Ops, tflite: list[Any], base: dict[str, Any], out: Key, swish: bool = False
+           ) -> None:
+    """Add ops one after the other (the first reads the layer's inputs).
+
+    With ``swish``, the last op (a MUL) also reads the first op's input.
+    """
     for k, item in enumerate(tflite):
         op = item if isinstance(item, GraphOp) else GraphOp(tflite=item, **base)
         if k:
             op.inputs, op.in_layouts, op.in_hw = [len(s.ops) - 1], [base["out_layout"]], \
                 base["out_hw"]
+        if k and swish and k == len(tflite) - 1:
+            op.inputs.append(base["inputs"][0])
+            op.in_layouts.append(base["in_layouts"][0])
         s.add(op, out)
 
 
 def _relu(layer: Any) -> str | None:
     """``relu`` / ``relu6`` / ``linear`` for a layer that is only that activation, else None."""
     if isinstance(layer, L.Activation):
-        name = getattr(layer.activation, "__name__", "")
+        name = _act(layer)
         return name if name in ("relu", "relu6", "linear") else None
     if type(layer) is L.ReLU and not float(layer.negative_slope) and not float(layer.threshold):
         if layer.max_value is None:
@@ -181,6 +193,8 @@ def _convert(layer: Any, base: dict[str, Any]) -> list[Any]:
     """The ops a layer (other than batch norm and ReLU) converts to."""
     t = type(layer)
     conv = {L.Conv2D: "CONV_2D", L.DepthwiseConv2D: "DEPTHWISE_CONV_2D"}.get(t)
+    if conv and max(layer.dilation_rate) > 1:
+        return [f"UNKNOWN:{t.__name__}(dilated)"]
     if conv and not (t is L.Conv2D and layer.groups != 1) and not (
             t is L.DepthwiseConv2D and layer.depth_multiplier != 1):
         return [GraphOp(tflite=conv, kernel=list(layer.kernel_size), strides=list(layer.strides),
@@ -212,9 +226,14 @@ def _convert(layer: Any, base: dict[str, Any]) -> list[Any]:
             "RESIZE_NEAREST_NEIGHBOR"
         return [GraphOp(tflite=resize, scale=list(layer.size), **base)]
     if t is L.Activation:
-        name = getattr(layer.activation, "__name__", "?")
+        name = _act(layer)
         return list(ACTIVATIONS.get(name, [f"UNKNOWN:activation:{name}"]))
     return [f"UNKNOWN:{t.__name__}"]
+
+
+def _act(layer: Any) -> str:
+    """The name of a layer's activation function."""
+    return str(getattr(getattr(layer, "activation", None), "__name__", "linear"))
 
 
 def _group(layout: list[Any]) -> str | None:

@@ -155,8 +155,9 @@ class _Chain:
         """Add ``op``'s kernel (after converting its inputs) and its output tensor."""
         ins = [self.tensor(i) for i in op.inputs]
         nominal, domain = self._types(op, ins, precision)
-        hw = spatial_out(op, ins[0].hw if ins else None)
-        c = ins[0].channels if ins else 0
+        lead = max(ins, key=lambda t: t.elements) if ins else None  # a broadcast merge's big side
+        hw = spatial_out(op, lead.hw if lead else None)
+        c = lead.channels if lead else 0
         if op.tflite in ("CONV_2D", "FULLY_CONNECTED") or op.tflite.startswith("UNKNOWN"):
             c = _count(op.out_layout, kept)
         elif op.tflite == "CONCATENATION":

@@ -85,7 +85,7 @@ def file_ops(blob: bytes) -> list[FileOp]:
         ins = [int(t) for t in op.inputs if t >= 0]
         acts = [t for t in ins if not constant(t)]
         otype, oshape = info(int(op.outputs[0]))
-        elements = float(math.prod(oshape[1:]))
+        elements = float(math.prod(oshape))  # the batch is 1 (more after SPACE_TO_BATCH_ND)
         tensor = sg.tensors[int(op.outputs[0])].name.decode()
         if kind in ("QUANTIZE", "DEQUANTIZE"):
             key = WEIGHT_DEQUANTIZE if not acts else \
@@ -99,7 +99,7 @@ def file_ops(blob: bytes) -> list[FileOp]:
             precision = {"INT8": "int8", "INT16": "int16x8"}.get(otype) or \
                 {"FLOAT16": "float16", "INT4": "int4"}.get(stored, "float32")
             kernel = (wshape[1], wshape[2]) if kind != "FULLY_CONNECTED" else None
-            pixels = math.prod(oshape[1:-1]) if len(oshape) > 2 else 1
+            pixels = math.prod(oshape[:-1]) if len(oshape) > 2 else 1
             tmacs = float(pixels * math.prod(wshape[1:]) *
                           (wshape[0] if kind == "CONV_2D" else 1)) if kernel else \
                 float(math.prod(wshape))
@@ -183,11 +183,11 @@ def _side(row: Row, side: list[tuple[str, float, float]]) -> str:
 
 def table(rows: list[Row]) -> str:
     """The comparison as a fixed-width table."""
-    head = (f"{'kind:precision':<22}{'ops':>9}{'MACs (desc / file)':>26}"
+    head = (f"{'kind:precision':<32}{'ops':>9}{'MACs (desc / file)':>26}"
             f"{'out el. (desc / file)':>24}")
     lines = [head, "-" * len(head)]
     for row in rows:
         a, b = row.totals(row.chain), row.totals(row.file)
-        lines.append(f"{row.key:<22}{f'{a[0]}/{b[0]}':>9}{f'{a[1]:.0f} / {b[1]:.0f}':>26}"
+        lines.append(f"{row.key:<32}{f'{a[0]}/{b[0]}':>9}{f'{a[1]:.0f} / {b[1]:.0f}':>26}"
                      f"{f'{a[2]:.0f} / {b[2]:.0f}':>24}{'' if row.agrees else '  <- differs'}")
     return "\n".join(lines)
