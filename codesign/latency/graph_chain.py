@@ -113,7 +113,7 @@ def graph_steps(description: Mapping[str, Any], kept: Mapping[str, int],
     source = _Tensor(None if hw is None else (int(hw[0]), int(hw[1])),
                      _count(first.in_layouts[first.inputs.index(MODEL_INPUT)], {}), "f",
                      "float32", "input")
-    chain = _Chain(source)
+    chain = _Chain(source, ops)
     for op in ops:
         chain.run(op, kept, precision)
     read = {i for op in ops for i in op.inputs}
@@ -133,9 +133,15 @@ def graph_kernels(description: Mapping[str, Any], kept: Mapping[str, int],
 class _Chain:
     """The chain being built: each op's output tensor and the conversions already made."""
 
-    def __init__(self, source: _Tensor) -> None:
+    def __init__(self, source: _Tensor, ops: list[GraphOp]) -> None:
         self.source = source
+        self.ops = ops
+        self.readers: dict[int, list[GraphOp]] = {}
+        for op in ops:
+            for i in op.inputs:
+                self.readers.setdefault(i, []).append(op)
         self.tensors: list[_Tensor] = []
+        self.alias: dict[int, int] = {}  # a PAD the converter folds: the tensor it pads
         self.steps: list[Step] = []
         self.converted: set[tuple[int, str]] = set()
 
@@ -144,6 +150,7 @@ class _Chain:
 
     def feed(self, i: int, domain: str) -> None:
         """Convert tensor ``i`` to ``domain`` for a consumer, once per tensor and type."""
+        i = self.alias.get(i, i)
         t = self.tensor(i)
         if t.domain != domain and (i, domain) not in self.converted:
             self.converted.add((i, domain))
@@ -154,6 +161,12 @@ class _Chain:
     def run(self, op: GraphOp, kept: Mapping[str, int], precision: Mapping[str, str]) -> None:
         """Add ``op``'s kernel (after converting its inputs) and its output tensor."""
         ins = [self.tensor(i) for i in op.inputs]
+        if op.tflite == "PAD" and self._folds(op, ins[0].hw):
+            t = ins[0]
+            self.alias[len(self.tensors)] = self.alias.get(op.inputs[0], op.inputs[0])
+            self.tensors.append(_Tensor(spatial_out(op, t.hw), t.channels, t.domain, t.nominal,
+                                        t.layer))
+            return
         nominal, domain = self._types(op, ins, precision)
         lead = max(ins, key=lambda t: t.elements) if ins else None  # a broadcast merge's big side
         hw = spatial_out(op, lead.hw if lead else None)
@@ -166,11 +179,30 @@ class _Chain:
             c = ins[0].elements
         out = _Tensor(hw, c, domain, nominal, op.name)
         prec = precision[op.name] if op.layer else PRECISION_OF.get(domain, "float32")
-        kernel = _kernel(op, ins, out, prec)
+        kernel = _kernel(op, [self.tensor(self.alias.get(i, i)) for i in op.inputs], out, prec)
         for i in op.inputs:
             self.feed(i, domain)
         self.steps.append(Step(op.name, op.tflite, kernel))
         self.tensors.append(out)
+
+    def _folds(self, op: GraphOp, hw: tuple[int, int] | None) -> bool:
+        """Whether the converter folds this PAD into the one convolution that reads it.
+
+        It does when the rows and columns added are what ``same`` padding adds
+        at this size (checked per size, kernel and stride on converted files).
+        """
+        readers = self.readers.get(len(self.tensors), [])
+        if hw is None or op.pads is None or len(readers) != 1:
+            return False
+        conv = readers[0]
+        if conv.tflite not in ("CONV_2D", "DEPTHWISE_CONV_2D") or conv.padding != "valid":
+            return False
+        k, s = conv.kernel or [1, 1], conv.strides or [1, 1]
+        for d in range(2):
+            total = max((math.ceil(hw[d] / s[d]) - 1) * s[d] + k[d] - hw[d], 0)
+            if list(op.pads[d]) != [total // 2, total - total // 2]:
+                return False
+        return True
 
     def _types(self, op: GraphOp, ins: list[_Tensor], precision: Mapping[str, str]
                ) -> tuple[str, str]:
