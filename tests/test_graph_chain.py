@@ -87,14 +87,24 @@ def _sequential() -> Any:
         L.Dense(10, activation="softmax", name="d2")])
 
 
+def _keras_mobilenet_v2() -> Any:
+    """Keras' own MobileNetV2: ZeroPadding2D before its strided depthwise layers."""
+    import tf_keras as keras
+
+    return _randomize_bn(keras.applications.MobileNetV2(input_shape=(72, 72, 3), alpha=0.35,
+                                                        weights=None, classes=10))
+
+
 @pytest.fixture(scope="module")
 def models() -> dict[str, Any]:
+    """Each toy model and its description, as it crosses the child's JSON boundary."""
     import codesign  # noqa: F401  (tf_keras before TensorFlow)
     from codesign.hyper.graph import channel_graph
 
     built = {"mobilenet": _mobilenet_like(), "resnet": _resnet_like(),
-             "sequential": _sequential()}
-    return {name: (m, channel_graph(m).describe()) for name, m in built.items()}
+             "sequential": _sequential(), "keras_mobilenet_v2": _keras_mobilenet_v2()}
+    return {name: (m, json.loads(json.dumps(channel_graph(m).describe())))
+            for name, m in built.items()}
 
 
 def _alternating(description: dict[str, Any], precisions: tuple[str, ...]) -> dict[str, str]:
@@ -108,6 +118,7 @@ CASES = [  # model, prune ratio of every group, precisions in turn, resolution (
     ("resnet", 0.5, ("float32", "int8"), None),
     ("resnet", 0.25, ("int16x8", "int8", "float16", "int4"), 28),  # odd maps: ceil(7 / 2)
     ("sequential", 0.5, ("int8", "float32"), None),
+    ("keras_mobilenet_v2", 0.25, ("int8", "float32"), None),  # 9x9 maps: one PAD stays
 ]
 
 
@@ -199,6 +210,34 @@ def test_precision_changes_and_the_output_are_converted_once() -> None:
     mixed = graph_steps(description, {}, {"c": "int8", "d": "int16x8"}, None)
     assert [s.kernel.name for s in mixed] == ["q:f>i8", "conv3", "pool", "q:i8>i16", "dense",
                                               "q:i16>f"]
+
+
+def _padded_depthwise(pads: list[list[int]], stride: int) -> dict[str, Any]:
+    x = [[["_input", 4]], 1]
+    return {"groups": [], "ops": [
+        {"name": "pad", "tflite": "PAD", "inputs": [-1], "in_layouts": [x], "out_layout": x,
+         "in_hw": [8, 8], "out_hw": [8 + sum(pads[0]), 8 + sum(pads[1])], "pads": pads},
+        {"name": "dw", "tflite": "DEPTHWISE_CONV_2D", "inputs": [0], "in_layouts": [x],
+         "out_layout": x, "in_hw": [9, 9], "out_hw": [4, 4], "kernel": [3, 3],
+         "strides": [stride, stride], "padding": "valid", "layer": True}]}
+
+
+@pytest.mark.parametrize(("pads", "stride", "side", "folds"), [
+    ([[0, 1], [0, 1]], 2, 8, True), ([[0, 1], [0, 1]], 2, 9, False),
+    ([[1, 1], [1, 1]], 2, 9, True), ([[1, 1], [1, 1]], 1, 9, True), ([[0, 1], [0, 1]], 1, 8, False),
+])
+def test_a_pad_folds_where_it_adds_what_same_padding_adds(
+        pads: list[list[int]], stride: int, side: int, folds: bool) -> None:
+    """As converted files show (a 3x3 convolution after ZeroPadding2D, sizes 6 to 9)."""
+    steps = graph_steps(_padded_depthwise(pads, stride), {}, {"dw": "int8"}, side)
+    assert [s.tflite for s in steps].count("PAD") == (0 if folds else 1)
+    dw = next(s.kernel for s in steps if s.tflite == "DEPTHWISE_CONV_2D")
+    padded = side + sum(pads[0])
+    out = (padded - 3) // stride + 1
+    read = side if folds else padded  # a folded PAD: the convolution reads the map itself
+    assert dw.out == out * out * 4 and dw.inp == read * read * 4
+    assert [s.kernel.kind for s in steps if s.kernel.kind.startswith("q:")] == ["q:f>i8",
+                                                                               "q:i8>f"]
 
 
 def test_integer_glue_follows_the_installed_quantizer_policy() -> None:
