@@ -81,7 +81,8 @@ def _sequential() -> Any:
 
     L = keras.layers
     return keras.Sequential([
-        keras.Input((16, 16, 1)), L.Conv2D(8, 3, activation="relu", name="c1"), L.MaxPooling2D(),
+        keras.Input((16, 16, 1)), L.Rescaling(1 / 255.0),  # folds into c1's weights
+        L.Conv2D(8, 3, activation="relu", name="c1"), L.MaxPooling2D(),
         L.Conv2D(16, 3, padding="same", activation="relu", name="c2"), L.AveragePooling2D(),
         L.Flatten(), L.Dense(32, activation="relu", name="d1"),
         L.Dense(10, activation="softmax", name="d2")])
@@ -238,6 +239,27 @@ def test_a_pad_folds_where_it_adds_what_same_padding_adds(
     assert dw.out == out * out * 4 and dw.inp == read * read * 4
     assert [s.kernel.kind for s in steps if s.kernel.kind.startswith("q:")] == ["q:f>i8",
                                                                                "q:i8>f"]
+
+
+def _rescaled_conv(padding: str, const: str) -> dict[str, Any]:
+    x = [[["_input", 3]], 1]
+    plain = {"in_layouts": [x], "out_layout": x, "in_hw": [8, 8], "out_hw": [8, 8]}
+    return {"groups": [], "ops": [
+        {"name": "rescaling", "tflite": "MUL", "inputs": [-1], "const": const, **plain},
+        {"name": "rescaling", "tflite": "ADD", "inputs": [0], "const": const, **plain},
+        {"name": "c", "tflite": "CONV_2D", "inputs": [1], "in_layouts": [x],
+         "out_layout": [[["c", 4]], 1], "in_hw": [8, 8], "out_hw": [8, 8], "kernel": [3, 3],
+         "strides": [1, 1], "padding": padding, "group": "c", "layer": True}]}
+
+
+@pytest.mark.parametrize(("padding", "const", "left"), [
+    ("valid", "scalar", []), ("same", "scalar", ["MUL", "ADD"]),
+    ("valid", "channel", ["MUL", "ADD"])])
+def test_a_rescaling_folds_into_the_convolution_it_feeds(padding: str, const: str,
+                                                          left: list[str]) -> None:
+    """A scalar offset folds into a valid convolution's bias, then the scale into its weights."""
+    steps = graph_steps(_rescaled_conv(padding, const), {}, {"c": "float32"}, 8)
+    assert [s.tflite for s in steps] == [*left, "CONV_2D"]
 
 
 def test_integer_glue_follows_the_installed_quantizer_policy() -> None:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             acc = total.setdefault(row.key, Row(row.key))
             acc.chain += row.chain
             acc.file += row.file
-        lines = disagreements(c.rows) + [f"precision: {p}" for p in c.problems]
+        lines = disagreements(c.rows) + [f"problem: {p}" for p in c.problems]
         if lines:
             failed += 1
             print(f"candidate {i} (resolution {c.resolution}, "

@@ -77,8 +77,14 @@ def check_candidate(model: Any, description: dict[str, Any], cand: CandidateChec
     from codesign.tflite.convert import convert
     from codesign.tflite.inspect import mismatches
 
-    base = model if cand.resolution == int(model.input_shape[1]) else reinput(model,
-                                                                              cand.resolution)
+    base = model
+    if cand.resolution != int(model.input_shape[1]):
+        try:
+            base = reinput(model, cand.resolution)
+        except ValueError as exc:  # e.g. a Flatten before a dense layer: fixed input size
+            cand.problems.append(f"the model does not run at {cand.resolution}: "
+                                 f"{str(exc).splitlines()[0][:160]}")
+            return cand
     narrow, _ = prune_model(base, channel_graph(base), cand.prune)
     shape = (16, *narrow.input_shape[1:])
     blob = convert(narrow, cand.precision, rng.uniform(0.0, 1.0, shape).astype(np.float32))

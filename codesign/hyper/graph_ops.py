@@ -12,7 +12,9 @@ against converted files (``tools/check_description.py``):
   nothing else reads that op's output; elsewhere it is a RELU / RELU6 op.
 - Dropout, noise, activity regularisation and linear activations vanish;
   ``Flatten`` of a vector vanishes, of a feature map is a RESHAPE.
-- ``Rescaling`` is a MUL (scale not 1) and an ADD (offset not 0).
+- ``Rescaling`` is a MUL (scale not 1) and an ADD (offset not 0); the chain
+  folds them into the convolution they feed where the converter does
+  (:mod:`codesign.latency.graph_chain`).
 - Global pools are MEAN / REDUCE_MAX; other activations their own op
   (``softmax``: SOFTMAX, ``swish``: LOGISTIC and MUL...); ``Average`` is ADDs
   and a MUL.
@@ -143,7 +145,8 @@ def _call(s: _Ops, layer: Any, node: Any, srcs: list[Key], out: Key) -> None:
         if host is not None:
             s.same(out, src)
             return
-        _chain(s, ["MUL", "ADD"], base, out)
+        _chain(s, [GraphOp(tflite=k, const="channel", **base) for k in ("MUL", "ADD")], base,
+               out)
         return
     ops = _convert(layer, base)
     if not ops:
@@ -215,10 +218,12 @@ def _convert(layer: Any, base: dict[str, Any]) -> list[Any]:
         return list(simple[t])
     if t in MERGES or t is L.Average:
         n = len(base["inputs"]) - 1
-        return [MERGES.get(t, "ADD")] * n + (["MUL"] if t is L.Average else [])
+        half = [GraphOp(tflite="MUL", const="scalar", **base)] if t is L.Average else []
+        return [MERGES.get(t, "ADD")] * n + half
     if t is L.Rescaling:
-        return (["MUL"] if not np.all(np.asarray(layer.scale) == 1) else []) + (
-            ["ADD"] if np.any(np.asarray(layer.offset) != 0) else [])
+        return [GraphOp(tflite=k, const="scalar" if np.size(v) == 1 else "channel", **base)
+                for k, v, skip in (("MUL", layer.scale, 1), ("ADD", layer.offset, 0))
+                if np.any(np.asarray(v) != skip)]
     if t is L.ZeroPadding2D:
         return [GraphOp(tflite="PAD", pads=[list(p) for p in layer.padding], **base)]
     if t is L.UpSampling2D:

@@ -88,6 +88,8 @@ class GraphOp:
         scale: Upsampling factor (resize ops).
         group: The channel group it produces (conv and dense: its output channels).
         fused: Activation fused into it by the converter (``relu``, ``relu6``).
+        const: For an element-wise op with a constant: ``scalar`` (one number)
+            or ``channel`` (one per channel).
         layer: Whether it carries a precision gene of its own (conv, depthwise, dense).
     """
 
@@ -106,6 +108,7 @@ class GraphOp:
     scale: list[int] | None = None
     group: str | None = None
     fused: str = ""
+    const: str = ""
     layer: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -141,7 +141,8 @@ class _Chain:
             for i in op.inputs:
                 self.readers.setdefault(i, []).append(op)
         self.tensors: list[_Tensor] = []
-        self.alias: dict[int, int] = {}  # a PAD the converter folds: the tensor it pads
+        self.alias: dict[int, int] = {}  # an op the converter folds: the tensor it reads
+        self.folded = _folded_constants(ops, self.readers)
         self.steps: list[Step] = []
         self.converted: set[tuple[int, str]] = set()
 
@@ -161,7 +162,7 @@ class _Chain:
     def run(self, op: GraphOp, kept: Mapping[str, int], precision: Mapping[str, str]) -> None:
         """Add ``op``'s kernel (after converting its inputs) and its output tensor."""
         ins = [self.tensor(i) for i in op.inputs]
-        if op.tflite == "PAD" and self._folds(op, ins[0].hw):
+        if len(self.tensors) in self.folded or (op.tflite == "PAD" and self._folds(op, ins[0].hw)):
             t = ins[0]
             self.alias[len(self.tensors)] = self.alias.get(op.inputs[0], op.inputs[0])
             self.tensors.append(_Tensor(spatial_out(op, t.hw), t.channels, t.domain, t.nominal,
@@ -214,6 +215,31 @@ class _Chain:
         if MODEL_INPUT in op.inputs or nominal not in STATIC:
             return "float32", "f"
         return nominal, ACTIVATION[nominal] if op.tflite in INTEGER_OPS[nominal] else "f"
+
+
+def _folded_constants(ops: list[GraphOp], readers: dict[int, list[GraphOp]]) -> set[int]:
+    """Element-wise ops with one number that the converter folds into the convolution after them.
+
+    A MUL by a scalar folds into the conv or depthwise layer that alone reads
+    it (its weights scale); an ADD of a scalar only into a ``valid`` one (its
+    bias shifts; ``same`` padding would add the shifted zeros). Folded from the
+    convolution backwards: a ``Rescaling`` with an offset before a ``valid``
+    convolution folds whole. Per-channel constants stay (checked on converted files).
+    """
+    index = {id(op): i for i, op in enumerate(ops)}
+    folded: set[int] = set()
+    target: dict[int, GraphOp] = {}  # a folded op: the convolution it folds into
+    for i in range(len(ops) - 1, -1, -1):
+        op, after = ops[i], readers.get(i, [])
+        if op.const != "scalar" or op.tflite not in ("MUL", "ADD") or len(after) != 1:
+            continue
+        reader = after[0]
+        conv = target.get(index[id(reader)]) if index[id(reader)] in folded else reader
+        if conv.tflite in ("CONV_2D", "DEPTHWISE_CONV_2D") and (
+                op.tflite == "MUL" or conv.padding == "valid"):
+            folded.add(i)
+            target[i] = conv
+    return folded
 
 
 def _kernel(op: GraphOp, ins: list[_Tensor], out: _Tensor, prec: str) -> Kernel:
