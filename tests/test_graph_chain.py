@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codesign.hyper.opgraph import INTEGER_OPS, kept_channels
-from codesign.latency.graph_chain import graph_steps, kept_from_ratios
+from codesign.hyper.opgraph import INTEGER_OPS, kept_count
+from codesign.latency.graph_chain import graph_kernels, graph_steps, kept_from_ratios
 from codesign.latency.graph_check import compare, disagreements
 from tests.test_import_rules import _heavy, reachable
 
@@ -169,6 +169,45 @@ def test_a_wrong_description_is_caught(models: dict[str, Any]) -> None:
     assert "r0_b" in lines and "r1_a" in lines
 
 
+def _as_described(key: str) -> str:
+    """A built-in feature's name for a described model (the stem is a 3x3 convolution)."""
+    for old, new in (("stem:", "conv3:"), ("fallback:stem:", "fallback:conv:")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_built_in_subnet_described_prices_as_the_built_in_chain(seed: int) -> None:
+    """The description of a built-in candidate's Keras model gives the features of ``kernels()``.
+
+    The built-in chain calls its first convolution ``stem``; a described model
+    calls every k x k convolution ``conv<k>``. Both read channels from the
+    candidate (the described one through the model's own layer widths).
+    """
+    import codesign  # noqa: F401  (tf_keras before TensorFlow)
+    from codesign.hyper.graph import channel_graph
+    from codesign.latency.features import features, kernels
+    from codesign.nn.submodel import build_submodel
+    from codesign.space import get_space
+    from codesign.space.candidate import Candidate
+
+    space = get_space("default")
+    rng = np.random.default_rng(seed)
+    cand = space.random_candidate(rng)
+    names = space.layer_names()
+    precision = {n: str(rng.choice(["float32", "int8", "int16x8", "float16"])) for n in names}
+    cand = Candidate.make(cand.resolution, cand.depths, cand.prune_map, precision,
+                          cand.kernel_map or None)
+    model = build_submodel(space, space.subnet(cand), 10, 1)
+    description = json.loads(json.dumps(channel_graph(model).describe()))
+    built_in = {_as_described(k): v
+                for k, v in features(kernels(space, cand, 10, 1), ("int8",)).items()}
+    described = features(graph_kernels(description, {}, precision), ("int8",))
+    assert described.keys() == built_in.keys()
+    assert all(described[k] == pytest.approx(built_in[k]) for k in built_in)
+
+
 def test_pruning_a_group_cuts_its_producers_and_consumers(models: dict[str, Any]) -> None:
     """Keeping half of an expansion's channels halves the expand, depthwise and project MACs."""
     description = models["mobilenet"][1]
@@ -178,7 +217,7 @@ def test_pruning_a_group_cuts_its_producers_and_consumers(models: dict[str, Any]
     assert group["prunable"] and group["size"] == 64
     ratios = {"b1_exp": 0.5}
     kept = kept_from_ratios(description, ratios)
-    assert kept["b1_exp"] == kept_channels(64, 0.5) == 32
+    assert kept["b1_exp"] == kept_count(64, 0.5) == 32
     half = graph_steps(description, kept, precision)
     assert [s.layer for s in half] == [s.layer for s in full]
     for a, b in zip(full, half, strict=True):

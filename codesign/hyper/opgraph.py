@@ -37,7 +37,7 @@ KIND_OF = {"DEPTHWISE_CONV_2D": "dw", "FULLY_CONNECTED": "dense", "MEAN": "pool"
            "REDUCE_MAX": "gmax", "MAX_POOL_2D": "maxpool", "AVERAGE_POOL_2D": "avgpool"}
 
 
-def kept_channels(size: int, ratio: float) -> int:
+def kept_count(size: int, ratio: float) -> int:
     """Channels a group of ``size`` keeps when ``ratio`` of them is pruned (at least one)."""
     return max(1, int(round(size * (1.0 - float(ratio)))))
 

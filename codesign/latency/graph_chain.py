@@ -25,7 +25,7 @@ from codesign.hyper.opgraph import (
     INTEGER_OPS,
     MODEL_INPUT,
     GraphOp,
-    kept_channels,
+    kept_count,
     op_kind,
     spatial_out,
 )
@@ -71,7 +71,7 @@ def described_ops(description: Mapping[str, Any]) -> list[GraphOp]:
 def kept_from_ratios(description: Mapping[str, Any], ratios: Mapping[str, float]
                      ) -> dict[str, int]:
     """Channels each prunable group keeps for its prune ratio (as pruning rounds them)."""
-    return {g["name"]: kept_channels(int(g["size"]), ratios.get(g["name"], 0.0))
+    return {g["name"]: kept_count(int(g["size"]), ratios.get(g["name"], 0.0))
             for g in description["groups"] if g["prunable"]}
 
 
