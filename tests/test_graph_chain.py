@@ -88,6 +88,32 @@ def _sequential() -> Any:
         L.Dense(10, activation="softmax", name="d2")])
 
 
+def _odd_layers() -> Any:
+    """Folds and fusions that depend on who reads what, and layers beyond conv / add / pool."""
+    import tf_keras as keras
+
+    L = keras.layers
+    inp = keras.Input((16, 16, 3))
+    a = L.Conv2D(8, 3, padding="same", name="a")(inp)
+    x = L.Add()([L.ReLU()(L.BatchNormalization()(a)), a])  # a read twice: no fold, no fusion
+    x = L.BatchNormalization()(L.Conv2D(8, 3, padding="same", activation="relu", name="b")(x))
+    x = L.ReLU()(L.Concatenate()([x, L.Conv2D(8, 1, name="c")(x)]))
+    x = L.ReLU()(L.MaxPooling2D()(x))
+    y = L.ReLU(6.0)(L.AveragePooling2D(padding="same", strides=1)(
+        L.Conv2D(16, 1, name="d")(x)))
+    x = L.Activation("relu6")(L.Multiply()([L.ReLU(6.0)(L.Add()([x, y])), y]))
+    x = L.Activation("swish")(L.Dropout(0.1)(L.BatchNormalization()(
+        L.Conv2D(16, 3, strides=2, name="e")(x))))
+    se = L.Conv2D(16, 1, activation="sigmoid", name="se")(
+        L.GlobalAveragePooling2D(keepdims=True)(x))
+    x = L.Multiply()([x, se])  # broadcast
+    x = L.LeakyReLU(0.1)(L.Conv2D(8, 1, name="f")(L.UpSampling2D()(x)))
+    x = L.Maximum()([x, L.DepthwiseConv2D(3, padding="same", activation="tanh", name="g")(x)])
+    x = L.ReLU()(L.GlobalAveragePooling2D()(x))
+    x = L.BatchNormalization()(L.Dense(16, name="h")(x))
+    return _randomize_bn(keras.Model(inp, L.Softmax()(L.Dense(10, name="i")(x))))
+
+
 def _keras_mobilenet_v2() -> Any:
     """Keras' own MobileNetV2: ZeroPadding2D before its strided depthwise layers."""
     import tf_keras as keras
@@ -103,7 +129,8 @@ def models() -> dict[str, Any]:
     from codesign.hyper.graph import channel_graph
 
     built = {"mobilenet": _mobilenet_like(), "resnet": _resnet_like(),
-             "sequential": _sequential(), "keras_mobilenet_v2": _keras_mobilenet_v2()}
+             "sequential": _sequential(), "keras_mobilenet_v2": _keras_mobilenet_v2(),
+             "odd_layers": _odd_layers()}
     return {name: (m, json.loads(json.dumps(channel_graph(m).describe())))
             for name, m in built.items()}
 
@@ -120,6 +147,8 @@ CASES = [  # model, prune ratio of every group, precisions in turn, resolution (
     ("resnet", 0.25, ("int16x8", "int8", "float16", "int4"), 28),  # odd maps: ceil(7 / 2)
     ("sequential", 0.5, ("int8", "float32"), None),
     ("keras_mobilenet_v2", 0.25, ("int8", "float32"), None),  # 9x9 maps: one PAD stays
+    ("odd_layers", 0.5, ("int8", "float32"), None),
+    ("odd_layers", 0.25, ("float32", "int16x8", "int8"), None),
 ]
 
 

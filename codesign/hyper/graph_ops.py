@@ -8,7 +8,7 @@ against converted files (``tools/check_description.py``):
 - Batch norm right after a conv, depthwise or dense layer whose output
   nothing else reads folds into its weights; elsewhere it becomes MUL and ADD.
 - A ReLU or ReLU6 (a layer, an ``Activation`` or a layer's own ``activation``)
-  fuses into the conv, depthwise, dense, ADD, SUB or MUL before it when
+  fuses into the conv, depthwise, dense, ADD, SUB, MUL or local pool before it when
   nothing else reads that op's output; elsewhere it is a RELU / RELU6 op.
 - Dropout, noise, activity regularisation and linear activations vanish;
   ``Flatten`` of a vector vanishes, of a feature map is a RESHAPE.
@@ -38,7 +38,8 @@ from codesign.hyper.opgraph import MODEL_INPUT, GraphOp
 L = keras.layers
 VANISH = (L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
           L.ActivityRegularization)
-FUSE_INTO = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL")
+FUSE_INTO = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "MAX_POOL_2D",
+             "AVERAGE_POOL_2D")
 FOLD_INTO = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 ACTIVATIONS = {"softmax": ["SOFTMAX"], "sigmoid": ["LOGISTIC"], "tanh": ["TANH"],
                "elu": ["ELU"], "gelu": ["GELU"], "hard_swish": ["HARD_SWISH"],
