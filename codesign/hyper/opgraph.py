@@ -112,8 +112,10 @@ class GraphOp:
     layer: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data for the description."""
-        return asdict(self)
+        """Plain data for the description (fields at their defaults left out)."""
+        empty = GraphOp("", "", [])
+        return {k: v for k, v in asdict(self).items()
+                if k in ("name", "tflite", "inputs") or v != getattr(empty, k)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GraphOp:

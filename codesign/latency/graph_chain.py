@@ -135,7 +135,6 @@ class _Chain:
 
     def __init__(self, source: _Tensor, ops: list[GraphOp]) -> None:
         self.source = source
-        self.ops = ops
         self.readers: dict[int, list[GraphOp]] = {}
         for op in ops:
             for i in op.inputs:
