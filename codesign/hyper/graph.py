@@ -9,7 +9,10 @@ each) and flattening, and tied to other groups by element-wise merges
 model's output, come from its input, or meet a layer codesign does not know
 (``Reshape``, a lambda, a nested model, a shared layer) are frozen: never
 pruned, and each says which layers froze it and why. A scalar ``Rescaling``
-passes channels through. Runs in the evaluation child.
+passes channels through. The description also lists every op the model
+converts to, with the groups it reads and writes
+(:func:`codesign.hyper.graph_ops.layer_ops`), so that the search process can
+price a candidate without converting it. Runs in the evaluation child.
 """
 
 from __future__ import annotations

@@ -111,11 +111,17 @@ class GraphOp:
     const: str = ""
     layer: bool = False
 
+    @property
+    def kind(self) -> str:
+        """The kind it is priced as (:func:`op_kind`)."""
+        return op_kind(self.tflite, tuple(self.kernel) if self.kernel else None, len(self.inputs))
+
     def to_json(self) -> dict[str, Any]:
-        """Plain data for the description (fields at their defaults left out)."""
+        """Plain data for the description (fields at their defaults left out; ``kind`` added)."""
         empty = GraphOp("", "", [])
-        return {k: v for k, v in asdict(self).items()
+        kept = {k: v for k, v in asdict(self).items()
                 if k in ("name", "tflite", "inputs") or v != getattr(empty, k)}
+        return {"kind": self.kind, **kept}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GraphOp:

@@ -26,7 +26,6 @@ from codesign.hyper.opgraph import (
     MODEL_INPUT,
     GraphOp,
     kept_count,
-    op_kind,
     spatial_out,
 )
 from codesign.latency.features import ACTIVATION, SIMD, Kernel
@@ -243,7 +242,7 @@ def _folded_constants(ops: list[GraphOp], readers: dict[int, list[GraphOp]]) -> 
 
 def _kernel(op: GraphOp, ins: list[_Tensor], out: _Tensor, prec: str) -> Kernel:
     """One op's kernel, as :func:`codesign.latency.features.kernels` counts them."""
-    kind = op_kind(op.tflite, tuple(op.kernel) if op.kernel else None, len(op.inputs))
+    kind = op.kind
     inp = float(sum(t.elements for t in ins))
     size = max(op.kernel) if op.kernel else 1
     if op.tflite in ("CONV_2D", "DEPTHWISE_CONV_2D"):
