@@ -9,12 +9,16 @@ each) and flattening, and tied to other groups by element-wise merges
 model's output, come from its input, or meet a layer codesign does not know
 (``Reshape``, a lambda, a nested model, a shared layer) are frozen: never
 pruned, and each says which layers froze it and why. A scalar ``Rescaling``
-passes channels through. Runs in the evaluation child.
+passes channels through. The description also lists every op the model
+converts to, with the groups it reads and writes
+(:func:`codesign.hyper.graph_ops.layer_ops`), so that the search process can
+price a candidate without converting it. Runs in the evaluation child.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,8 @@ import numpy as np
 import tf_keras as keras
 
 from codesign.errors import TrialFailure
+from codesign.hyper.graph_ops import layer_ops
+from codesign.hyper.opgraph import GraphOp
 
 L = keras.layers
 PASS_THROUGH = (
@@ -80,12 +86,15 @@ class ChannelGraph:
         inputs: Per layer with weights: its input's layout (group names).
         outputs: Per Conv2D / Dense layer: the group it produces.
         precision_layers: ``(layer, kind)`` of every conv, depthwise and dense layer.
+        ops: Every op the converted model runs, in model order
+            (:func:`codesign.hyper.graph_ops.layer_ops`).
     """
 
     groups: dict[str, Group]
     inputs: dict[str, tuple[tuple[tuple[str, int], ...], int]]
     outputs: dict[str, str]
     precision_layers: tuple[tuple[str, str], ...]
+    ops: tuple[GraphOp, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """Plain data for the search process (see ``codesign.hyper.suggest.suggest_genes``)."""
@@ -94,6 +103,7 @@ class ChannelGraph:
                         "prunable": g.prunable, "frozen_by": list(g.frozen_by)}
                        for g in self.groups.values()],
             "layers": [{"name": n, "kind": k} for n, k in self.precision_layers],
+            "ops": [op.to_json() for op in self.ops],
         }
 
 
@@ -185,7 +195,10 @@ def channel_graph(model: keras.Model) -> ChannelGraph:
         lay = layouts.get((history.layer.name, history.node_index, history.tensor_index))
         for g, _ in (lay.segments if lay else ()):
             uf.freeze(g, f"reaches the model's output ({history.layer.name})")
-    return _resolve(uf, weighted_in, produced, tuple(precision_layers))
+    namer = _namer(uf, produced)
+    graph = _resolve(uf, weighted_in, produced, tuple(precision_layers), namer)
+    return ChannelGraph(graph.groups, graph.inputs, graph.outputs, graph.precision_layers,
+                        tuple(layer_ops(model, layouts, namer)))
 
 
 def _propagate(
@@ -238,23 +251,31 @@ def _propagate(
     return None
 
 
-def _resolve(uf: _Vars, weighted_in: dict[str, Layout], produced: dict[str, int],
-             precision_layers: tuple[tuple[str, str], ...]) -> ChannelGraph:
+def _namer(uf: _Vars, produced: dict[str, int]) -> Callable[[int], str]:
+    """A group variable's name: its first producing layer's, else ``_frozen<root>``."""
     names: dict[int, str] = {}
-    groups: dict[str, Group] = {}
     for layer, var in produced.items():  # in model order: the first producer names the group
-        root = uf.find(var)
-        if root not in names:
-            names[root] = layer
-            why = tuple(uf.reasons[root]) if uf.frozen[root] else ()
-            if not why and uf.size[root] < 2:
-                why = ("has one channel",)
-            groups[layer] = Group(layer, uf.size[root], list(uf.producers[root]),
-                                  not uf.frozen[root] and uf.size[root] >= 2, why)
+        names.setdefault(uf.find(var), layer)
 
     def name(var: int) -> str:
         root = uf.find(var)
         return names.get(root, f"_frozen{root}")
+
+    return name
+
+
+def _resolve(uf: _Vars, weighted_in: dict[str, Layout], produced: dict[str, int],
+             precision_layers: tuple[tuple[str, str], ...], name: Callable[[int], str]
+             ) -> ChannelGraph:
+    groups: dict[str, Group] = {}
+    for var in produced.values():
+        root = uf.find(var)
+        if name(root) not in groups:
+            why = tuple(uf.reasons[root]) if uf.frozen[root] else ()
+            if not why and uf.size[root] < 2:
+                why = ("has one channel",)
+            groups[name(root)] = Group(name(root), uf.size[root], list(uf.producers[root]),
+                                       not uf.frozen[root] and uf.size[root] >= 2, why)
 
     inputs = {
         layer: (tuple((name(g), n) for g, n in lay.segments), lay.repeat)

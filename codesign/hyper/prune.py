@@ -19,6 +19,7 @@ import tf_keras as keras
 
 from codesign.errors import TrialFailure
 from codesign.hyper.graph import ChannelGraph
+from codesign.hyper.opgraph import kept_count
 from codesign.nn.importance import filter_l1
 
 L = keras.layers
@@ -26,10 +27,7 @@ L = keras.layers
 
 def kept_counts(graph: ChannelGraph, ratios: Mapping[str, float]) -> dict[str, int]:
     """Channels each group keeps for its prune ratio (at least one)."""
-    return {
-        name: max(1, int(round(g.size * (1.0 - float(ratios.get(name, 0.0))))))
-        for name, g in graph.groups.items()
-    }
+    return {name: kept_count(g.size, ratios.get(name, 0.0)) for name, g in graph.groups.items()}
 
 
 CRITERIA = ("l1", "bn")

@@ -29,7 +29,9 @@ class Kernel:
 
     Attributes:
         kind: ``stem`` (3x3 convolution), ``pw`` (1x1 convolution), ``dw``
-            (depthwise), ``add``, ``pool`` or ``dense``.
+            (depthwise), ``add``, ``pool`` or ``dense``; chains of other models
+            (:mod:`codesign.latency.graph_chain`) add ``conv`` (k x k) and the
+            kinds of :func:`codesign.hyper.opgraph.op_kind`.
         precision: The layer's precision (for add and pool: its producer's).
         macs: Multiply-accumulates, channels padded to the vector width.
         out: Output elements.
@@ -57,8 +59,8 @@ class Kernel:
 
     @property
     def name(self) -> str:
-        """The kind as priced: a depthwise kernel with its width (``dw3``, ``dw5``, ``dw7``)."""
-        return f"dw{self.size}" if self.kind == "dw" else self.kind
+        """Kind as priced, a depthwise or k x k convolution with its width (``dw3``, ``conv5``)."""
+        return f"{self.kind}{self.size}" if self.kind in ("dw", "conv") else self.kind
 
 
 def _pad(c: int) -> int:
