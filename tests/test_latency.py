@@ -208,3 +208,18 @@ def test_drift_is_shown_not_applied_and_a_large_one_says_how_to_measure_again() 
     assert "not applied" in small and "profile build" not in small
     large = drift_note(1.0 + 2 * DRIFT_WARN, profile)
     assert "1.60x" in large and "codesign profile build xnnpack-1t" in large
+
+
+def test_a_batch_whose_reference_never_ran_undisturbed_is_counted_not_infinite() -> None:
+    """A reference with no undisturbed window has no ratio: the summary says so in words."""
+    from codesign.latency.build import disturbance_line
+    from codesign.latency.measure import TimingSummary, _Timed
+
+    summary = TimingSummary()
+    summary.add([_Timed([0.1], reference_ratio=1.3, disturbed=True)])
+    summary.add([_Timed([0.1], reference_ratio=math.inf, disturbed=True)])
+    summary.add([_Timed([0.1], reference_ratio=1.1)])
+    assert summary.worst_ratio == pytest.approx(1.3) and summary.reference_lost == 1
+    line = disturbance_line(json.loads(json.dumps(summary.__dict__)), 3)
+    assert "30% slower" in line and "in 1 batches the reference could not be timed" in line
+    assert "inf" not in line and "2 of 3 batches stayed disturbed" in line

@@ -130,10 +130,12 @@ def expected_duration(samples: list[dict[str, Any]], done_file: Path) -> str:
 def disturbance_line(timing: dict[str, Any], measured: int) -> str:
     """How disturbed the machine was while measuring, in one line."""
     worst = timing.get("worst_ratio", 1.0)
+    lost = timing.get("reference_lost", 0)
+    busiest = f"; in {lost} batches the reference could not be timed undisturbed" if lost else ""
     return (f"re-timed {timing.get('retimed', 0)} windows and {timing.get('runs_retimed', 0)} "
             f"runs of {measured} networks (machine up to {max(0.0, worst - 1):.0%} slower than "
-            f"its quietest; {timing.get('disturbed', 0)} of {timing.get('batches', 0)} batches "
-            "stayed disturbed after re-timing)")
+            f"its quietest{busiest}; {timing.get('disturbed', 0)} of "
+            f"{timing.get('batches', 0)} batches stayed disturbed after re-timing)")
 
 
 def _quiet_ms(rec: dict[str, Any]) -> float:

@@ -8,6 +8,7 @@ an interrupted build goes on where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -250,6 +251,8 @@ class TimingSummary:
         disturbed: Batches the machine stayed disturbed in.
         deferred: Batches put back to be timed again at the end.
         worst_ratio: The largest reference ratio seen (how much slower the machine ran).
+        reference_lost: Batches in which no window of the reference network ran
+            undisturbed (the machine too busy to say how slow it ran).
         reference_ms: The reference network's quiet median after the measuring, taken
             as a later use takes it (second quietest of five rounds; None: remote).
     """
@@ -260,6 +263,7 @@ class TimingSummary:
     disturbed: int = 0
     deferred: int = 0
     worst_ratio: float = 1.0
+    reference_lost: int = 0
     reference_ms: float | None = None
 
     def add(self, timed: list[_Timed]) -> None:
@@ -269,7 +273,8 @@ class TimingSummary:
         self.runs_retimed += sum(t.runs_retimed for t in timed)
         self.disturbed += any(t.disturbed for t in timed)
         ratios = [t.reference_ratio for t in timed if t.reference_ratio is not None]
-        self.worst_ratio = max([self.worst_ratio, *ratios])
+        self.reference_lost += any(not math.isfinite(r) for r in ratios)
+        self.worst_ratio = max([self.worst_ratio, *(r for r in ratios if math.isfinite(r))])
 
 
 @dataclass
