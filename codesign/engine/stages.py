@@ -131,9 +131,11 @@ def measure_references(
     if run.references_file.is_file():
         return json.loads(run.references_file.read_text())
     tune = cfg.finetune_epochs * estimates.network_epoch_s(cfg.space_spec, shape)
-    print(f"references: the maximal network in float32 and int8, measured and fine-tuned, "
-          f"expected about {estimates.duration(2 * estimates.EVAL_S + 3 * tune)}", file=out,
-          flush=True)
+    each = estimates.EVAL_S + estimates.QUANT_SAMPLE_S + estimates.TIME_S  # built, converted, timed
+    noise = estimates.NOISE_REPEATS * estimates.TIME_S
+    print(f"references: the maximal network in float32 and int8, measured and fine-tuned, then "
+          f"the noise floor, expected about {estimates.duration(2 * each + 3 * tune + noise)}",
+          file=out, flush=True)
     refs = []
     space = cfg.space_spec
     for precision in ("float32", "int8"):
@@ -175,7 +177,8 @@ def noise_floor(
         return
     try:
         res = retry_when_back(
-            lambda: worker.call("noise_floor", path=str(run.root / references[0]["model"])),
+            lambda: worker.call("noise_floor", path=str(run.root / references[0]["model"]),
+                                repeats=estimates.NOISE_REPEATS),
             profile, out)
     except TrialFailure as exc:
         print(f"noise floor not measured: {exc}", file=out)
