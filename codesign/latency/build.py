@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import numpy as np
 from tqdm import tqdm
 
-from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
+from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware.profile import Profile
 from codesign.latency.convert_pool import convert_missing, workers
 from codesign.latency.features import features, kernels
@@ -111,13 +111,14 @@ def builtin_target(profile: Profile) -> Target:
                   "random default-space candidates")
 
 
-def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: str,
-             stream: TextIO, repeats: int = 1, budget_s: float | None = None,
-             worker: Any = None, target: Target | None = None
-             ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Measure samples in an evaluation child (``worker``, else a new one), with progress.
+def measure_networks(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: str,
+                     stream: TextIO, repeats: int = 1, budget_s: float | None = None,
+                     target: Target | None = None
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Measure samples in a new evaluation child, with progress.
 
-    The samples are ``target``'s (None: the profile's built-in family).
+    The samples are ``target``'s (None: the profile's built-in family); what
+    is measured goes to ``out`` as it is, so a rerun goes on.
 
     Returns:
         The records by sample id, and the timing summary (re-timings, disturbance).
@@ -134,14 +135,9 @@ def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: s
     kwargs = {"samples": samples, **target.args, "out": str(out), "repeats": repeats,
               "budget_s": budget_s}
     try:
-        if worker is not None:
-            res = worker.call(target.request, progress=progress, timeout_s=None, **kwargs)
-        else:
-            with EvalChild(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
-                res = own.call(target.request, progress=progress, timeout_s=None, **kwargs)
+        with EvalChild(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
+            res = own.call(target.request, progress=progress, timeout_s=None, **kwargs)
     except TrialFailure as exc:
-        if worker is not None and isinstance(exc, DeviceUnavailable):
-            raise  # a search waits for the device
         raise CodesignError(f"measuring on {profile.name} failed: {exc}; rerun to go on "
                             "(what was measured is kept)") from None
     finally:
@@ -201,8 +197,8 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
     began = time.monotonic()
     convert_missing(samples, stream, budget_min * 60)
     left = max(0.0, budget_min * 60 - (time.monotonic() - began))
-    records, timing = _measure(profile, samples, meas, f"measuring on {profile.name}", stream,
-                               budget_s=left)
+    records, timing = measure_networks(profile, samples, meas, f"measuring on {profile.name}",
+                                       stream, budget_s=left)
     delegate = delegated(profile)
     rows, lat, is_whole = [], [], []
     n_blocks = len(samples) - whole
@@ -375,8 +371,8 @@ def compare(profile: Profile, model: LatencyModel, target: Target, samples: list
     """
     meas = target.beside(".check.jsonl")
     meas.unlink(missing_ok=True)  # a check measures now, as a search would
-    records, timing = _measure(profile, samples, meas, f"checking on {profile.name}", stream,
-                               target=target)
+    records, timing = measure_networks(profile, samples, meas, f"checking on {profile.name}",
+                                       stream, target=target)
     # the measuring ends by timing the reference as the build's did: no second child for it
     ratio = _ratio(profile, model, timing.get("reference_ms"))
     pred, real, medians, timed = [], [], [], []
@@ -395,8 +391,8 @@ def compare(profile: Profile, model: LatencyModel, target: Target, samples: list
     picks = [timed[i] for i in (order[0], order[len(order) // 2], order[-1])]
     noise_file = target.beside(".noise.jsonl")
     noise_file.unlink(missing_ok=True)
-    noise, _ = _measure(profile, picks, noise_file, "noise floor", stream, repeats=5,
-                        target=target)
+    noise, _ = measure_networks(profile, picks, noise_file, "noise floor", stream, repeats=5,
+                                target=target)
     cvs = [float(np.std(r["medians_ms"]) / np.mean(r["medians_ms"]))
            for r in noise.values() if "medians_ms" in r]
     figures.update({

@@ -173,8 +173,9 @@ def build(profile: Profile, trained: TrainedModel, n: int = 80, seed: int = 0,
     meas = tgt.beside(".measurements.jsonl")
     print(f"latency model of {Path(trained.path).name} on {profile.name}: {len(todo)} "
           f"candidates to measure, {_expected(todo, meas)}", file=stream, flush=True)
-    records, timing = latency._measure(profile, todo, meas, f"measuring on {profile.name}",
-                                       stream, budget_s=budget_min * 60, target=tgt)
+    records, timing = latency.measure_networks(
+        profile, todo, meas, f"measuring on {profile.name}", stream, budget_s=budget_min * 60,
+        target=tgt)
     delegate = latency.delegated(profile)
     rows, lat = [], []
     for s in todo:
@@ -237,3 +238,41 @@ def _expected(todo: list[dict[str, Any]], done_file: Path | None) -> str:
         return "all measured already"
     return (f"{len(todo) - len(left)} measured already, {fresh} to convert: expected about "
             f"{seconds / 60:.1f} min on one core")
+
+
+def search_mode(asked: str | None, profile: Profile, model: str | Path, data: str
+                ) -> tuple[str, str | None]:
+    """The latency mode of a ``--model`` search, and a line saying why when not the asked one.
+
+    Hybrid needs a latency model of this model on this profile whose last
+    check found at least :data:`TARGET_WITHIN_10PCT` of its candidates within
+    ±10 %; it is the default then. Not given otherwise: measured, said in a line.
+
+    Raises:
+        CodesignError: On ``--latency hybrid`` without such a model (one line,
+            with the measured figure or the commands to run), and on ``predicted``.
+    """
+    if asked == "predicted":
+        raise CodesignError("--latency predicted is for the built-in space: a --model search "
+                            "times what could enter its front; use --latency hybrid or measured")
+    if asked == "measured":
+        return "measured", None
+    name = Path(model).name
+    known = fidelity(profile, model)
+    if known is not None and known.source == "check" and known.within_10pct >= TARGET_WITHIN_10PCT:
+        return "hybrid", None
+    commands = (f"codesign profile build {profile.name} --model {model} --data {data}, then "
+                f"codesign profile check {profile.name} --model {model} --data {data}")
+    if load(profile, model) is None:
+        why = f"{name} has no latency model on {profile.name} here: run {commands}"
+    elif known is None or known.source != "check":
+        why = (f"the latency model of {name} on {profile.name} has no check since its build: "
+               f"run codesign profile check {profile.name} --model {model} --data {data}")
+    else:
+        why = (f"the latency model of {name} on {profile.name} had {known.within_10pct:.0%} of "
+               f"{known.n} candidates within ±10 % in its last check, below the "
+               f"{TARGET_WITHIN_10PCT:.0%} hybrid needs")
+    if asked == "hybrid":
+        raise CodesignError(f"--latency hybrid refused: {why}; or use --latency measured")
+    return "measured", f"latency: measured, every candidate timed ({why})" if load(
+        profile, model) is not None else None
