@@ -161,7 +161,7 @@ def build(profile: Profile, trained: TrainedModel, n: int = 150, seed: int = 0,
 
     Every candidate is a whole network, so the held-out figure is the
     five-fold one of :func:`codesign.latency.build.cross_validate` over all.
-    The default of 150: on the MobileNetV2-style model of the tests (21
+    The default of 150: on the MobileNetV2-style model of the tests (18
     layers at five precisions each), five-fold error over the first 50, 80,
     105 and 130 measured candidates put 72, 78, 83 and 90 % within ±10 %.
     An interrupted or smaller build is resumed: the first candidates of a
