@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from codesign.errors import CodesignError
 from codesign.hardware.profile import Profile
@@ -68,6 +69,8 @@ def profile_command(args: argparse.Namespace) -> int:
     check_runtime_version(profile)
     if profile.micro:
         return _micro_profile(args, profile)
+    if args.model is not None or args.data is not None:
+        return _trained_model(args, profile)
     if args.action == "build":
         for flag, value, low in (("--blocks", args.blocks, 10), ("--whole", args.whole, 0)):
             if not low <= value <= 100000:
@@ -88,15 +91,58 @@ def profile_command(args: argparse.Namespace) -> int:
     if not 2 <= args.n <= 100000:
         raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
     f = latency.check(profile, args.n)
-    noise = f"{f['noise_floor_cv']:.1%}" if f["noise_floor_cv"] is not None else "unknown"
-    print(f"{profile.name}: {f['within_10pct']:.0%} of {f['n']} random default-space candidates "
-          f"within ±10 % of measured, MAPE {f['mape']:.1%}, 95th percentile error "
-          f"{f['p95_abs_rel_error']:.1%}, Kendall tau {f['kendall_tau']:.3f}, noise floor "
-          f"{noise} (measured {f['measured_ms']['min']:.3f}-{f['measured_ms']['max']:.3f} ms; "
+    print(f"{profile.name}: {_figures_line(f, 'random default-space candidates')}; "
           f"{latency.drift_note(f['drift'], profile)})")
     print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
     _flag_fidelity(latency.fidelity(profile))
     return 0
+
+
+def _trained_model(args: argparse.Namespace, profile: Profile) -> int:
+    """``profile build|check --model PATH --data DATA``: a latency model of a trained model."""
+    from codesign.latency import build as latency
+    from codesign.latency import trained
+
+    if args.model is None or args.data is None:
+        raise CodesignError("a trained model's latency model needs both --model PATH and "
+                            "--data DATA (the data it was trained for)")
+    count, flag = (args.candidates, "--candidates") if args.action == "build" else (args.n, "--n")
+    if not 2 <= count <= 100000:
+        raise CodesignError(f"{flag} must be from 2 to 100000, got {count}")
+    model = trained.open_model(profile, args.model, args.data)
+    name = Path(model.path).name
+    if args.action == "build":
+        if not args.budget_min > 0:
+            raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
+        fitted = trained.build(profile, model, count, args.seed, args.budget_min)
+        meta, hold = fitted.meta, fitted.meta.get("holdout", {})
+        held = (f"; held-out candidates: {hold['within_10pct']:.0%} within ±10 %, MAPE "
+                f"{hold['mape']:.1%} ({hold['detail']} detail)" if hold else "")
+        print(f"latency model of {name} on {profile.name}: {meta['networks']['whole']} "
+              f"candidates measured in {meta['seconds']:.0f} s{held}; saved to "
+              f"{trained.model_file(profile, model.path)}")
+        measured = meta["networks"]["whole"]
+        print(f"timing: {latency.disturbance_line(meta.get('timing', {}), measured)}")
+    else:
+        f = trained.check(profile, model, count)
+        print(f"{profile.name}, {name}: {_figures_line(f, 'random candidates of the model')}; "
+              f"{latency.drift_note(f['drift'], profile)})")
+        print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
+    known = trained.fidelity(profile, model.path)
+    if known is not None and not known.meets_target:
+        print(f"note: {known.within_10pct:.0%} within ±10 % ({known.source}) is below the "
+              f"{trained.TARGET_WITHIN_10PCT:.0%} a --model search needs to price candidates "
+              "(--latency hybrid)")
+    return 0
+
+
+def _figures_line(f: dict[str, Any], what: str) -> str:
+    """A check's figures in one phrase."""
+    noise = f"{f['noise_floor_cv']:.1%}" if f["noise_floor_cv"] is not None else "unknown"
+    return (f"{f['within_10pct']:.0%} of {f['n']} {what} within ±10 % of measured, MAPE "
+            f"{f['mape']:.1%}, 95th percentile error {f['p95_abs_rel_error']:.1%}, Kendall tau "
+            f"{f['kendall_tau']:.3f}, noise floor {noise} (measured "
+            f"{f['measured_ms']['min']:.3f}-{f['measured_ms']['max']:.3f} ms")
 
 
 def _micro_profile(args: argparse.Namespace, profile: Profile) -> int:

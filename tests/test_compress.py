@@ -15,6 +15,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,23 +44,29 @@ def rgb_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The data (carved and named validation), the trained ``.keras`` model, bad inputs."""
-    import keras
-
     root = tmp_path_factory.mktemp("compress")
     x, y = rgb_images(800, 0)
     xt, yt = rgb_images(200, 1)
     np.savez(root / "d.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
     xv, yv = rgb_images(200, 2)
     np.savez(root / "dval.npz", x_train=x, y_train=y, x_val=xv, y_val=yv, x_test=xt, y_test=yt)
-    keras.utils.set_random_seed(0)
-    model = mobilenet_v2_style(CLASSES)
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    model = train_mobilenet((x, y), 6, root / "m.keras")
     assert model.evaluate(xt, yt, verbose=0)[1] > 0.9  # the test's model really learned
-    model.save(root / "m.keras")
     paths = {"root": root, "data": root / "d.npz", "dval": root / "dval.npz",
              "model": root / "m.keras"}
     return paths
+
+
+def train_mobilenet(train: tuple[np.ndarray, np.ndarray], epochs: int, path: Path) -> Any:
+    """The Keras 3 MobileNetV2-style model trained on ``train`` (seeded), saved to ``path``."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = mobilenet_v2_style(CLASSES)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(*train, epochs=epochs, batch_size=32, verbose=0)
+    model.save(path)
+    return model
 
 
 @pytest.mark.slow  # a whole search with its front fine-tuned (80 s): make test-slow; make test
@@ -223,7 +230,10 @@ def test_bad_input_is_one_line_before_any_work(trained: dict[str, Path], tmp_pat
         (["truncated or damaged"], ["--model", str(root / "cut.keras"), "--data", data]),
         (["2 inputs"], ["--model", str(root / "two.keras"), "--data", data]),
         (["not an image"], ["--model", str(root / "vector.keras"), "--data", data]),
-        (["time every candidate"], ["--model", model, "--data", data, "--latency", "hybrid"]),
+        (["--latency hybrid refused", "no latency model", "codesign profile build"],
+         ["--model", model, "--data", data, "--latency", "hybrid"]),
+        (["--latency predicted does not apply", "measured, hybrid"],
+         ["--model", model, "--data", data, "--latency", "predicted"]),
         (["fraction from 0 to 1"], ["--model", model, "--data", data,
                                     "--max-accuracy-drop", "3"]),
         (["applies to --model searches"], ["--data", data, "--val-data", data]),

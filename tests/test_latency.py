@@ -113,6 +113,9 @@ def test_a_coarse_model_reads_fine_features() -> None:
     assert at_detail(coarse, "coarse") == coarse and at_detail(f, "fine") is f
     model = LatencyModel({}, {"dw:float32:macs": 2.0}, {"detail": "coarse"})
     assert model.predict(f) == pytest.approx(2.0 * coarse["dw:float32:macs"])
+    convs = at_detail({"conv3:int8:macs": 1.0, "conv5:int8:macs": 2.0, "stem:int8:n": 1.0},
+                      "coarse")  # k x k convolutions of a described model merge likewise
+    assert convs == {"conv:int8:macs": 3.0, "stem:int8:n": 1.0}
 
 
 def test_the_build_keeps_the_feature_set_that_predicts_held_out_networks_better(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign.engine.screen import Screen
+from codesign.engine.screen import Screen, builtin_chain
 from codesign.engine.surrogate import propose
 from codesign.errors import CodesignError
 from codesign.latency.model import LatencyModel
@@ -143,7 +143,7 @@ def test_proposals_come_off_the_predicted_front() -> None:
     predictor = AccuracyPredictor(space, Boosted().fit(x, y), {})
     latency = LatencyModel({}, {"const": 0.005, "pw:float32:macs": 0.01, "pw:int8:macs": 0.004,
                                 "dw3:float32:out": 0.001, "stem:float32:macs": 0.01})
-    screen = Screen(latency, space, 10, 1, type("P", (), {"resolver": "builtin"})())
+    screen = Screen(latency, builtin_chain(space, 10, 1), type("P", (), {"resolver": "builtin"})())
     seen = {cands[0].to_json()}
     prop = propose(predictor, screen, FamilySpace(space, choices), 6, 400, 0, exclude=seen)
     assert len(prop.candidates) == 6 and prop.inner_trials == 400

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 def predictor_rate(profile_name: str, space_name: str, n: int) -> tuple[float, float]:
     """Candidates per second scored by the latency model, and the seconds per candidate."""
-    from codesign.engine.screen import Screen
+    from codesign.engine.screen import Screen, builtin_chain
     from codesign.hardware.profile import load_profile
     from codesign.latency.build import load_model
     from codesign.space import get_space
@@ -45,7 +45,7 @@ def predictor_rate(profile_name: str, space_name: str, n: int) -> tuple[float, f
         sys.exit(f"bench_latency: no latency model for {profile.name}; run "
                  f"codesign profile build {profile.name}")
     space = get_space(space_name)
-    screen = Screen(model, space, 10, 1, profile)
+    screen = Screen(model, builtin_chain(space, 10, 1), profile)
     rng = np.random.default_rng(0)
     choices = {n: profile.precisions for n in space.layer_names()}
     cands = [space.random_candidate(rng, choices) for _ in range(n)]

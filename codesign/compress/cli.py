@@ -43,7 +43,7 @@ def compress_config(args: argparse.Namespace) -> CompressConfig:
     from codesign.compress.settings import CompressSettings, compress_config
     from codesign.hyper.cli import measured_search
 
-    search = measured_search(args, "--model", INCOMPATIBLE)
+    search = measured_search(args, "--model", INCOMPATIBLE, ("measured", "hybrid"))
     settings = CompressSettings(max_accuracy_drop=args.max_accuracy_drop,
                                 input_scale=args.input_scale, input_offset=args.input_offset,
                                 prune_criterion=args.prune_criterion or "bn",

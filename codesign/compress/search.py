@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,6 +31,8 @@ from codesign.config import SearchConfig, reference_runs
 from codesign.engine.device import retry_when_back
 from codesign.engine.measured import ChildTrial, Requests, measure, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
+from codesign.engine.screen import Screen
+from codesign.engine.stages import priced
 from codesign.engine.workers import joinable
 from codesign.errors import TrialFailure
 from codesign.hyper.space import layer_choices
@@ -131,7 +134,7 @@ class CompressPlan(SearchPlan):
             print(note, file=ctx.out)
         space = self._space()
         self.run = ctx.run
-        trial = CompressTrial(ctx.child, s, ctx.run, t.child_ctx())
+        trial = CompressTrial(ctx.child, s, ctx.run, t.child_ctx(), self._screen(ctx))
         with ctx.coord.file_lock("references", "waiting for another worker to measure the "
                                  "original model"):
             refs = references(trial, space, ctx.out)
@@ -148,6 +151,30 @@ class CompressPlan(SearchPlan):
                   f"{self.min_accuracy:.4f} (the original float32 .tflite scores "
                   f"{base['val_accuracy']:.4f})", file=ctx.out)
         return Prepared(space, trial, references=refs)
+
+    def _screen(self, ctx: JobContext) -> Screen | None:
+        """The model's latency screen in a hybrid search (None: every candidate timed).
+
+        The candidates are priced from the run's description of the model; a
+        run described before descriptions listed their ops cannot be, and is
+        timed in full (said in one line).
+        """
+        from codesign.latency import trained
+
+        t, s = self.trained, self.cfg
+        if s.latency != "hybrid":
+            return None
+        graph = t.facts["graph"]
+        model = trained.load(s.profile_spec, t.model)
+        if not graph.get("ops") or model is None:
+            why = ("its stored description of the model lists no ops (written by an older "
+                   "codesign)" if model is not None else "the model's latency model is gone")
+            print(f"latency: measured, every candidate timed: {why}", file=ctx.out)
+            self.cfg = replace(s, latency="measured")
+            return None
+        return priced(self.cfg, model, trained.fidelity(s.profile_spec, t.model),
+                      lambda cand: trained.chain(graph, cand.to_dict()), ctx.child, ctx.out,
+                      f"the model of {Path(t.model).name} on {s.profile_spec.name}")
 
     def source_ctx(self) -> dict[str, Any]:
         """What the child's ``trained`` requests carry."""
@@ -188,7 +215,7 @@ class CompressPlan(SearchPlan):
             "min_accuracy": self.min_accuracy if self.min_accuracy is not None else s.min_accuracy,
             "inherited_vs_finetuned": fidelity(self.run, trials),
             "sampler": s.sampler, "seed": s.seed, "trials": len(trials),
-            "latency": "measured", "accuracy": "measured",
+            "latency": s.latency, "accuracy": "measured",
             "package_versions": package_versions(PACKAGES),
         }
 
@@ -201,18 +228,34 @@ class CompressPlan(SearchPlan):
                 f"Kendall tau {f['kendall_tau']:.2f} over the {f['n']} fine-tuned candidates")
 
 
+@dataclass
 class CompressTrial(ChildTrial):
-    """Evaluates a compression of the user's model for the loop (the child's ``trained_*``)."""
+    """Evaluates a compression of the user's model for the loop (the child's ``trained_*``).
+
+    Attributes:
+        screen: The model's latency screen in a hybrid search (None: every candidate timed).
+    """
+
+    screen: Screen | None = None
 
     def __call__(self, trial: optuna.Trial, cand: Candidate,
                  bar: tqdm) -> tuple[float, ...]:
-        """Prune, recalibrate, convert and measure ``cand``; time it; its objective values."""
+        """Prune, recalibrate, convert and measure ``cand``; time or price it; its objectives."""
         trial.set_user_attr("candidate", cand.to_dict())
         budgets = self.cfg.budgets()
         if self.cfg.finetune_epochs > 0:  # the accuracy floor holds after fine-tuning
             budgets.pop("min_accuracy", None)
+        screen = self.screen
+
+        def price(m: Measurement, time_it: Callable[[], dict[str, Any]]) -> Measurement:
+            assert screen is not None
+            predicted = screen.predict(cand)
+            trial.set_user_attr("latency_predicted_ms", predicted)
+            return screen.hybrid(m, predicted, trial.study, self.cfg, time_it)
+
         m = measure_trial(trial, self.child, self.cfg, Requests(SOURCE, self.ctx, budgets=budgets),
-                          cand, str(self.run.trial_model(trial.number)))
+                          cand, str(self.run.trial_model(trial.number)),
+                          price if screen is not None else None)
         return m.objective_values(self.cfg.objectives)
 
     def measure(self, cand: Candidate, path: Path) -> Measurement:

@@ -126,7 +126,8 @@ def compress_config(model: str | Path, settings: SearchConfig,
 
     Args:
         model: A ``.keras`` file, an ``.h5`` file or a SavedModel directory.
-        settings: The common settings (``latency`` and ``accuracy`` measured).
+        settings: The common settings (``accuracy`` measured; ``latency`` measured,
+            hybrid or None: see :func:`codesign.latency.trained.search_mode`).
         compress: Compression settings (None: defaults).
         out: Where the check's one-line summary goes.
 
@@ -134,21 +135,27 @@ def compress_config(model: str | Path, settings: SearchConfig,
         CodesignError: One line, on a bad setting, bad data or a model that
             does not fit the data.
     """
-    if settings.latency not in (None, "measured") or settings.accuracy != "measured":
-        raise CodesignError("a --model search measures every candidate: use latency and "
-                            "accuracy 'measured' (the estimators are for the built-in space)")
+    if settings.accuracy != "measured":
+        raise CodesignError("a --model search measures every candidate's accuracy: use "
+                            "--accuracy measured (the estimators are for the built-in space)")
     compress = (compress or CompressSettings()).validate()
     path = Path(model)
     if not path.exists():
         raise CodesignError(f"--model {model}: no such file or directory: give a .keras file, "
                             "an .h5 file or a SavedModel directory")
     cfg = preflight(replace(settings, latency="measured", quality_samples=0))
+    from codesign.latency.trained import search_mode
+
+    latency, note = search_mode(settings.latency, cfg.profile_spec, path.resolve(), cfg.data)
+    cfg = replace(cfg, latency=latency)
     base = CompressConfig(str(path.resolve()), cfg, compress)
     from codesign.child import EvalChild
 
     with EvalChild(timeout_s=cfg.timeout_s) as child:
         facts = child.call("trained_check", ctx=base.child_ctx())
     say_model(facts, out)
+    if note:
+        print(note, file=out)
     return replace(base, facts=facts)
 
 

@@ -140,6 +140,43 @@ class TrainedHandlers(ModelSource):
         assert best is not None
         return best
 
+    def do_trained_latency_measure(self, ctx: dict[str, Any], samples: list[dict[str, Any]],
+                                   out: str, repeats: int = 1, budget_s: float | None = None
+                                   ) -> dict[str, Any]:
+        """Convert candidates of the model and time them as a latency-model build does.
+
+        Each sample's candidate is built as a trial builds it (pruned, batch
+        norm recalibrated, converted with its precisions from the data's
+        calibration images) and timed by
+        :func:`codesign.latency.measure.measure_samples` (its batches, the
+        reference network, two passes).
+
+        Returns:
+            ``{"records", "timing"}`` (see :func:`~codesign.latency.measure.measure_samples`).
+        """
+        from codesign.latency.measure import measure_samples
+
+        got = self._prepare(ctx)
+        return measure_samples(
+            samples, got.profile, Path(out),
+            lambda done, total: self.progress({"stage": "latency", "done": done,
+                                               "total": total}),
+            repeats, budget_s, convert=self._converted)
+
+    def _converted(self, sample: dict[str, Any]) -> Path:
+        """A sampled candidate's ``.tflite`` in the latency cache, converted once."""
+        from codesign.child.convert import checked_tflite
+        from codesign.latency.measure import converted_path
+        from codesign.run.files import write_atomic
+
+        path = converted_path(sample)
+        if not path.is_file():
+            assert self._loaded is not None
+            built = self.build(sample["candidate"], {})
+            write_atomic(path, checked_tflite(built.model, built.precision, built.calibration,
+                                              self._loaded.profile, {}))
+        return path
+
     def do_trained_finetune(self, ctx: dict[str, Any], candidate: dict[str, Any],
                             model_path: str, epochs: int) -> dict[str, Any]:
         """Prune, fine-tune distilled from the original model, convert, measure and time.

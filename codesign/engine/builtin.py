@@ -29,7 +29,7 @@ from codesign.engine.plan import JobContext, Prepared, SearchPlan
 from codesign.engine.predictor_stage import predictor_stage
 from codesign.engine.proposer import Proposer
 from codesign.engine.ramscreen import RamScreen
-from codesign.engine.screen import Screen
+from codesign.engine.screen import Screen, predicted_latency
 from codesign.engine.stages import (
     latency_screen,
     measure_references,
@@ -39,11 +39,9 @@ from codesign.engine.stages import (
 )
 from codesign.engine.workers import joinable
 from codesign.hardware.devicelock import host_work
-from codesign.report.pareto import feasible
 from codesign.report.table import pareto_table
 from codesign.run.directory import RunDir
 from codesign.run.measurement import Measurement
-from codesign.run.study import DIRECTIONS, complete_trials
 from codesign.space.candidate import Candidate
 from codesign.space.suggest import FamilySpace, params_of
 
@@ -166,27 +164,11 @@ class BuiltinTrial:
 
     def _latency_by_prediction(self, m: Measurement, predicted: float, path: str) -> Measurement:
         """Time the candidate if it could enter the front (hybrid), else keep the prediction."""
-        cfg, screen = self.cfg, self.screen
-        assert screen is not None
-        if cfg.latency == "hybrid":
-            known = dict(zip(cfg.objectives, m.timed({"median": 0.0}).objective_values(
-                cfg.objectives), strict=True))  # all but latency are known before timing
-            others = [t.values for t in complete_trials(self.study) if feasible(t)]
-            directions = [DIRECTIONS[o] for o in cfg.objectives]
-            budget = cfg.budgets().get("max_latency_ms")
-            if screen.worth_timing(known, predicted, others, cfg.objectives, directions, budget):
-                t0 = time.perf_counter()
-                timed = time_file(self.child, path)
-                return m.timed({**timed, "source": "measured"}, time.perf_counter() - t0)
+        assert self.screen is not None
+        if self.cfg.latency == "hybrid":
+            return self.screen.hybrid(m, predicted, self.study, self.cfg,
+                                      lambda: time_file(self.child, path))
         return m.timed(predicted_latency(predicted))
-
-
-def predicted_latency(predicted: float) -> dict[str, Any]:
-    """A ``latency_ms`` record that holds a prediction, not a measurement."""
-    return {"median": predicted, "p90": predicted, "mean": predicted, "std": 0.0,
-            "min": predicted, "runs": 0, "warmup": 0, "host_rss_growth_mb": None,
-            "source": "predicted"}
-
 
 
 def _middle(values: tuple[int, ...]) -> int:

@@ -85,6 +85,9 @@ class FrontJob:
         time_together: Times written files as one batch in the child, windows
             interleaved: ``(paths) -> latency record or failure, each`` (the plan's;
             None: the front keeps each point's own timing).
+        source: The model source's name in the child (times a point whose
+            latency was predicted).
+        source_ctx: What that source's requests carry (the plan's).
     """
 
     study: optuna.Study
@@ -101,6 +104,8 @@ class FrontJob:
     quality: dict[str, Any] = field(default_factory=dict)
     finetune: Callable[[dict[str, Any], str, int], dict[str, Any]] | None = None
     time_together: Callable[[list[str]], list[dict[str, Any] | str]] | None = None
+    source: str = "supernet"
+    source_ctx: Callable[[], dict[str, Any]] = dict
 
 
 def publish(job: FrontJob) -> Published:
@@ -266,7 +271,7 @@ def _finalize_front(job: FrontJob, front: list[Any], tune: bool
                     attrs["finetune"] = res["finetune"]
             if attrs["latency_ms"].get("source") == "predicted":
                 attrs["latency_ms"] = retry_when_back(  # every exported point is measured
-                    lambda m=model: time_file(job.child, str(m)),
+                    lambda m=model: time_file(job.child, str(m), job.source, job.source_ctx()),
                     job.cfg.profile_spec, job.out)
             final.append((t.number, attrs, model))
             bar.update(1)

@@ -113,7 +113,8 @@ def _run_locked(plan: SearchPlan, run: RunDir, out: TextIO, started: float) -> P
                 tune_front=plan.tune_front, references=prepared.references,
                 quality=prepared.quality,
                 finetune=lambda c, p, e: plan.finetune(child, c, p, e),
-                time_together=lambda paths: plan.time_together(child, paths)))
+                time_together=lambda paths: plan.time_together(child, paths),
+                source=plan.source, source_ctx=plan.source_ctx))
     finally:
         helpers.stop()
 

@@ -10,6 +10,7 @@ attributes and budget constraints. Search process only.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +22,9 @@ from codesign.hardware.devicelock import host_work
 from codesign.run.directory import RunDir
 from codesign.run.measurement import Measurement
 from codesign.space.candidate import Candidate
+
+# An untimed measurement and a way to time its file -> the measurement with its latency.
+Price = Callable[[Measurement, Callable[[], dict[str, Any]]], Measurement]
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Requests:
 
 
 def measure(child: EvalChild, req: Requests, cand: Candidate, model_path: str,
-            remote: bool = False) -> Measurement:
+            remote: bool = False, price: Price | None = None) -> Measurement:
     """Build, convert and measure ``cand`` in the child, then time its file alone.
 
     Args:
@@ -70,16 +74,24 @@ def measure(child: EvalChild, req: Requests, cand: Candidate, model_path: str,
         cand: The candidate.
         model_path: Where the child writes the ``.tflite``.
         remote: The device is remote (host work then need not leave the cores to it).
+        price: Gives the untimed measurement its latency, timing the file only
+            if it decides to (a hybrid search's screen); None: always timed.
 
     Returns:
-        The measurement, timed (stage seconds of the child and of the timing).
+        The measurement, timed or priced (stage seconds of the child and of the timing).
     """
     with host_work(remote):  # off the cores while a timing runs
         m = Measurement.from_attrs(child.call(
             "source_evaluate", progress=req.progress, source=req.source, ctx=req.ctx,
             candidate=cand.request(), model_path=model_path))
+
+    def time_it() -> dict[str, Any]:
+        return time_file(child, model_path, req.source, req.ctx)
+
+    if price is not None:
+        return price(m, time_it)
     t1 = time.perf_counter()
-    return m.timed(time_file(child, model_path, req.source, req.ctx), time.perf_counter() - t1)
+    return m.timed(time_it(), time.perf_counter() - t1)
 
 
 def time_file(child: EvalChild, model_path: str, source: str = "supernet",
@@ -89,7 +101,7 @@ def time_file(child: EvalChild, model_path: str, source: str = "supernet",
 
 
 def measure_trial(trial: optuna.Trial, child: EvalChild, cfg: SearchConfig, req: Requests,
-                  cand: Candidate, model_path: str) -> Measurement:
+                  cand: Candidate, model_path: str, price: Price | None = None) -> Measurement:
     """Evaluate and time one candidate; record it on ``trial``.
 
     Args:
@@ -99,12 +111,13 @@ def measure_trial(trial: optuna.Trial, child: EvalChild, cfg: SearchConfig, req:
         req: The requests to make.
         cand: The candidate.
         model_path: Where the child writes the ``.tflite``.
+        price: See :func:`measure`.
 
     Returns:
-        The measurement, timed.
+        The measurement, timed or priced.
     """
     t0 = time.perf_counter()
-    m = measure(child, req, cand, model_path, cfg.profile_spec.remote)
+    m = measure(child, req, cand, model_path, cfg.profile_spec.remote, price)
     spent = sum(req.extra_times.values())
     m = replace(m, times={**m.times, **req.extra_times,
                           "total": round(time.perf_counter() - t0 + spent, 4)})

@@ -16,9 +16,10 @@ from codesign.config import SearchConfig, reference_runs
 from codesign.engine import estimates
 from codesign.engine.device import retry_when_back
 from codesign.engine.estimates import DataShape
-from codesign.engine.screen import Screen
+from codesign.engine.screen import Chain, Screen, builtin_chain
 from codesign.errors import CodesignError, TrialFailure
-from codesign.latency.build import drift, drift_note, fidelity, load_model
+from codesign.latency.build import Fidelity, drift, drift_note, fidelity, load_model
+from codesign.latency.model import LatencyModel
 from codesign.report.manifest import brief
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
@@ -197,12 +198,27 @@ def latency_screen(cfg: SearchConfig, data: Any, worker: EvalChild, out: TextIO)
     model = load_model(cfg.profile_spec)
     if model is None:
         return None
-    known = fidelity(cfg.profile_spec, model)
+    return priced(cfg, model, fidelity(cfg.profile_spec, model),
+                  builtin_chain(cfg.space_spec, data.num_classes, data.channels), worker, out,
+                  f"the model of {cfg.profile_spec.name}")
+
+
+def priced(cfg: SearchConfig, model: LatencyModel, known: Fidelity | None, chain: Chain,
+           worker: EvalChild, out: TextIO, whose: str) -> Screen:
+    """A screen of ``model`` over ``chain``; says what the search prices with and the drift.
+
+    Args:
+        cfg: The search's settings (its latency mode).
+        model: The latency model.
+        known: Its last measured fidelity (its margin is the 95th percentile).
+        chain: A candidate's kernels as the model prices them.
+        worker: The evaluation child (times the reference network for the drift).
+        out: Where the line goes.
+        whose: The model in a few words (``the model of xnnpack-1t``).
+    """
     if cfg.latency != "measured":
         ratio = retry_when_back(lambda: drift(cfg.profile_spec, model, worker),
                                 cfg.profile_spec, out)
-        print(f"latency: {cfg.latency}, with the model of {cfg.profile_spec.name} "
-              f"({drift_note(ratio, cfg.profile_spec)}; "
+        print(f"latency: {cfg.latency}, with {whose} ({drift_note(ratio, cfg.profile_spec)}; "
               f"{known.describe() if known else 'fidelity unknown'})", file=out)
-    return Screen(model, cfg.space_spec, data.num_classes, data.channels, cfg.profile_spec,
-                  known.p95 if known is not None else None)
+    return Screen(model, chain, cfg.profile_spec, known.p95 if known is not None else None)

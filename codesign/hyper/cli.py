@@ -37,13 +37,16 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
 
 
 def measured_search(args: argparse.Namespace, what: str,
-                    incompatible: tuple[tuple[str, str, Any], ...]) -> SearchConfig:
+                    incompatible: tuple[tuple[str, str, Any], ...],
+                    latency: tuple[str, ...] = ("measured",)) -> SearchConfig:
     """The common settings of a search that measures every candidate (not yet pre-flighted).
 
     Args:
         args: ``codesign search``'s parsed arguments.
         what: The flag that chose the search (``--hypermodel``, ``--model``).
         incompatible: ``(flag, attribute, value meaning "not given")`` it refuses.
+        latency: The ``--latency`` modes it takes (beyond ``measured``, the source
+            resolves them once its model is known; not given: the source's default).
 
     Raises:
         CodesignError: On a flag such a search does not take.
@@ -54,9 +57,11 @@ def measured_search(args: argparse.Namespace, what: str,
         if getattr(args, attr, default) != default:
             raise CodesignError(f"{flag} does not apply to {what} searches (every candidate "
                                 "measured, in its own space); drop it")
-    if args.latency not in (None, "measured"):
+    if args.latency not in (None, *latency):
         raise CodesignError(f"{what} searches time every candidate: drop --latency "
-                            f"{args.latency}")
+                            f"{args.latency}" if latency == ("measured",) else
+                            f"--latency {args.latency} does not apply to {what} searches; use "
+                            f"one of: {', '.join(latency)}")
     return SearchConfig(
         out=args.out, data=args.data, trials=args.trials, seed=args.seed, profile=args.profile,
         sampler=args.sampler or DEFAULT_SAMPLER, timeout_s=args.timeout, quality_samples=0,
@@ -64,7 +69,8 @@ def measured_search(args: argparse.Namespace, what: str,
         objectives=tuple(o.strip() for o in args.objectives.split(",")),
         max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb,
         max_ram_kb=args.max_ram_kb, max_flash_kb=args.max_flash_kb,
-        min_accuracy=args.min_accuracy, latency="measured",
+        min_accuracy=args.min_accuracy,
+        latency="measured" if latency == ("measured",) else args.latency,
         accuracy="measured", time_budget_min=args.time_budget_min, workers=args.workers,
         storage=args.storage, study=args.study, val_data=getattr(args, "val_data", None),
     )

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, TextIO
 import numpy as np
 from tqdm import tqdm
 
-from codesign.errors import CodesignError, DeviceUnavailable, TrialFailure
+from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware.profile import Profile
 from codesign.latency.convert_pool import convert_missing, workers
 from codesign.latency.features import features, kernels
@@ -61,13 +62,17 @@ def network_features(sample: dict[str, Any], delegate: tuple[str, ...]) -> dict[
     return features(kernels(space, cand, sample["num_classes"], sample["channels"]), delegate)
 
 
-def load_model(profile: Profile) -> LatencyModel | None:
+def load_model(profile: Profile, path: Path | None = None) -> LatencyModel | None:
     """The profile's latency model on this machine, if one was built for its settings.
 
     A model of an older schema is treated as absent (``codesign profiles`` says
     to rebuild it).
+
+    Args:
+        profile: The profile.
+        path: The model's file (None: the profile's own, of the built-in family).
     """
-    path = model_path(profile)
+    path = path or model_path(profile)
     if not path.is_file():
         return None
     try:
@@ -79,10 +84,41 @@ def load_model(profile: Profile) -> LatencyModel | None:
     return model
 
 
-def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: str,
-             stream: TextIO, repeats: int = 1, budget_s: float | None = None,
-             worker: Any = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Measure samples in an evaluation child (``worker``, else a new one), with progress.
+@dataclass(frozen=True)
+class Target:
+    """What a latency model is of, and how its networks are measured.
+
+    Attributes:
+        path: The model's file.
+        request: The child request that converts and times its samples.
+        args: That request's arguments besides the samples, file, repeats and budget.
+        what: Its candidates in a few words (``random default-space candidates``).
+    """
+
+    path: Path
+    request: str
+    args: dict[str, Any]
+    what: str
+
+    def beside(self, suffix: str) -> Path:
+        """A file kept beside the model (``.check.json``, ``.noise.jsonl``...)."""
+        return self.path.with_suffix(suffix)
+
+
+def builtin_target(profile: Profile) -> Target:
+    """The profile's own model, of the built-in family."""
+    return Target(model_path(profile), "latency_measure", {"profile": profile.path},
+                  "random default-space candidates")
+
+
+def measure_networks(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: str,
+                     stream: TextIO, repeats: int = 1, budget_s: float | None = None,
+                     target: Target | None = None
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Measure samples in a new evaluation child, with progress.
+
+    The samples are ``target``'s (None: the profile's built-in family); what
+    is measured goes to ``out`` as it is, so a rerun goes on.
 
     Returns:
         The records by sample id, and the timing summary (re-timings, disturbance).
@@ -95,17 +131,13 @@ def _measure(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: s
         bar.total = info["total"]
         bar.update(info["done"] - bar.n)
 
-    kwargs = {"samples": samples, "profile": profile.path, "out": str(out),
-              "repeats": repeats, "budget_s": budget_s}
+    target = target or builtin_target(profile)
+    kwargs = {"samples": samples, **target.args, "out": str(out), "repeats": repeats,
+              "budget_s": budget_s}
     try:
-        if worker is not None:
-            res = worker.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
-        else:
-            with EvalChild(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
-                res = own.call("latency_measure", progress=progress, timeout_s=None, **kwargs)
+        with EvalChild(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
+            res = own.call(target.request, progress=progress, timeout_s=None, **kwargs)
     except TrialFailure as exc:
-        if worker is not None and isinstance(exc, DeviceUnavailable):
-            raise  # a search waits for the device
         raise CodesignError(f"measuring on {profile.name} failed: {exc}; rerun to go on "
                             "(what was measured is kept)") from None
     finally:
@@ -167,8 +199,8 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
     began = time.monotonic()
     convert_missing(samples, stream, budget_min * 60)
     left = max(0.0, budget_min * 60 - (time.monotonic() - began))
-    records, timing = _measure(profile, samples, meas, f"measuring on {profile.name}", stream,
-                               budget_s=left)
+    records, timing = measure_networks(profile, samples, meas, f"measuring on {profile.name}",
+                                       stream, budget_s=left)
     delegate = delegated(profile)
     rows, lat, is_whole = [], [], []
     n_blocks = len(samples) - whole
@@ -183,12 +215,32 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
     if len(rows) < 20:
         raise CodesignError(f"only {len(rows)} networks measured on {profile.name}; rerun "
                             "codesign profile build to measure more")
+    model = fitted(profile, rows, lat, weight, is_whole, seed, {
+        "networks": {"block": sum(not w for w in is_whole), "whole": sum(is_whole)},
+        "failed": sum(1 for r in records.values() if "error" in r),
+        "reference_calibrated_ms": timing.get("reference_ms"),
+        "timing": timing,
+        "seconds": round(time.perf_counter() - t0, 1),
+    })
+    model.save(model_path(profile))
+    return model
+
+
+def fitted(profile: Profile, rows: list[dict[str, float]], lat: list[float],
+           weight: list[float], is_whole: list[bool], seed: int, meta: dict[str, Any]
+           ) -> LatencyModel:
+    """A model fitted at the detail that predicts held-out whole networks better.
+
+    Both details of :data:`DETAILS` are cross-validated (:func:`cross_validate`);
+    the better one is fitted on every network. ``meta`` (sample counts,
+    timing, seconds) is stored with the fit's own figures.
+    """
     held = {d: cross_validate(rows, lat, weight, is_whole, d, seed) for d in DETAILS}
     detail = max(DETAILS, key=lambda d: (held[d].get("within_10pct", 0.0),
                                          -held[d].get("mape", math.inf)))
     holdout = {**held[detail], "detail": detail, "folds": FOLDS} if held[detail] else {}
     chosen = [at_detail(r, detail) for r in rows]
-    model = LatencyModel(
+    return LatencyModel(
         profile=json.loads(json.dumps(profile.identity())),
         coef=fit(chosen, lat, weight),
         meta={
@@ -198,18 +250,12 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
             "device": profile.device,
             "codesign": _version("codesign"),
             "ai-edge-quantizer": _version("ai-edge-quantizer"),
-            "networks": {"block": sum(not w for w in is_whole), "whole": sum(is_whole)},
-            "failed": sum(1 for r in records.values() if "error" in r),
             "features": sorted({k for r in chosen for k in r}),
             "holdout": holdout,
-            "reference_calibrated_ms": timing.get("reference_ms"),
-            "timing": timing,
-            "seconds": round(time.perf_counter() - t0, 1),
+            **meta,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
-    model.save(model_path(profile))
-    return model
 
 
 def cross_validate(rows: list[dict[str, float]], lat: list[float], weight: list[float],
@@ -306,28 +352,49 @@ def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO
         raise CodesignError(f"profile {profile.name} has no latency model on this machine for "
                             f"its settings; run: codesign profile build {profile.name}")
     samples = whole_networks(n, seed, profile.precisions)
-    meas = latency_dir() / f"{profile_key(profile)}.check.jsonl"
-    meas.unlink(missing_ok=True)  # a check measures now, as a search would
+    target = builtin_target(profile)
     convert_missing(samples, stream)
-    records, timing = _measure(profile, samples, meas, f"checking on {profile.name}", stream)
+    delegate = delegated(profile)
+    return compare(profile, model, target, samples,
+                   lambda s: model.predict(network_features(s, delegate)), stream)
+
+
+def compare(profile: Profile, model: LatencyModel, target: Target, samples: list[dict[str, Any]],
+            predict: Callable[[dict[str, Any]], float], stream: TextIO) -> dict[str, Any]:
+    """Time the samples now, compare them with the model's predictions; save the figures.
+
+    The noise floor is the spread of five timings of the fastest, the middle
+    and the slowest network. The figures go beside the model
+    (``.check.json``), where :func:`fidelity` reads them.
+
+    Returns:
+        :func:`codesign.latency.model.errors` with the drift, the timing, the
+        noise floor, the measured range and the model's file.
+    """
+    meas = target.beside(".check.jsonl")
+    meas.unlink(missing_ok=True)  # a check measures now, as a search would
+    records, timing = measure_networks(profile, samples, meas, f"checking on {profile.name}",
+                                       stream, target=target)
     # the measuring ends by timing the reference as the build's did: no second child for it
     ratio = _ratio(profile, model, timing.get("reference_ms"))
-    delegate = delegated(profile)
-    pred, real, medians = [], [], []
+    pred, real, medians, timed = [], [], [], []
     for s in samples:
         rec = records.get(s["id"], {})
         if "median_ms" in rec:
-            pred.append(model.predict(network_features(s, delegate)))
+            pred.append(predict(s))
             real.append(_quiet_ms(rec))
             medians.append(float(rec["median_ms"]))
+            timed.append(s)
     if len(real) < 2:
-        raise CodesignError(f"fewer than 2 of {n} networks could be measured on {profile.name}")
+        raise CodesignError(f"fewer than 2 of {len(samples)} networks could be measured on "
+                            f"{profile.name}")
     figures = errors(pred, real)
     order = np.argsort(real)
-    picks = [samples[i] for i in (order[0], order[len(order) // 2], order[-1])]
-    noise_file = latency_dir() / f"{profile_key(profile)}.noise.jsonl"
+    picks = [timed[i] for i in (order[0], order[len(order) // 2], order[-1])]
+    noise_file = target.beside(".noise.jsonl")
     noise_file.unlink(missing_ok=True)
-    noise, _ = _measure(profile, picks, noise_file, "noise floor", stream, repeats=5)
+    noise, _ = measure_networks(profile, picks, noise_file, "noise floor", stream, repeats=5,
+                                target=target)
     cvs = [float(np.std(r["medians_ms"]) / np.mean(r["medians_ms"]))
            for r in noise.values() if "medians_ms" in r]
     figures.update({
@@ -338,11 +405,11 @@ def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO
         "noise_floor_cv": float(np.median(cvs)) if cvs else None,
         "measured_ms": {"min": float(min(real)), "median": float(np.median(real)),
                         "max": float(max(real))},
-        "model": str(model_path(profile)),
+        "model": str(target.path),
+        "candidates": target.what,
         "checked": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    out = model_path(profile).with_suffix(".check.json")
-    out.write_text(json.dumps(figures, indent=1))
+    target.beside(".check.json").write_text(json.dumps(figures, indent=1))
     return figures
 
 
@@ -355,32 +422,42 @@ class Fidelity:
         p95: 95th percentile of the absolute relative error (None: unknown).
         n: Networks it was measured on.
         source: ``check`` or ``held-out``.
+        target: The share within ±10 % the model is held to (a trained model's: 90 %).
     """
 
     within_10pct: float
     p95: float | None
     n: int
     source: str
+    target: float = TARGET_WITHIN_10PCT
 
     @property
     def meets_target(self) -> bool:
-        """Whether at least :data:`TARGET_WITHIN_10PCT` of the networks were within ±10 %."""
-        return self.within_10pct >= TARGET_WITHIN_10PCT
+        """Whether at least :attr:`target` of the networks were within ±10 %."""
+        return self.within_10pct >= self.target
 
     def describe(self) -> str:
         """``96 % within ±10 % (check, n=100)``, flagged when below the target."""
         text = f"{self.within_10pct:.0%} within ±10 % ({self.source}, n={self.n})"
         if not self.meets_target:
-            text += f", below the {TARGET_WITHIN_10PCT:.0%} target"
+            text += f", below the {self.target:.0%} target"
         return text
 
 
-def fidelity(profile: Profile, model: LatencyModel | None = None) -> Fidelity | None:
-    """The model's latest measured fidelity: its last check, else its build's held-out figure."""
-    model = model or load_model(profile)
+def fidelity(profile: Profile, model: LatencyModel | None = None, path: Path | None = None
+             ) -> Fidelity | None:
+    """The model's latest measured fidelity: its last check, else its build's held-out figure.
+
+    Args:
+        profile: The profile.
+        model: The model (None: loaded from ``path``).
+        path: The model's file (None: the profile's own, of the built-in family).
+    """
+    path = path or model_path(profile)
+    model = model or load_model(profile, path)
     if model is None:
         return None
-    check_file = model_path(profile).with_suffix(".check.json")
+    check_file = path.with_suffix(".check.json")
     if check_file.is_file():
         try:
             f = json.loads(check_file.read_text())

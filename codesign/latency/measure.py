@@ -118,6 +118,7 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 def measure_samples(
     samples: list[dict[str, Any]], profile: Profile, out: Path,
     progress: Callable[[int, int], None], repeats: int = 1, budget_s: float | None = None,
+    convert: Callable[[dict[str, Any]], Path] | None = None,
 ) -> dict[str, Any]:
     """Measure every sample not yet in ``out``; return all their records and a summary.
 
@@ -138,6 +139,8 @@ def measure_samples(
         repeats: Measurements per network (more than one: its spread is recorded).
         budget_s: Stop starting new batches after this many seconds (the rest
             is measured by the next call).
+        convert: A sample's converted file (None: :func:`converted`, a network of
+            the built-in family; a trained model's candidates bring their own).
 
     Returns:
         ``{"records": {id: record}, "timing": TimingSummary as a dict}``.
@@ -145,6 +148,7 @@ def measure_samples(
     Raises:
         DeviceUnavailable: The device dropped out (what was measured is kept).
     """
+    convert = convert or converted
     done = read_records(out)
     todo = [s for s in samples if s["id"] not in done]
     passes = LOCAL_PASSES if repeats == 1 and not profile.remote else 1
@@ -171,7 +175,7 @@ def measure_samples(
             paths, records = [], []
             for s in batch:
                 try:
-                    paths.append(converted(s))
+                    paths.append(convert(s))
                     records.append({"id": s["id"]})
                 except (TrialFailure, ValueError, RuntimeError) as exc:
                     fh.write(json.dumps({"id": s["id"], "error": str(exc)[:300]}) + "\n")
@@ -190,7 +194,7 @@ def measure_samples(
             progress(count, total)
         if passes > 1 and timer is not None and (
                 budget_s is None or time.monotonic() - start <= budget_s):
-            count = _second_pass(samples, done, fh, (profile, timer, summary),
+            count = _second_pass(samples, done, fh, (profile, timer, summary, convert),
                                  (count, total, progress), (start, budget_s))
     if timer is not None:  # the same measure as a later use takes (see build.drift)
         timer.quietest_ms = None
@@ -200,7 +204,7 @@ def measure_samples(
 
 
 def _second_pass(samples: list[dict[str, Any]], done: dict[str, dict[str, Any]], fh: Any,
-                 timing: tuple[Profile, Timer, TimingSummary],
+                 timing: tuple[Profile, Timer, TimingSummary, Callable[[dict[str, Any]], Path]],
                  shown: tuple[int, int, Callable[[int, int], None]],
                  clock: tuple[float, float | None]) -> int:
     """Time every measured network once more, in other batches; keep the faster timing.
@@ -212,7 +216,7 @@ def _second_pass(samples: list[dict[str, Any]], done: dict[str, dict[str, Any]],
     Returns:
         Networks counted as done, for the progress display.
     """
-    profile, timer, summary = timing
+    profile, timer, summary, convert = timing
     count, total, progress = shown
     start, budget_s = clock
     todo = [s for s in samples if "median_ms" in done.get(s["id"], {})
@@ -222,7 +226,7 @@ def _second_pass(samples: list[dict[str, Any]], done: dict[str, dict[str, Any]],
     for batch in _chunks(todo, LOCAL_BATCH):
         if budget_s is not None and time.monotonic() - start > budget_s:
             break
-        timed = _time([converted(s) for s in batch], profile, None, timer)
+        timed = _time([convert(s) for s in batch], profile, None, timer)
         summary.add([timed])
         for s, entry in zip(batch, timed.entries, strict=True):
             rec = dict(done[s["id"]])

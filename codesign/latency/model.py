@@ -99,15 +99,16 @@ class LatencyModel:
 
 
 DETAILS = ("fine", "coarse")  # a build fits both and keeps the one that predicts better
-_WIDTH = re.compile(r"^dw\d+:")
+_WIDTH = re.compile(r"^(dw|conv)\d+:")
 
 
 def at_detail(feats: dict[str, float], detail: str) -> dict[str, float]:
     """Features as a model of that detail reads them.
 
     ``fine`` is every feature of :func:`codesign.latency.features.features`;
-    ``coarse`` prices depthwise kernels of every width alike and leaves out
-    the weight elements: about 130 features instead of 200, which a build of
+    ``coarse`` prices depthwise kernels of every width alike, and k x k
+    convolutions of every width alike (``conv3``, ``conv5`` -> ``conv``), and
+    leaves out the weight elements: about 130 features instead of 200, which a build of
     a few dozen networks can fit (the fine set fitted on 38 networks missed
     by up to twice the latency; on 400 it is the better one).
     """
@@ -117,7 +118,7 @@ def at_detail(feats: dict[str, float], detail: str) -> dict[str, float]:
     for k, v in feats.items():
         if k.endswith(":w"):
             continue
-        k = _WIDTH.sub("dw:", k)
+        k = _WIDTH.sub(r"\1:", k)
         out[k] = out.get(k, 0.0) + v
     return out
 
