@@ -61,6 +61,7 @@ def _write_check(profile_name: str, model_path: Path, within: float) -> Path:
     return path
 
 
+@pytest.mark.slow  # training the model and a 30-candidate build (about 100 s): make test-slow
 def test_the_build_is_keyed_to_the_model_file(built: dict[str, Path], tmp_path: Path) -> None:
     profile = load_profile(PROFILE)
     fitted = trained.load(profile, built["model"])
