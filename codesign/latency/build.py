@@ -101,7 +101,7 @@ class Target:
     what: str
 
     def beside(self, suffix: str) -> Path:
-        """A file kept beside the model (``.check.json``, ``.noise.jsonl``...)."""
+        """A file kept beside the model (``.check.json``, ``.check.jsonl``...)."""
         return self.path.with_suffix(suffix)
 
 
@@ -363,8 +363,10 @@ def compare(profile: Profile, model: LatencyModel, target: Target, samples: list
             predict: Callable[[dict[str, Any]], float], stream: TextIO) -> dict[str, Any]:
     """Time the samples now, compare them with the model's predictions; save the figures.
 
-    The noise floor is the spread of five timings of the fastest, the middle
-    and the slowest network. The figures go beside the model
+    The noise floor is the median, over the checked networks, of the spread
+    between each network's two timing passes (no timing of its own: five more
+    timings of three networks took a minute of a check on a busy machine).
+    The figures go beside the model
     (``.check.json``), where :func:`fidelity` reads them.
 
     Returns:
@@ -389,14 +391,8 @@ def compare(profile: Profile, model: LatencyModel, target: Target, samples: list
         raise CodesignError(f"fewer than 2 of {len(samples)} networks could be measured on "
                             f"{profile.name}")
     figures = errors(pred, real)
-    order = np.argsort(real)
-    picks = [timed[i] for i in (order[0], order[len(order) // 2], order[-1])]
-    noise_file = target.beside(".noise.jsonl")
-    noise_file.unlink(missing_ok=True)
-    noise, _ = measure_networks(profile, picks, noise_file, "noise floor", stream, repeats=5,
-                                target=target)
     cvs = [float(np.std(r["medians_ms"]) / np.mean(r["medians_ms"]))
-           for r in noise.values() if "medians_ms" in r]
+           for r in (records.get(s["id"], {}) for s in timed) if len(r.get("medians_ms", ())) > 1]
     figures.update({
         "profile": profile.name,
         "drift": ratio,
