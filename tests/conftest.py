@@ -21,7 +21,7 @@ CODESIGN = [sys.executable, "-m", "codesign.cli"]
 TINY = ["--space", "tiny", "--epochs", "10", "--seed", "0", "--quality-samples", "0",
         "--finetune-epochs", "0"]
 BASE_TRIALS = 8
-QUALITY_SAMPLES = 4
+QUALITY_SAMPLES = 3
 BASE_ARGS = [*TINY[:-4], "--quality-samples", str(QUALITY_SAMPLES), "--finetune-epochs", "1",
              "--trials", str(BASE_TRIALS)]
 # Every test search times every candidate unless it tests the latency modes itself (a

@@ -123,9 +123,9 @@ def test_search_runs_end_to_end_on_a_uint8_rgb_npz_with_four_classes(tmp_path: P
     np.savez(path, x_train=images(y_train), y_train=y_train, x_test=images(y_test),
              y_test=y_test, labels=np.array(["red", "green", "blue", "yellow"]))
     out = tmp_path / "run"
-    proc = run_cli("search", "--data", str(path), "--space", "tiny", "--epochs", "4",
-                   "--trials", "4", "--quality-samples", "0", "--finetune-epochs", "0",
-                   "--out", str(out))
+    proc = run_cli("search", "--data", str(path), "--space", "tiny", "--epochs", "2",
+                   "--trials", "2", "--quality-samples", "0", "--finetune-epochs", "0",
+                   "--no-report", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((out / "pareto.json").read_text())
     assert doc["points"]
