@@ -41,13 +41,19 @@ def rgb_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype("uint8"), y.astype("int64")
 
 
+def save_rgb_data(root: Path, n_train: int) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                     tuple[np.ndarray, np.ndarray]]:
+    """Train (seed 0) and 200 test (seed 1) images, saved as ``root / "d.npz"``."""
+    (x, y), (xt, yt) = rgb_images(n_train, 0), rgb_images(200, 1)
+    np.savez(root / "d.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    return (x, y), (xt, yt)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The data (carved and named validation), the trained ``.keras`` model, bad inputs."""
     root = tmp_path_factory.mktemp("compress")
-    x, y = rgb_images(800, 0)
-    xt, yt = rgb_images(200, 1)
-    np.savez(root / "d.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    (x, y), (xt, yt) = save_rgb_data(root, 800)
     xv, yv = rgb_images(200, 2)
     np.savez(root / "dval.npz", x_train=x, y_train=y, x_val=xv, y_val=yv, x_test=xt, y_test=yt)
     model = train_mobilenet((x, y), 6, root / "m.keras")

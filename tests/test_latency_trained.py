@@ -25,7 +25,7 @@ from codesign.hyper.space import layer_choices
 from codesign.latency import trained
 from codesign.latency.model import LatencyModel
 from tests.conftest import run_cli
-from tests.test_compress import rgb_images, train_mobilenet
+from tests.test_compress import rgb_images, save_rgb_data, train_mobilenet
 
 PROFILE = "xnnpack-1t"
 BUILD_N = 30
@@ -35,10 +35,8 @@ BUILD_N = 30
 def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The data and the trained ``.keras`` model."""
     root = tmp_path_factory.mktemp("latency-trained")
-    x, y = rgb_images(600, 0)
-    xt, yt = rgb_images(200, 1)
-    np.savez(root / "d.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
-    train_mobilenet((x, y), 4, root / "m.keras")
+    train, _ = save_rgb_data(root, 600)
+    train_mobilenet(train, 4, root / "m.keras")
     return {"root": root, "data": root / "d.npz", "model": root / "m.keras"}
 
 
