@@ -170,18 +170,34 @@ def test_modes_need_a_model() -> None:
 @pytest.mark.e2e
 def test_hybrid_search_times_only_what_could_enter_the_front(built: Path,
                                                              seeded_run: Path) -> None:
-    args = [a for a in TINY if a not in ("--latency", "measured")]
-    proc = run_cli("search", "--data", "digits", *args, "--finetune-epochs", "0", "--trials",
-                   "20", "--out", str(seeded_run))  # hybrid: the default once a model exists
+    # The margin is the model's 95th-percentile error in its last check. An 8-network check
+    # on a busy machine can find 100 % or more, and then every candidate is worth timing
+    # (CI, stop 24). The test pins a last check of 15 % (restored after) so that what it
+    # shows is the screen, not the noise of the check before it.
+    check = built.with_name(built.name.replace(".measurements.jsonl", ".check.json"))
+    before = check.read_text() if check.is_file() else None
+    check.write_text(json.dumps({"n": 50, "within_10pct": 0.9, "p95_abs_rel_error": 0.15,
+                                 "checked": "9999"}))
+    try:
+        args = [a for a in TINY if a not in ("--latency", "measured")]
+        proc = run_cli("search", "--data", "digits", *args, "--finetune-epochs", "0",
+                       "--trials", "20", "--out", str(seeded_run))  # hybrid: the default now
+    finally:
+        check.unlink()
+        if before is not None:
+            check.write_text(before)
     # (20 trials: past the seeded candidates, random precision mixes run several times slower,
     # dominated even after the model's 95th-percentile error widens their prediction)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(check, n=50)" in proc.stdout, proc.stdout[-2000:]
     import optuna
 
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{seeded_run / 'study.db'}")
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     sources = [t.user_attrs["latency_ms"].get("source") for t in done]
-    assert "predicted" in sources and "measured" in sources, sources
+    seen = [(t.user_attrs["latency_ms"].get("source"), t.user_attrs["latency_predicted_ms"],
+             t.user_attrs["latency_ms"]["median"]) for t in done]
+    assert "predicted" in sources and "measured" in sources, (seen, proc.stdout[-1500:])
     assert all("latency_predicted_ms" in t.user_attrs for t in done)
     doc = json.loads((seeded_run / "pareto.json").read_text())
     assert doc["run"]["latency"] == "hybrid"
