@@ -9,6 +9,8 @@ estimates against TFLM's arena instead.
 from __future__ import annotations
 
 import argparse
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,11 @@ def profiles() -> int:
     headers = ("name", "runtime", "resolver", "threads", "precisions", "delegate takes",
                "device", "latency model here")
     print(format_table(headers, rows))
+    trained_rows = _trained_models([*list_profiles(), *list_profiles(EXAMPLE_DIR)])
+    if trained_rows:
+        print("\nlatency models of trained models here (codesign profile build NAME --model "
+              "PATH --data DATA):")
+        print(format_table(("profile", "model", "latency model here"), trained_rows))
     print("examples (under hw_profiles/examples/) reach a board or phone: copy one, edit the "
           "address, and pass its path to --profile")
     print("a latency model lets searches skip timing candidates that cannot win: codesign "
@@ -57,6 +64,38 @@ def _model_status(profile: Profile) -> str:
         return "outdated: rebuild it"
     known = latency.fidelity(profile, model)
     return known.describe() if known is not None else "built, fidelity unknown"
+
+
+def _trained_models(profiles: list[Profile]) -> list[tuple[str, str, str]]:
+    """Per profile, the trained models that have a latency model here, and its fidelity."""
+    from codesign.latency import build as latency
+    from codesign.latency import trained
+    from codesign.latency.model import latency_dir
+
+    rows = []
+    for p in profiles:
+        if p.micro:
+            continue
+        prefix = f"{latency.profile_key(p)}.model-"
+        for path in sorted(latency_dir().glob(f"{prefix}*.json")):
+            if not re.fullmatch(r"[0-9a-f]+\.json", path.name[len(prefix):]):
+                continue  # the model's check, measurements...
+            model = latency.load_model(p, path)
+            if model is None:
+                rows.append((p.name, path.name, "outdated: rebuild it"))
+                continue
+            source = str(model.meta.get("model", {}).get("path", ""))
+            if not source:
+                source = f"{path.name} (of a model it does not name)"
+            elif not Path(source).is_file():
+                source += " (no longer there)"
+            elif trained.model_file(p, source) != path:
+                source += " (changed since: build again)"
+            known = latency.fidelity(p, model, path)
+            status = (replace(known, target=trained.TARGET_WITHIN_10PCT).describe()
+                      if known is not None else "built, fidelity unknown")
+            rows.append((p.name, source, status))
+    return rows
 
 
 def profile_command(args: argparse.Namespace) -> int:

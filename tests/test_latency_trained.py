@@ -92,6 +92,10 @@ def test_the_check_reports_figures_in_range(built: dict[str, Path]) -> None:
     assert f["mape"] < 0.5  # the fit prices this model's candidates, however roughly
     known = trained.fidelity(load_profile(PROFILE), built["model"])
     assert known is not None and known.source == "check" and known.n == 10
+    listed = run_cli("profiles")  # codesign profiles names the model and the check's figure
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    row = next(ln for ln in listed.stdout.splitlines() if str(built["model"]) in ln)
+    assert row.startswith(PROFILE) and "(check, n=10)" in row
 
 
 @pytest.mark.slow  # a search of 12 trials with real conversions (about two minutes)
