@@ -8,10 +8,9 @@ bar shows the real rate once it runs. Pure Python: no TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from codesign.latency.features import kernels
-from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec
 
 # Training throughput of tf_keras on 2 cores: seconds per million multiply-accumulates of a
@@ -58,8 +57,7 @@ def max_mmacs(space: SpaceSpec, data: DataShape) -> float:
     top = space.max_candidate()
     total = 0.0
     for res in space.resolutions:
-        cand = Candidate.make(res, top.depths, top.prune_map, top.precision_map, top.kernel_map
-                              or None)
+        cand = replace(top, resolution=res)
         total += sum(k.macs for k in kernels(space, cand, data.num_classes, data.channels))
     return total / len(space.resolutions) / 1e6
 

@@ -91,8 +91,7 @@ def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str 
     for _ in range(n):
         cand = space.random_candidate(rng)
         prec = _precisions(rng, space.layer_names(), allowed)
-        cand = Candidate.make(cand.resolution, cand.depths, cand.prune_map, prec,
-                              cand.kernel_map or None)
+        cand = cand.with_precisions(prec)
         out.append(_record(space, cand, channels))
     return out
 

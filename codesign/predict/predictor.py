@@ -287,5 +287,4 @@ def _mixed(space: SpaceSpec, rng: np.random.Generator, choices: dict[str, tuple[
         prec = {n: p for n in names}
     else:
         prec = {n: str(rng.choice(choices[n])) for n in names}
-    return Candidate.make(base.resolution, base.depths, base.prune_map, prec,
-                          base.kernel_map or None)
+    return base.with_precisions(prec)

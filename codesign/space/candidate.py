@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from codesign.errors import CodesignError
@@ -75,6 +75,11 @@ class Candidate:
             kernel=None if kernel is None else tuple(
                 sorted((str(k), _size(v)) for k, v in kernel.items())),
         )
+
+    def with_precisions(self, precision: Mapping[str, str]) -> Candidate:
+        """The same candidate at other precisions (one per layer)."""
+        return replace(self, precision=tuple(sorted((str(k), str(v))
+                                                    for k, v in precision.items())))
 
     @classmethod
     def of_graph(cls, resolution: int, prune: Mapping[str, float],
