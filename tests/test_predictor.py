@@ -179,6 +179,60 @@ def test_predictor_driven_search(built: Path, seeded_run: Path) -> None:
     assert len(done) == 8 and any("proposal_round" in t.user_attrs for t in done)
     assert all("accuracy_predicted" in t.user_attrs for t in done)
     stamp = (seeded_run / "predictor.json").stat().st_mtime_ns
+    # what hybrid mode learnt from finished trials is saved with their numbers ...
+    transfer = json.loads((seeded_run / "predictor_transfer.json").read_text())
+    learned = transfer["meta"]["learned_trials"]
+    assert len(learned) >= 4 and set(learned) <= {t.number for t in done}
     proc = run_cli(*[a if a != "8" else "10" for a in args])  # resume with more trials
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (seeded_run / "predictor.json").stat().st_mtime_ns == stamp  # reused, not retrained
+    # ... and a resumed run continues from it instead of the predictor as first trained
+    assert f"continuing from what it learnt of {len(learned)} finished trials" in proc.stdout
+    again = json.loads((seeded_run / "predictor_transfer.json").read_text())
+    assert set(learned) <= set(again["meta"]["learned_trials"])
+
+
+def test_what_hybrid_learns_is_saved_and_a_resume_continues_from_it(tmp_path: Path) -> None:
+    """A real predictor learns from finished trials of a real (in-memory) study, twice."""
+    import io
+
+    import optuna
+
+    from codesign.config import SearchConfig
+    from codesign.engine.proposer import LEARN_MIN, TRANSFER_FILE, Proposer
+
+    space = get_space("tiny")
+    rng = np.random.default_rng(1)
+    cands = [space.random_candidate(rng) for _ in range(40)]
+    x = np.stack([encode(space, c) for c in cands])
+    y = 0.5 + 0.4 * rng.random(len(cands))
+
+    def trained() -> AccuracyPredictor:
+        return AccuracyPredictor(space, Boosted().fit(x[:30], y[:30]), {"settings": {"n": 30}})
+
+    screen = Screen(LatencyModel({}, {"const": 0.005}), builtin_chain(space, 10, 1),
+                    type("P", (), {"resolver": "builtin"})())
+    cfg = SearchConfig(out=tmp_path, space="tiny", accuracy="hybrid")
+    study = optuna.create_study(directions=["maximize"])
+    first = Proposer(trained(), screen, cfg, study, io.StringIO(), tmp_path)
+    for i in range(30, 30 + LEARN_MIN + 1):  # a round of LEARN_MIN, then one more
+        trial = study.ask()
+        trial.set_user_attr("candidate", cands[i].to_dict())
+        trial.set_user_attr("val_accuracy", float(y[i]))
+        study.tell(trial, float(y[i]))
+        first.learn(trial)
+    saved = json.loads((tmp_path / TRANSFER_FILE).read_text())
+    assert saved["meta"]["learned_trials"] == list(range(LEARN_MIN))
+    assert [n for n, _, _ in first.fresh] == [LEARN_MIN]
+    moved = first.predictor.predict_many(cands[:30])
+    assert not np.allclose(moved, trained().predict_many(cands[:30]))  # it did learn
+
+    out = io.StringIO()
+    resumed = Proposer(trained(), screen, cfg, study, out, tmp_path)
+    assert f"continuing from what it learnt of {LEARN_MIN} finished trials" in out.getvalue()
+    assert np.allclose(resumed.predictor.predict_many(cands[:30]), moved)
+    assert [n for n, _, _ in resumed.fresh] == [LEARN_MIN]  # finished since: learnt next
+    other = AccuracyPredictor(space, Boosted().fit(x[:30], y[:30]), {"settings": {"n": 31}})
+    retrained = Proposer(other, screen, cfg, study, io.StringIO(), tmp_path)
+    assert retrained.predictor is other  # another predictor's transfer is not applied
+    assert [n for n, _, _ in retrained.fresh] == list(range(LEARN_MIN + 1))

@@ -90,7 +90,7 @@ class BuiltinPlan(SearchPlan):
             predictor = predictor_stage(child, cfg, run, out, ctx.budget.left_s())
         proposer = None
         if predictor is not None and screen is not None:
-            proposer = Proposer(predictor, screen, cfg, ctx.study, out)
+            proposer = Proposer(predictor, screen, cfg, ctx.study, out, run.root)
         evaluate = BuiltinTrial(child, cfg, run, ctx.study, screen, proposer)
         ram = None if cfg.max_ram_kb is None else RamScreen(
             cfg.space_spec, cfg.max_ram_kb, data.num_classes, data.channels)

@@ -1,7 +1,14 @@
-"""Queues the predictor-driven proposals into the real study, once or in rounds."""
+"""Queues the predictor-driven proposals into the real study, once or in rounds.
+
+In hybrid accuracy mode the predictor goes on learning from each finished
+round (APQ's transfer). What it has learnt is saved in the run directory
+(:data:`TRANSFER_FILE`, with the trial numbers it learnt from), so a resumed
+run continues from it and learns the trials that finished since.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
@@ -10,12 +17,15 @@ from optuna.trial import TrialState
 from codesign.config import SearchConfig
 from codesign.engine.screen import Screen
 from codesign.engine.surrogate import propose
+from codesign.errors import CodesignError
 from codesign.predict.predictor import AccuracyPredictor
 from codesign.space.candidate import Candidate
 from codesign.space.suggest import FamilySpace, params_of
 
 ROUNDS = 4  # a search proposes in about this many rounds ...
 ROUND_MAX = 25  # ... of at most this many candidates
+TRANSFER_FILE = "predictor_transfer.json"  # the predictor as hybrid mode has updated it
+LEARN_MIN = 4  # finished trials the predictor learns from at once
 
 
 class Proposer:
@@ -32,10 +42,11 @@ class Proposer:
         cfg: Search settings.
         study: The real study.
         out: Where each proposal is reported.
+        run_root: The run directory (None: what hybrid mode learns is not saved).
     """
 
     def __init__(self, predictor: AccuracyPredictor, screen: Screen, cfg: SearchConfig,
-                 study: optuna.Study, out: TextIO) -> None:
+                 study: optuna.Study, out: TextIO, run_root: Path | None = None) -> None:
         self.predictor = predictor
         self.screen = screen
         self.cfg = cfg
@@ -43,8 +54,32 @@ class Proposer:
         self.out = out
         self.rounds = len({t.user_attrs.get("proposal_round") for t in study.get_trials(
             deepcopy=False) if "proposal_round" in t.user_attrs})
-        self.fresh: list[tuple[Candidate, float]] = []
+        self.fresh: list[tuple[int, Candidate, float]] = []
+        self.learned: set[int] = set()
         self.exhausted = False
+        self.path = None if run_root is None else run_root / TRANSFER_FILE
+        if cfg.accuracy == "hybrid":
+            self._resume()
+
+    def _resume(self) -> None:
+        """Continue from the saved transfer, and queue the trials finished but not yet learnt."""
+        if self.path is not None and self.path.is_file():
+            try:
+                saved = AccuracyPredictor.load(self.path, self.cfg.space_spec)
+            except CodesignError as exc:
+                print(f"accuracy predictor: {exc}; starting again from the trained one",
+                      file=self.out)
+                saved = None
+            if saved is not None and (saved.meta.get("settings")
+                                      == self.predictor.meta.get("settings")):
+                self.predictor = saved
+                self.learned = {int(n) for n in saved.meta.get("learned_trials", [])}
+                print(f"accuracy predictor: continuing from what it learnt of "
+                      f"{len(self.learned)} finished trials ({TRANSFER_FILE})", file=self.out)
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number not in self.learned and "candidate" in t.user_attrs:
+                self.fresh.append((t.number, Candidate.from_dict(t.user_attrs["candidate"]),
+                                   float(t.user_attrs["val_accuracy"])))
 
     def refill(self, remaining: int) -> None:
         """Queue the next proposal when nothing is waiting."""
@@ -76,10 +111,15 @@ class Proposer:
         """Remember a finished trial; in hybrid mode, learn from a round once it is done."""
         if self.cfg.accuracy != "hybrid" or "candidate" not in trial.user_attrs:
             return
-        self.fresh.append((Candidate.from_dict(trial.user_attrs["candidate"]),
+        self.fresh.append((trial.number, Candidate.from_dict(trial.user_attrs["candidate"]),
                            float(trial.user_attrs["val_accuracy"])))
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if not waiting and len(self.fresh) >= 4:
-            cands, accs = zip(*self.fresh, strict=True)
+        if not waiting and len(self.fresh) >= LEARN_MIN:
+            numbers, cands, accs = zip(*self.fresh, strict=True)
             self.predictor.update(list(cands), list(accs))
+            self.learned.update(numbers)
             self.fresh = []
+            if self.path is not None:
+                self.predictor.meta = {**self.predictor.meta,
+                                       "learned_trials": sorted(self.learned)}
+                self.predictor.save(self.path)
