@@ -14,7 +14,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from codesign.datasets import (
     KERAS_DATASETS,
@@ -180,6 +179,8 @@ def _load_other(name: str, seed: int) -> Dataset:
     idx = np.arange(len(y_tr))
     counts = np.bincount(y_tr)
     stratify = y_tr if counts[counts > 0].min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # 1.3 s to import: only to split
+
     try:
         idx_train, idx_val = train_test_split(
             idx, test_size=VAL_FRACTION, stratify=stratify, random_state=seed
@@ -223,6 +224,7 @@ def _preprocessing(source: str, scale: float, offset: float, x: np.ndarray) -> d
 @lru_cache(maxsize=4)
 def _load_digits(seed: int) -> Dataset:
     from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]
