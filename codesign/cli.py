@@ -150,6 +150,9 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
                         "stopping on validation (default 10)")
     s.add_argument("--no-report", action="store_true",
                    help="do not write RUN/report/ at the end (see codesign report)")
+    s.add_argument("--no-references", action="store_true",
+                   help="do not measure the maximal network (float32 and int8, fine-tuned "
+                        "like the front) as the run's references, nor the noise floor on it")
     if unset:
         from codesign.settings_file import DESTS
 
@@ -342,6 +345,7 @@ def _search(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage=args.storage,
         study=args.study,
+        references=not args.no_references,
     )
     SearchConfig(**settings, space=asked or "default").validate()  # flags before the data
     space_name, space = resume_space(args.out, asked, data_fit(args.data, args.seed))

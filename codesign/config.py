@@ -66,6 +66,8 @@ class SearchConfig:
         workers: Local worker processes sharing the study (1: this process alone).
         storage: Database server URL of the study (None: in the run directory).
         study: The study's name on the server.
+        references: Whether the maximal network is measured as the run's references
+            (and the noise floor on it).
         val_data: An npz whose ``x_val``/``y_val`` are the validation split
             (None: the data's own ``x_val``/``y_val``, else carved from training).
         _space: The space already resolved (a resumed run's own; None: read
@@ -98,6 +100,7 @@ class SearchConfig:
     workers: int = 1
     storage: str | None = None
     study: str = "codesign"
+    references: bool = True
     val_data: str | None = None
     _profile: Profile | None = field(default=None, repr=False, compare=False)
     _space: SpaceSpec | None = field(default=None, repr=False, compare=False)

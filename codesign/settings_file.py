@@ -69,7 +69,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("input-scale", "float"), Setting("input-offset", "float"),
     Setting("max-accuracy-drop", "float"), Setting("search-resolution", "bool"),
     Setting("prune-criterion", "str", ("l1", "bn")), Setting("candidate-epochs", "int"),
-    Setting("no-report", "bool"),
+    Setting("no-report", "bool"), Setting("no-references", "bool"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 DESTS = tuple(s.dest for s in SETTINGS)

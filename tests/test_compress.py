@@ -243,6 +243,8 @@ def test_bad_input_is_one_line_before_any_work(trained: dict[str, Path], tmp_pat
         (["fraction from 0 to 1"], ["--model", model, "--data", data,
                                     "--max-accuracy-drop", "3"]),
         (["applies to --model searches"], ["--data", data, "--val-data", data]),
+        (["--no-references applies to searches of the built-in space"],
+         ["--model", model, "--data", data, "--no-references"]),
         (["needs x_val and y_val"], ["--model", model, "--data", data, "--val-data", data]),
     ]
     # each refusal is its own process (most load TensorFlow to read the model): two at a time

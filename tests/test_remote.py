@@ -114,7 +114,8 @@ def test_search_over_ssh_survives_a_dropout(board: LoopbackBoard, seeded_run: Pa
     thread = threading.Thread(target=saboteur, daemon=True)
     thread.start()
     try:
-        proc = run_cli("search", "--data", "digits", *TINY, "--finetune-epochs", "0",
+        with_refs = [a for a in TINY if a != "--no-references"]  # timed on the board too
+        proc = run_cli("search", "--data", "digits", *with_refs, "--finetune-epochs", "0",
                        "--trials", "6", "--profile", str(profile), "--out", str(seeded_run))
     finally:
         thread.join(timeout=60)

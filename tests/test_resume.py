@@ -139,3 +139,7 @@ def test_a_single_trial_is_enough(seeded_run: Path) -> None:
     proc = run_cli("search", *TINY, "--trials", "1", "--out", str(seeded_run))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "of 1 trials (0 failed)" in proc.stdout
+    # --no-references (in TINY): no maximal network measured, no noise floor on it
+    assert "references: none measured (--no-references)" in proc.stdout
+    assert json.loads((seeded_run / "pareto.json").read_text())["references"] == []
+    assert not (seeded_run / "noise_floor.json").exists()

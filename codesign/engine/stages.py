@@ -131,6 +131,9 @@ def measure_references(
     """Measure the maximal network in float32 and int8 once per run (fine-tuned like the front)."""
     if run.references_file.is_file():
         return json.loads(run.references_file.read_text())
+    if not cfg.references:
+        print("references: none measured (--no-references), nor the noise floor", file=out)
+        return []
     tune = cfg.finetune_epochs * estimates.network_epoch_s(cfg.space_spec, shape)
     each = estimates.EVAL_S + estimates.QUANT_SAMPLE_S + estimates.TIME_S  # built, converted, timed
     noise = estimates.NOISE_REPEATS * estimates.TIME_S

@@ -57,6 +57,9 @@ def measured_search(args: argparse.Namespace, what: str,
         if getattr(args, attr, default) != default:
             raise CodesignError(f"{flag} does not apply to {what} searches (every candidate "
                                 "measured, in its own space); drop it")
+    if getattr(args, "no_references", False):
+        raise CodesignError(f"--no-references applies to searches of the built-in space (its "
+                            f"maximal network); drop it for {what} searches")
     if args.latency not in (None, *latency):
         raise CodesignError(f"{what} searches time every candidate: drop --latency "
                             f"{args.latency}" if latency == ("measured",) else
