@@ -21,6 +21,7 @@ import tf_keras as keras
 from codesign.nn.bn import recalibrate_bn
 
 BN_IMAGES = 512  # training images whose statistics replace batch norm's before validation
+LEARNING_RATE = 1e-3  # fine-tuning's initial learning rate (Adam, cosine decay)
 
 
 class RecalibrateBN(keras.callbacks.Callback):
@@ -158,7 +159,7 @@ def fine_tune(
     x: np.ndarray,
     y: np.ndarray,
     epochs: int,
-    learning_rate: float = 1e-3,
+    learning_rate: float = LEARNING_RATE,
     batch_size: int = 64,
     seed: int = 0,
 ) -> keras.Model:

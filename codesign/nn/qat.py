@@ -9,6 +9,11 @@ from codesign.errors import TrialFailure
 from codesign.tflite.convert import concrete_converter
 
 
+def qat_epochs(epochs: int) -> int:
+    """Epochs of QAT after ``epochs`` of float fine-tuning: a third of them, at least one."""
+    return max(1, round(epochs / 3))
+
+
 def qat_model(model: keras.Model) -> keras.Model:
     """Wrap the whole ``model`` for quantization-aware training (8-bit, TFMOT defaults).
 
