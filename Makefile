@@ -17,12 +17,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 # The measured search on the embedded digits data: it needs no latency model (whose first build
 # takes minutes) and no accuracy predictor, and fits 10 minutes with the install on 2 cores, one
-# of them busy. --epochs 16 trains the supernet for 2 minutes here, --quality-samples 0 skips
+# of them busy. --epochs 12 trains the supernet for 1.5 minutes here, --quality-samples 0 skips
 # the supernet's quality report (a minute of diagnostics), --no-references skips the maximal
 # network's references (float32 and int8, fine-tuned: 1.5 minutes here); the time budget is a
 # safety net (a search stopped by it still finishes a front of 3 points).
 demo: $(STAMP)
-	$(BIN)/codesign search --data digits --trials 30 --epochs 16 --quality-samples 0 \
+	$(BIN)/codesign search --data digits --trials 30 --epochs 12 --quality-samples 0 \
 		--no-references --time-budget-min 3 --out runs/demo
 
 # The stand-in board for the remote-device tests: sshd, and an account with tflite-runtime 2.14;
