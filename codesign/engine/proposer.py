@@ -77,9 +77,10 @@ class Proposer:
                 print(f"accuracy predictor: continuing from what it learnt of "
                       f"{len(self.learned)} finished trials ({TRANSFER_FILE})", file=self.out)
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number not in self.learned and "candidate" in t.user_attrs:
-                self.fresh.append((t.number, Candidate.from_dict(t.user_attrs["candidate"]),
-                                   float(t.user_attrs["val_accuracy"])))
+            attrs = t.user_attrs
+            if t.number not in self.learned and "candidate" in attrs and "val_accuracy" in attrs:
+                self.fresh.append((t.number, Candidate.from_dict(attrs["candidate"]),
+                                   float(attrs["val_accuracy"])))
 
     def refill(self, remaining: int) -> None:
         """Queue the next proposal when nothing is waiting."""
