@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ def profiles() -> int:
     from codesign.tflite.support import lookup
 
     rows = []
-    for p in [*list_profiles(), *list_profiles(EXAMPLE_DIR)]:
+    every = [*list_profiles(), *list_profiles(EXAMPLE_DIR)]
+    for p in every:
         try:
             delegated = ",".join(lookup(p.runtime, p.runtime_version, p.resolver).delegated)
         except CodesignError:
@@ -39,7 +39,7 @@ def profiles() -> int:
     headers = ("name", "runtime", "resolver", "threads", "precisions", "delegate takes",
                "device", "latency model here")
     print(format_table(headers, rows))
-    trained_rows = _trained_models([*list_profiles(), *list_profiles(EXAMPLE_DIR)])
+    trained_rows = _trained_models(every)
     if trained_rows:
         print("\nlatency models of trained models here (codesign profile build NAME --model "
               "PATH --data DATA):")
@@ -91,9 +91,8 @@ def _trained_models(profiles: list[Profile]) -> list[tuple[str, str, str]]:
                 source += " (no longer there)"
             elif trained.model_file(p, source) != path:
                 source += " (changed since: build again)"
-            known = latency.fidelity(p, model, path)
-            status = (replace(known, target=trained.TARGET_WITHIN_10PCT).describe()
-                      if known is not None else "built, fidelity unknown")
+            known = trained.file_fidelity(p, path, model)
+            status = known.describe() if known is not None else "built, fidelity unknown"
             rows.append((p.name, source, status))
     return rows
 

@@ -197,3 +197,14 @@ def test_the_seeded_first_generation_spans_depth_at_the_lowest_resolution(tmp_pa
     low = min(space.resolutions)
     depths = [c.depths for c in seeded if c.resolution == low]
     assert {(1, 1, 1), (1, 2, 1), (1, 2, 2)} <= set(depths)  # shallow, part way, deep
+
+
+def test_other_precisions_keep_each_kind_of_candidate_as_it_was_made() -> None:
+    """A built-in candidate's layers stay sorted, a graph's stay in graph order."""
+    graph = Candidate.of_graph(32, {"g": 0.5}, {"conv_b": "int8", "conv_a": "int8"}, model="m")
+    again = graph.with_precisions({"conv_b": "float32", "conv_a": "int4"})
+    assert again.precision == (("conv_b", "float32"), ("conv_a", "int4"))
+    assert again.model == "m" and again.prune == graph.prune
+    built = Candidate.make(24, [1, 1], {"g": 0.0}, {"b": "int8", "a": "int8"})
+    assert built.with_precisions({"b": "float32", "a": "int4"}) == Candidate.make(
+        24, [1, 1], {"g": 0.0}, {"a": "int4", "b": "float32"})

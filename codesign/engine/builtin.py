@@ -84,8 +84,7 @@ class BuiltinPlan(SearchPlan):
             quality = quality_report(child, cfg, run, out, shape, train_s)
         with coord.file_lock("references", wait.format("measure the references")):
             references = measure_references(child, cfg, run, out, shape)
-            if references:
-                noise_floor(child, run, references, cfg.profile_spec, out)
+            noise_floor(child, run, references, cfg.profile_spec, out)  # none: no references
         screen = latency_screen(cfg, data, child, out)
         with coord.file_lock("predictor", wait.format("train the accuracy predictor")):
             predictor = predictor_stage(child, cfg, run, out, ctx.budget.left_s())

@@ -90,7 +90,13 @@ def load(profile: Profile, model: str | Path) -> LatencyModel | None:
 
 def fidelity(profile: Profile, model: str | Path) -> latency.Fidelity | None:
     """What the last check (else the build's held-out figure) found of the model's latency model."""
-    known = latency.fidelity(profile, path=model_file(profile, model))
+    return file_fidelity(profile, model_file(profile, model))
+
+
+def file_fidelity(profile: Profile, path: Path, fitted: LatencyModel | None = None
+                  ) -> latency.Fidelity | None:
+    """:func:`fidelity` of the latency model kept at ``path`` (``fitted``: already loaded)."""
+    known = latency.fidelity(profile, fitted, path)
     return None if known is None else replace(known, target=TARGET_WITHIN_10PCT)
 
 

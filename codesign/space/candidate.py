@@ -71,15 +71,18 @@ class Candidate:
             resolution=int(resolution),
             depths=tuple(int(d) for d in depths),
             prune=tuple(sorted((str(k), float(v)) for k, v in prune.items())),
-            precision=tuple(sorted((str(k), str(v)) for k, v in precision.items())),
+            precision=_precision_pairs(precision, in_order=False),
             kernel=None if kernel is None else tuple(
                 sorted((str(k), _size(v)) for k, v in kernel.items())),
         )
 
     def with_precisions(self, precision: Mapping[str, str]) -> Candidate:
-        """The same candidate at other precisions (one per layer)."""
-        return replace(self, precision=tuple(sorted((str(k), str(v))
-                                                    for k, v in precision.items())))
+        """The same candidate at other precisions (one per layer), kept as its kind keeps them.
+
+        A built-in candidate's layers are sorted (:meth:`make`), a graph's stay in
+        the order given (:meth:`of_graph`).
+        """
+        return replace(self, precision=_precision_pairs(precision, in_order=self.depths is None))
 
     @classmethod
     def of_graph(cls, resolution: int, prune: Mapping[str, float],
@@ -95,7 +98,7 @@ class Candidate:
         """
         pairs = {k: tuple(v.items()) for k, v in source.items() if k in ("hp", "answers")}
         return cls(int(resolution), None, tuple((str(k), float(v)) for k, v in prune.items()),
-                   tuple((str(k), str(v)) for k, v in precision.items()), **{**source, **pairs})
+                   _precision_pairs(precision, in_order=True), **{**source, **pairs})
 
     @property
     def prune_map(self) -> dict[str, float]:
@@ -171,3 +174,9 @@ def _size(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
         raise ValueError(f"kernel size {value!r} is not an integer")
     return int(value)
+
+
+def _precision_pairs(precision: Mapping[str, str], in_order: bool) -> tuple[tuple[str, str], ...]:
+    """``(layer, precision)`` pairs: in the order given (a graph's), else sorted (built-in)."""
+    pairs = ((str(k), str(v)) for k, v in precision.items())
+    return tuple(pairs) if in_order else tuple(sorted(pairs))
