@@ -59,14 +59,16 @@ def search(settings: SearchConfig, hypermodel: Any = None,
         from codesign.engine.job import run_search
 
         return run_search(preflight(settings, builtin=True), out)
+    from codesign.hyper.cli import with_latency
     from codesign.hyper.load import as_spec
     from codesign.hyper.search import run_hyper_search
     from codesign.hyper.settings import HyperConfig
 
-    if settings.latency not in (None, "measured") or settings.accuracy != "measured":
-        raise CodesignError("a hypermodel search measures every candidate: use latency and "
-                            "accuracy 'measured' (estimators are validated for the built-in "
-                            "space only)")
+    if settings.latency not in (None, "measured", "hybrid") or settings.accuracy != "measured":
+        raise CodesignError("a hypermodel search measures every candidate's accuracy and times "
+                            "what could enter its front: use accuracy 'measured' and latency "
+                            "'measured' or 'hybrid'")
+    spec = as_spec(hypermodel)
     cfg = preflight(replace(settings, latency="measured", quality_samples=0))
-    return run_hyper_search(HyperConfig(as_spec(hypermodel), cfg,
+    return run_hyper_search(HyperConfig(spec, with_latency(cfg, spec, settings.latency, out),
                                         (training or HyperSettings()).validate()), out)

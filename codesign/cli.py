@@ -188,7 +188,8 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
                     help="stop measuring after this many minutes; rerun goes on (default 30)")
     pb.add_argument("--seed", type=int, default=0)
     pb.add_argument("--candidates", type=int, default=150,
-                    help="with --model: its random candidates to measure (default 150)")
+                    help="with --model or --hypermodel: its random candidates to measure "
+                         "(default 150)")
     pc = prs.add_parser("check", help="compare the model with measured random candidates")
     pc.add_argument("profile", help="profile name or .toml path")
     pc.add_argument("--n", type=int, default=100, help="candidates to measure (default 100)")
@@ -196,8 +197,12 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
         action.add_argument("--model", type=Path, default=None,
                             help="your own trained model (.keras, .h5, SavedModel): a latency "
                                  "model of its candidates on this profile")
+        action.add_argument("--hypermodel", default=None, metavar="FILE.py:NAME",
+                            help="your keras-tuner HyperModel: a latency model of its "
+                                 "candidates on this profile")
         action.add_argument("--data", default=None,
-                            help="with --model: the data it was trained for (calibration images)")
+                            help="with --model or --hypermodel: the data it is searched on "
+                                 "(calibration images)")
 
     e = sub.add_parser("export", help="write one trial's .tflite and manifest")
     e.add_argument("run", type=Path, help="run directory")

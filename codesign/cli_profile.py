@@ -39,11 +39,11 @@ def profiles() -> int:
     headers = ("name", "runtime", "resolver", "threads", "precisions", "delegate takes",
                "device", "latency model here")
     print(format_table(headers, rows))
-    trained_rows = _trained_models(every)
-    if trained_rows:
-        print("\nlatency models of trained models here (codesign profile build NAME --model "
-              "PATH --data DATA):")
-        print(format_table(("profile", "model", "latency model here"), trained_rows))
+    source_rows = _source_models(every)
+    if source_rows:
+        print("\nlatency models of trained models and HyperModels here (codesign profile build "
+              "NAME --model PATH|--hypermodel FILE.py:NAME --data DATA):")
+        print(format_table(("profile", "model", "latency model here"), source_rows))
     print("examples (under hw_profiles/examples/) reach a board or phone: copy one, edit the "
           "address, and pass its path to --profile")
     print("a latency model lets searches skip timing candidates that cannot win: codesign "
@@ -66,35 +66,53 @@ def _model_status(profile: Profile) -> str:
     return known.describe() if known is not None else "built, fidelity unknown"
 
 
-def _trained_models(profiles: list[Profile]) -> list[tuple[str, str, str]]:
-    """Per profile, the trained models that have a latency model here, and its fidelity."""
+def _source_models(profiles: list[Profile]) -> list[tuple[str, str, str]]:
+    """Per profile, the trained models and HyperModels with a latency model here, and its figure."""
     from codesign.latency import build as latency
-    from codesign.latency import trained
+    from codesign.latency import sources
     from codesign.latency.model import latency_dir
 
     rows = []
     for p in profiles:
         if p.micro:
             continue
-        prefix = f"{latency.profile_key(p)}.model-"
-        for path in sorted(latency_dir().glob(f"{prefix}*.json")):
-            if not re.fullmatch(r"[0-9a-f]+\.json", path.name[len(prefix):]):
-                continue  # the model's check, measurements...
-            model = latency.load_model(p, path)
-            if model is None:
-                rows.append((p.name, path.name, "outdated: rebuild it"))
-                continue
-            source = str(model.meta.get("model", {}).get("path", ""))
-            if not source:
-                source = f"{path.name} (of a model it does not name)"
-            elif not Path(source).is_file():
-                source += " (no longer there)"
-            elif trained.model_file(p, source) != path:
-                source += " (changed since: build again)"
-            known = trained.file_fidelity(p, path, model)
-            status = known.describe() if known is not None else "built, fidelity unknown"
-            rows.append((p.name, source, status))
+        for kind in ("model", "hypermodel"):
+            prefix = f"{latency.profile_key(p)}.{kind}-"
+            for path in sorted(latency_dir().glob(f"{prefix}*.json")):
+                if not re.fullmatch(r"[0-9a-f]+\.json", path.name[len(prefix):]):
+                    continue  # the model's check, measurements, drawn candidates...
+                model = latency.load_model(p, path)
+                if model is None:
+                    rows.append((p.name, path.name, "outdated: rebuild it"))
+                    continue
+                known = sources.file_fidelity(p, path, model)
+                rows.append((p.name, _source_name(p, kind, path, model.meta),
+                             known.describe() if known is not None else "built, fidelity unknown"))
     return rows
+
+
+def _source_name(profile: Profile, kind: str, path: Path, meta: dict[str, Any]) -> str:
+    """What a source's latency model is of, flagged when its file is gone or changed since."""
+    from codesign.latency import hypermodel, trained
+
+    if kind == "model":
+        source = str(meta.get("model", {}).get("path", ""))
+        file, now = source, trained.model_file(profile, source) if source else None
+    else:
+        hm = meta.get("hypermodel", {})
+        source, file = str(hm.get("spec", "")), str(hm.get("file", ""))
+        now = None
+        if file and Path(file).is_file():
+            from codesign.hyper.load import HyperSpec
+
+            name = str(hm.get("name") or source.rsplit(":", 1)[-1])
+            now = hypermodel.model_file(profile, HyperSpec(source, file, None, name, ""))
+        source = f"HyperModel {source}"
+    if not file:
+        return f"{path.name} (of a model it does not name)"
+    if not Path(file).exists():
+        return f"{source} (no longer there)"
+    return source if now == path else f"{source} (changed since: build again)"
 
 
 def profile_command(args: argparse.Namespace) -> int:
@@ -107,8 +125,8 @@ def profile_command(args: argparse.Namespace) -> int:
     check_runtime_version(profile)
     if profile.micro:
         return _micro_profile(args, profile)
-    if args.model is not None or args.data is not None:
-        return _trained_model(args, profile)
+    if args.model is not None or args.hypermodel is not None or args.data is not None:
+        return _source_model(args, profile)
     if args.action == "build":
         for flag, value, low in (("--blocks", args.blocks, 10), ("--whole", args.whole, 0)):
             if not low <= value <= 100000:
@@ -136,40 +154,55 @@ def profile_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trained_model(args: argparse.Namespace, profile: Profile) -> int:
-    """``profile build|check --model PATH --data DATA``: a latency model of a trained model."""
+def _source_model(args: argparse.Namespace, profile: Profile) -> int:
+    """``profile build|check --model PATH|--hypermodel SPEC --data DATA``: a source's own model."""
+    from codesign.data import validate_data_name
     from codesign.latency import build as latency
-    from codesign.latency import trained
+    from codesign.latency import sources
 
-    if args.model is None or args.data is None:
-        raise CodesignError("a trained model's latency model needs both --model PATH and "
-                            "--data DATA (the data it was trained for)")
+    if args.model is not None and args.hypermodel is not None:
+        raise CodesignError("give --model or --hypermodel, not both: each gets its own latency "
+                            "model")
+    if args.data is None or (args.model is None and args.hypermodel is None):
+        raise CodesignError("a model's latency model needs --model PATH (a trained model) or "
+                            "--hypermodel FILE.py:NAME, and --data DATA (the data it is "
+                            "searched on)")
     count, flag = (args.candidates, "--candidates") if args.action == "build" else (args.n, "--n")
     if not 2 <= count <= 100000:
         raise CodesignError(f"{flag} must be from 2 to 100000, got {count}")
-    model = trained.open_model(profile, args.model, args.data)
-    name = Path(model.path).name
+    if args.action == "build" and not args.budget_min > 0:
+        raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
+    validate_data_name(args.data)
+    if args.model is not None:
+        from codesign.latency import trained as source
+
+        opened = source.open_model(profile, args.model, args.data)
+        ref: Any = opened
+        name, path = Path(opened.path).name, source.model_file(profile, opened.path)
+    else:
+        from codesign.hyper.load import parse_spec
+        from codesign.latency import hypermodel as source  # type: ignore[no-redef]
+
+        ref = source.reference(profile, parse_spec(args.hypermodel, Path.cwd()), args.data)
+        name, path = ref.name, source.model_file(profile, ref.spec)
     if args.action == "build":
-        if not args.budget_min > 0:
-            raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
-        fitted = trained.build(profile, model, count, args.seed, args.budget_min)
+        fitted = source.build(profile, ref, count, args.seed, args.budget_min)
         meta, hold = fitted.meta, fitted.meta.get("holdout", {})
         held = (f"; held-out candidates: {hold['within_10pct']:.0%} within ±10 %, MAPE "
                 f"{hold['mape']:.1%} ({hold['detail']} detail)" if hold else "")
         print(f"latency model of {name} on {profile.name}: {meta['networks']['whole']} "
-              f"candidates measured in {meta['seconds']:.0f} s{held}; saved to "
-              f"{trained.model_file(profile, model.path)}")
+              f"candidates measured in {meta['seconds']:.0f} s{held}; saved to {path}")
         measured = meta["networks"]["whole"]
         print(f"timing: {latency.disturbance_line(meta.get('timing', {}), measured)}")
     else:
-        f = trained.check(profile, model, count)
+        f = source.check(profile, ref, count)
         print(f"{profile.name}, {name}: {_figures_line(f, 'random candidates of the model')}; "
               f"{latency.drift_note(f['drift'], profile)})")
         print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
-    known = trained.fidelity(profile, model.path)
+    known = sources.file_fidelity(profile, path)
     if known is not None and not known.meets_target:
         print(f"note: {known.within_10pct:.0%} within ±10 % ({known.source}) is below the "
-              f"{trained.TARGET_WITHIN_10PCT:.0%} a --model search needs to price candidates "
+              f"{sources.TARGET_WITHIN_10PCT:.0%} a search needs to price candidates "
               "(--latency hybrid)")
     return 0
 

@@ -27,8 +27,11 @@ def test_the_public_names_load_lazily_and_stay_what_they_are() -> None:
 
 
 def test_a_hypermodel_search_refuses_estimators(tmp_path: Path) -> None:
-    settings = codesign.SearchConfig(out=tmp_path / "run", latency="hybrid")
+    settings = codesign.SearchConfig(out=tmp_path / "run", accuracy="hybrid")
     with pytest.raises(CodesignError, match="measures every candidate"):
+        codesign.search(settings, hypermodel="examples/small_cnn.py:SmallCNN")
+    settings = codesign.SearchConfig(out=tmp_path / "run", latency="hybrid")
+    with pytest.raises(CodesignError, match="hybrid refused: .*SmallCNN has no latency model"):
         codesign.search(settings, hypermodel="examples/small_cnn.py:SmallCNN")
     with pytest.raises(CodesignError, match="training settings apply to a hypermodel"):
         codesign.search(codesign.SearchConfig(out=tmp_path / "run"),

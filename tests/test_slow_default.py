@@ -1,4 +1,11 @@
-"""Whole searches at default settings (make test-slow): minutes each."""
+"""A whole search at default settings on the default space (make test-long): 7 minutes here.
+
+In ``make test-long``, not ``make test-slow``: CI's hour holds the tests, the
+slow tests and ``make demo`` (the default space under a time budget, at the
+demo's shorter settings), whose front ``.ci/run`` then checks from the outside
+(``tools/verify_run.py``, three points or more). This test adds the default
+epochs, the quality report and the references to that.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ import pytest
 from codesign.engine.budget import MIN_FRONT
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long
 
 
 def test_default_space_under_a_short_budget_ends_with_a_measured_front(tmp_path: Path) -> None:

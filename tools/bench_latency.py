@@ -9,10 +9,19 @@ Prints, side by side in one run:
   before either is timed), with how many candidates each timed on the device and
   the hypervolume of each front (accuracy vs latency, reference point fixed).
 
+With ``--hypermodel FILE.py:NAME`` or ``--model PATH`` the two searches are of
+that source instead (no supernet; ``--sampler random``, so both evaluate the
+same candidates), and the tool prints each front point of the measured search
+beside the same trial in the hybrid one: whether it is on that front too, and
+the ratio of its two latencies (the same front: every point there, within
+±10 %).
+
     python tools/bench_latency.py --profile xnnpack-1t --trials 40
     python tools/bench_latency.py --profile reference-1t --trials 40
+    python tools/bench_latency.py --hypermodel examples/small_cnn.py:SmallCNN --trials 30
 
-Needs the profile's latency model on this machine (``codesign profile build``).
+Needs the profile's latency model on this machine (``codesign profile build``;
+for a source: ``codesign profile build PROFILE --hypermodel ...|--model ...``, checked).
 """
 
 from __future__ import annotations
@@ -59,9 +68,16 @@ def predictor_rate(profile_name: str, space_name: str, n: int) -> tuple[float, f
 def search(out: Path, mode: str, args: argparse.Namespace) -> tuple[float, dict]:
     """Run one search; return its wall time and a summary of its trials."""
     cmd = [sys.executable, "-m", "codesign.cli", "search", "--data", args.data, "--profile",
-           args.profile, "--space", args.space, "--trials", str(args.trials), "--seed",
-           str(args.seed), "--epochs", str(args.epochs), "--quality-samples", "0",
+           args.profile, "--trials", str(args.trials), "--seed", str(args.seed),
            "--finetune-epochs", "0", "--latency", mode, "--out", str(out)]
+    if args.hypermodel:
+        cmd += ["--hypermodel", args.hypermodel, "--sampler", "random", "--no-report"]
+        cmd += ["--candidate-epochs", str(args.epochs)] if args.epochs else []
+    elif args.model:
+        cmd += ["--model", args.model, "--sampler", "random", "--no-report"]
+    else:
+        cmd += ["--space", args.space, "--epochs", str(args.epochs or 40),
+                "--quality-samples", "0"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
@@ -82,7 +98,28 @@ def summarize(run: Path) -> dict:
     doc = json.loads((run / "pareto.json").read_text())
     points = [(p["val_accuracy"], p["latency_ms"]["median"]) for p in doc["points"]]
     return {"completed": len(done), "timed": len(timed), "timing_s": timing_s,
-            "points": points, "refs": doc["references"]}
+            "points": points, "refs": doc["references"],
+            "front": {p["trial"]: p["latency_ms"]["median"] for p in doc["points"]},
+            "candidates": {t.number: json.dumps(t.user_attrs["candidate"], sort_keys=True)
+                           for t in done}}
+
+
+def same_front(measured: dict, hybrid: dict) -> tuple[int, int, list[str]]:
+    """Front points of the measured search that the hybrid one has too (same candidate and
+    within ±10 %), how many there are, and a line per point."""
+    lines, same = [], 0
+    by_candidate = {c: n for n, c in hybrid["candidates"].items()}
+    for trial, lat in sorted(measured["front"].items()):
+        other = by_candidate.get(measured["candidates"][trial])
+        got = hybrid["front"].get(other) if other is not None else None
+        if got is None:
+            lines.append(f"  trial {trial}: {lat * 1000:.1f} us, not on the hybrid front")
+            continue
+        ratio = got / lat
+        same += abs(ratio - 1.0) <= 0.10
+        lines.append(f"  trial {trial}: {lat * 1000:.1f} us measured, {got * 1000:.1f} us in "
+                     f"the hybrid search (trial {other}; ratio {ratio:.3f})")
+    return same, len(measured["front"]), lines
 
 
 def hypervolume(points: list[tuple[float, float]], ref_latency: float) -> float:
@@ -103,10 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="default")
     ap.add_argument("--data", default="digits")
     ap.add_argument("--trials", type=int, default=40)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="supernet epochs (default 40), or a HyperModel's candidate epochs "
+                         "(default: the search's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--predict-n", type=int, default=5000)
+    ap.add_argument("--hypermodel", default=None, help="a HyperModel's searches instead")
+    ap.add_argument("--model", default=None, help="a trained model's searches instead")
     args = ap.parse_args(argv)
+    if args.hypermodel or args.model:
+        return source_searches(args)
 
     rate, per = predictor_rate(args.profile, args.space, args.predict_n)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
@@ -135,6 +178,26 @@ def main(argv: list[str] | None = None) -> int:
     speed = results["measured"][0] / results["hybrid"][0]
     print(f"hybrid wall time is {1 / speed:.2f}x the measured search's "
           f"({speed:.2f}x faster); HV reference latency {ref:.4f} ms (largest reference)")
+    return 0
+
+
+def source_searches(args: argparse.Namespace) -> int:
+    """A HyperModel's or a trained model's measured and hybrid searches, side by side."""
+    what = args.hypermodel or args.model
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        results = {mode: search(Path(tmp) / mode, mode, args) for mode in ("measured", "hybrid")}
+    ref = 1.1 * max(lat for _, s in results.values() for _, lat in s["points"])
+    print(f"\nprofile {args.profile}, {what}, data {args.data}, {args.trials} trials "
+          f"(random sampler), seed {args.seed}")
+    print(f"{'search':<10}{'wall s':>9}{'timed':>7}{'timing s':>10}{'front':>7}{'HV':>8}")
+    for mode, (wall, s) in results.items():
+        print(f"{mode:<10}{wall:>9.1f}{s['timed']:>7}{s['timing_s']:>10.1f}"
+              f"{len(s['points']):>7}{hypervolume(s['points'], ref):>8.4f}")
+    same, n, lines = same_front(results["measured"][1], results["hybrid"][1])
+    print(f"hybrid wall time is {results['hybrid'][0] / results['measured'][0]:.2f}x the "
+          f"measured search's; {same} of the measured front's {n} points are on the hybrid "
+          f"front within ±10 % (HV reference: 1.1x the slowest front point)")
+    print("\n".join(lines))
     return 0
 
 

@@ -17,7 +17,7 @@ apart (:mod:`codesign.child.timing`), so that it can hold the device alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,13 @@ SOURCES = {
 
 
 class ModelSource(ABC):
-    """Turns a candidate (plain data from the search process) into a model with weights."""
+    """Turns a candidate (plain data from the search process) into a model with weights.
+
+    Attributes:
+        progress: Sends a progress record to the search process.
+    """
+
+    progress: Callable[[dict[str, Any]], None]
 
     @abstractmethod
     def prepare(self, ctx: dict[str, Any]) -> Profile:
@@ -91,6 +97,34 @@ class ModelSource(ABC):
             except TrialFailure as exc:
                 got.append(str(exc))
         return got
+
+    def measure_drawn(self, ctx: dict[str, Any], samples: list[dict[str, Any]], out: str,
+                      repeats: int = 1, budget_s: float | None = None) -> dict[str, Any]:
+        """Convert drawn candidates and time them as a latency-model build does.
+
+        Each sample is converted once by :meth:`convert_drawn` and timed by
+        :func:`codesign.latency.measure.measure_samples` (its batches, the
+        reference network, two passes), with progress.
+
+        Returns:
+            ``{"records", "timing"}`` (see :func:`~codesign.latency.measure.measure_samples`).
+        """
+        from codesign.latency.measure import measure_samples
+
+        profile = self.prepare(ctx)
+        return measure_samples(
+            samples, profile, Path(out),
+            lambda done, total: self.progress({"stage": "latency", "done": done,
+                                               "total": total}),
+            repeats, budget_s, convert=self.convert_drawn)
+
+    def convert_drawn(self, sample: dict[str, Any]) -> Path:
+        """A drawn candidate's ``.tflite`` in the latency cache, converted once.
+
+        Raises:
+            TrialFailure: For a source without latency models of its own candidates.
+        """
+        raise TrialFailure(f"{type(self).__name__} draws no candidates of its own to time")
 
     @abstractmethod
     def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,7 +30,7 @@ from codesign.config import SearchConfig, reference_runs
 from codesign.engine.device import retry_when_back
 from codesign.engine.measured import ChildTrial, Requests, measure, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
-from codesign.engine.screen import Screen
+from codesign.engine.screen import Screen, pricing
 from codesign.engine.stages import priced
 from codesign.engine.workers import joinable
 from codesign.errors import TrialFailure
@@ -106,13 +105,19 @@ class CompressPlan(SearchPlan):
                             f.get("resolutions") or ())
 
     def start(self, study: optuna.Study, out: TextIO) -> None:
-        """Seed a new study: uniform pruning (two smallest ratios float32, the smallest int8)."""
+        """Seed a new study: uniform pruning at the two smallest ratios, in float32 and in int8.
+
+        Uniform channel pruning then int8 is the baseline a user would try by
+        hand (AMC's); seeded, the front holds it at least. Without the 0.5
+        int8 seed, 12 trials on ``tools/bench_compress.py``'s ResNet-style
+        model found no point as fast as it.
+        """
         if study.get_trials(deepcopy=False):
             return
         space = self._space()
         ratios = sorted(r for r in space.prune_ratios if r > 0)[:2]
         groups = [g["name"] for g in space.graph["groups"] if g["prunable"]]
-        seeds = [(r, "float32") for r in ratios] + [(r, "int8") for r in ratios[:1]]
+        seeds = [(r, p) for p in ("float32", "int8") for r in ratios]
         for ratio, precision in seeds if groups else [(0.0, "int8")]:
             if not all(precision in c for c in space.choices.values()):
                 continue
@@ -245,17 +250,9 @@ class CompressTrial(ChildTrial):
         budgets = self.cfg.budgets()
         if self.cfg.finetune_epochs > 0:  # the accuracy floor holds after fine-tuning
             budgets.pop("min_accuracy", None)
-        screen = self.screen
-
-        def price(m: Measurement, time_it: Callable[[], dict[str, Any]]) -> Measurement:
-            assert screen is not None
-            predicted = screen.predict(cand)
-            trial.set_user_attr("latency_predicted_ms", predicted)
-            return screen.hybrid(m, predicted, trial.study, self.cfg, time_it)
-
         m = measure_trial(trial, self.child, self.cfg, Requests(SOURCE, self.ctx, budgets=budgets),
                           cand, str(self.run.trial_model(trial.number)),
-                          price if screen is not None else None)
+                          pricing(self.screen, trial, cand, self.cfg))
         return m.objective_values(self.cfg.objectives)
 
     def measure(self, cand: Candidate, path: Path) -> Measurement:

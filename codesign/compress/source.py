@@ -154,16 +154,9 @@ class TrainedHandlers(ModelSource):
         Returns:
             ``{"records", "timing"}`` (see :func:`~codesign.latency.measure.measure_samples`).
         """
-        from codesign.latency.measure import measure_samples
+        return self.measure_drawn(ctx, samples, out, repeats, budget_s)
 
-        got = self._prepare(ctx)
-        return measure_samples(
-            samples, got.profile, Path(out),
-            lambda done, total: self.progress({"stage": "latency", "done": done,
-                                               "total": total}),
-            repeats, budget_s, convert=self._converted)
-
-    def _converted(self, sample: dict[str, Any]) -> Path:
+    def convert_drawn(self, sample: dict[str, Any]) -> Path:
         """A sampled candidate's ``.tflite`` in the latency cache, converted once."""
         from codesign.child.convert import checked_tflite
         from codesign.latency.measure import converted_path

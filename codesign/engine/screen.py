@@ -8,7 +8,8 @@ front, so no exported point rests on a prediction.
 
 Every model source plugs in here with its chain of kernels: the built-in
 family's (:func:`builtin_chain`), or a described model's
-(:func:`codesign.latency.trained.chain`, a trained model's candidates).
+(:func:`codesign.latency.trained.chain`: a trained model's candidates, and a
+HyperModel's, each from the description of the model it built).
 """
 
 from __future__ import annotations
@@ -101,6 +102,23 @@ class Screen:
             timed = time_it()
             return m.timed({**timed, "source": "measured"}, time.perf_counter() - t0)
         return m.timed(predicted_latency(predicted))
+
+
+def pricing(screen: Screen | None, trial: optuna.Trial, cand: Candidate, cfg: Any
+            ) -> Callable[[Measurement, Callable[[], dict[str, Any]]], Measurement] | None:
+    """A trial's price for :func:`codesign.engine.measured.measure` (None: no screen, timed).
+
+    It records the prediction on the trial and lets :meth:`Screen.hybrid` decide.
+    """
+    if screen is None:
+        return None
+
+    def price(m: Measurement, time_it: Callable[[], dict[str, Any]]) -> Measurement:
+        predicted = screen.predict(cand)
+        trial.set_user_attr("latency_predicted_ms", predicted)
+        return screen.hybrid(m, predicted, trial.study, cfg, time_it)
+
+    return price
 
 
 def predicted_latency(predicted: float) -> dict[str, Any]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from codesign.errors import CodesignError
 
 if TYPE_CHECKING:
     from codesign.config import SearchConfig
+    from codesign.hyper.load import HyperSpec
     from codesign.hyper.settings import HyperConfig
 
 INCOMPATIBLE = (  # flag, attribute, value that means "not given"
@@ -28,12 +31,30 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
     from codesign.hyper.settings import HyperConfig, HyperSettings
     from codesign.preflight import preflight
 
-    common = measured_search(args, "--hypermodel", INCOMPATIBLE)
+    common = measured_search(args, "--hypermodel", INCOMPATIBLE, ("measured", "hybrid"))
     spec = parse_spec(args.hypermodel, Path.cwd())
-    search = preflight(common)
+    search = with_latency(preflight(replace(common, latency="measured")), spec, common.latency)
     settings = HyperSettings(epochs=args.candidate_epochs,
                              finetune_epochs=min(args.finetune_epochs, 1000)).validate()
     return HyperConfig(hypermodel=spec, search=search, settings=settings)
+
+
+def with_latency(cfg: SearchConfig, spec: HyperSpec, asked: str | None,
+                 out: TextIO = sys.stdout) -> SearchConfig:
+    """``cfg`` with the latency mode of a search of ``spec`` (said in a line when not hybrid).
+
+    Raises:
+        CodesignError: On ``--latency hybrid`` without a checked latency model of
+            the HyperModel meeting its target (one line with the figure or the
+            commands), and on ``predicted``.
+    """
+    from codesign.latency import hypermodel
+
+    mode, note = hypermodel.search_mode(asked, cfg.profile_spec,
+                                        hypermodel.reference(cfg.profile_spec, spec, cfg.data))
+    if note:
+        print(note, file=out)
+    return replace(cfg, latency=mode)
 
 
 def measured_search(args: argparse.Namespace, what: str,

@@ -70,27 +70,37 @@ class HyperHandlers(ModelSource):
 
     # --- requests ----------------------------------------------------------------------
 
-    def do_hyper_build(self, ctx: dict[str, Any], answers: dict[str, Any]) -> dict[str, Any]:
+    def do_hyper_build(self, ctx: dict[str, Any], answers: dict[str, Any],
+                       draw_seed: int | None = None) -> dict[str, Any]:
         """Build with the values given; ask for the first missing one, else describe the model.
 
+        Args:
+            ctx: The search's context.
+            answers: The values given so far.
+            draw_seed: Draw every missing value here instead, at random with this
+                seed (:class:`codesign.latency.sources.RandomTrial`): one build
+                per candidate, for a latency build's random candidates.
+
         Returns:
-            ``{"need": spec}``, or ``{"graph", "hp", "input_shape", "params"}``.
+            ``{"need": spec}``, or ``{"graph", "hp", "input_shape", "params",
+            "answers"}`` (``answers``: every value used, drawn ones included).
         """
         from codesign.hyper.graph import channel_graph
         from codesign.hyper.hp import NeedValue
 
         self._prepare(ctx)
         try:
-            model, hp = self._build(answers)
+            model, hp = self._build(answers, _drawer(draw_seed))
         except NeedValue as need:
             return {"need": need.spec}
         graph = channel_graph(model)
-        self._last = (_key(answers), model, graph)
+        self._last = (_key(hp.answers), model, graph)
         return {"graph": graph.describe(), "hp": _plain(hp.values),
                 "input_shape": [int(d) for d in model.input_shape[1:]],
-                "params": int(model.count_params())}
+                "params": int(model.count_params()), "answers": _plain(hp.answers)}
 
-    def _build(self, answers: dict[str, Any]) -> tuple[Any, Any]:
+    def _build(self, answers: dict[str, Any],
+               draw: Callable[[dict[str, Any]], Any] | None = None) -> tuple[Any, Any]:
         import tf_keras as keras
 
         from codesign.hyper.hp import TrialHyperParameters
@@ -99,7 +109,7 @@ class HyperHandlers(ModelSource):
         assert self._ctx is not None
         keras.backend.clear_session()  # layer names restart, so genes are named alike per trial
         keras.utils.set_random_seed(self._seed(_key(answers)))
-        hp = TrialHyperParameters(answers)
+        hp = TrialHyperParameters(answers, draw)
         try:
             model = self._build_fn(hp)
         except (CodesignError, TrialFailure):
@@ -222,11 +232,56 @@ class HyperHandlers(ModelSource):
         res = litert.io_details(blob)["input"]["shape"][1]
         return self._timing.time(p, blob, Path(model_path), resize_bilinear(data.x_val[:1], res))
 
+    def do_hyper_latency_measure(self, ctx: dict[str, Any], samples: list[dict[str, Any]],
+                                 out: str, repeats: int = 1, budget_s: float | None = None
+                                 ) -> dict[str, Any]:
+        """Convert random candidates of the HyperModel and time them as a latency build does.
+
+        Each sample's model is built with its answers and fresh weights (what
+        runs does not depend on training), pruned and converted with its
+        precisions (quantized on the data's images), then timed by
+        :func:`codesign.latency.measure.measure_samples`.
+
+        Returns:
+            ``{"records", "timing"}`` (see :func:`~codesign.latency.measure.measure_samples`).
+        """
+        return self.measure_drawn(ctx, samples, out, repeats, budget_s)
+
+    def convert_drawn(self, sample: dict[str, Any]) -> Path:
+        """A drawn candidate's ``.tflite`` in the latency cache, converted once."""
+        from codesign.child.convert import checked_tflite
+        from codesign.hyper.prune import prune_model
+        from codesign.latency.measure import converted_path
+        from codesign.run.files import write_atomic
+
+        path = converted_path(sample)
+        if not path.is_file():
+            assert self._data is not None and self._profile is not None
+            cand = sample["candidate"]
+            model, graph = self._built(cand["answers"])
+            narrow, _ = prune_model(model, graph, cand["prune"])
+            calibration = resize_bilinear(self._data.x_train[:CALIBRATION_IMAGES],
+                                          model.input_shape[1])
+            write_atomic(path, checked_tflite(narrow, cand["precision"], calibration,
+                                              self._profile, {}))
+        return path
+
     def _epoch_progress(self, stage: str) -> Callable[[int, int, float], None]:
         def report(epoch: int, epochs: int, val_accuracy: float) -> None:
             self.progress({"stage": stage, "epoch": epoch, "epochs": epochs,
                            "val_accuracy": val_accuracy})
         return report
+
+
+def _drawer(seed: int | None) -> Callable[[dict[str, Any]], Any] | None:
+    """Draws a hyperparameter's value at random from its spec (None: no seed, no drawing)."""
+    if seed is None:
+        return None
+    from codesign.hyper.suggest import suggest_hp
+    from codesign.latency.sources import RandomTrial
+
+    trial = RandomTrial(np.random.default_rng(seed))
+    return lambda spec: suggest_hp(trial, spec)
 
 
 def _key(answers: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ keras-tuner, and ask for nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras_tuner as kt
@@ -41,11 +41,21 @@ class TrialHyperParameters(kt.HyperParameters):
 
     Args:
         answers: The values given so far.
+        draw: Gives a missing value itself (a hyperparameter's :func:`spec_of` in,
+            the value out) instead of stopping the build: a latency build's
+            random draw, one build per candidate.
     """
 
-    def __init__(self, answers: Mapping[str, Any]) -> None:
+    def __init__(self, answers: Mapping[str, Any],
+                 draw: Callable[[dict[str, Any]], Any] | None = None) -> None:
         super().__init__()
         self._answers = dict(answers)
+        self._draw = draw
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        """Every value the build used (``hp/<name> -> value``), drawn ones included."""
+        return dict(self._answers)
 
     def _register(self, hyperparameter: Any, overwrite: bool = False) -> Any:
         hp = hyperparameter
@@ -53,7 +63,9 @@ class TrialHyperParameters(kt.HyperParameters):
             return super()._register(hp, overwrite)
         key = HP_PREFIX + hp.name
         if key not in self._answers:
-            raise NeedValue(spec_of(hp))
+            if self._draw is None:
+                raise NeedValue(spec_of(hp))
+            self._answers[key] = self._draw(spec_of(hp))
         self.values[hp.name] = self._answers[key]
         return super()._register(hp, overwrite=False)
 

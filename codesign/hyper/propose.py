@@ -29,7 +29,8 @@ def propose(trial: Any, build_step: BuildStep) -> tuple[dict[str, Any], dict[str
         trial: An ``optuna.Trial``.
         build_step: Builds with the given answers (``hp/<name> -> value``) and
             returns ``{"need": spec}`` for a missing value or the build's
-            description (``{"graph": ..., "hp": ...}``).
+            description (``{"graph": ..., "hp": ...}``, with every value it
+            used under ``answers``).
 
     Raises:
         TrialFailure: If the build fails, or asks for too many values.
@@ -38,8 +39,8 @@ def propose(trial: Any, build_step: BuildStep) -> tuple[dict[str, Any], dict[str
     for _ in range(MAX_HYPERPARAMETERS + 1):
         reply = build_step(dict(answers))
         need = reply.get("need")
-        if need is None:
-            return answers, reply
+        if need is None:  # the child may have drawn values itself (see do_hyper_build)
+            return dict(reply.get("answers") or answers), reply
         key = HP_PREFIX + str(need["name"])
         if key in answers:  # the same name asked again: the child's answer was not used
             raise TrialFailure(f"hyperparameter {need['name']!r} was asked for twice")

@@ -8,7 +8,10 @@ then asks the trial for a prune ratio per channel group and a precision per
 layer of the built model; the child trains the model briefly, prunes it to a
 narrower graph, fine-tunes, converts with the per-layer precisions, measures
 accuracy, and times the file alone on the profile's device
-(:class:`HyperTrial`). This process never imports TensorFlow or the user's file.
+(:class:`HyperTrial`). With ``--latency hybrid`` (the default where the
+HyperModel's latency model passed its check) a candidate that could not
+enter the front keeps its predicted latency instead of being timed. This
+process never imports TensorFlow or the user's file.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +29,8 @@ from tqdm import tqdm
 from codesign.config import SearchConfig
 from codesign.engine.measured import ChildTrial, Requests, measure_trial
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
+from codesign.engine.screen import Screen, pricing
+from codesign.engine.stages import priced
 from codesign.engine.workers import joinable
 from codesign.hyper.encoding import EVALUATIONS_FILE
 from codesign.hyper.load import HyperSpec
@@ -113,7 +119,31 @@ class HyperPlan(SearchPlan):
         space = HyperModelSpace(
             lambda answers: ctx.child.call("hyper_build", ctx=child_ctx, answers=answers),
             layer_choices(s.profile_spec), h.settings.prune_ratios, h.hypermodel.text)
-        return Prepared(space, HyperTrial(ctx.child, s, ctx.run, child_ctx))
+        return Prepared(space, HyperTrial(ctx.child, s, ctx.run, child_ctx,
+                                          self._screen(ctx, space)))
+
+    def _screen(self, ctx: JobContext, space: HyperModelSpace) -> Screen | None:
+        """The HyperModel's latency screen in a hybrid search (None: every candidate timed).
+
+        A candidate is priced from the description of the model the child
+        built for it, before it is trained.
+        """
+        from codesign.latency import hypermodel
+        from codesign.latency.trained import chain
+
+        s = self.cfg
+        if s.latency != "hybrid":
+            return None
+        model = hypermodel.load(s.profile_spec, self.hyper.hypermodel)
+        if model is None:
+            print("latency: measured, every candidate timed: the HyperModel's latency model "
+                  "is gone", file=ctx.out)
+            self.cfg = replace(s, latency="measured")
+            return None
+        return priced(s, model, hypermodel.fidelity(s.profile_spec, self.hyper.hypermodel),
+                      lambda cand: chain(space.graph_of(cand), cand.to_dict()), ctx.child,
+                      ctx.out, f"the model of {self.hyper.hypermodel.text} on "
+                      f"{s.profile_spec.name}")
 
     def source_ctx(self) -> dict[str, Any]:
         """What the child's ``hypermodel`` requests carry."""
@@ -121,19 +151,27 @@ class HyperPlan(SearchPlan):
 
     def run_info(self, trials: list[Any]) -> dict[str, Any]:
         """What ``pareto.json`` records of the run."""
-        return _run_info(self.hyper, len(trials))
+        return _run_info(self.hyper, self.cfg, len(trials))
 
     def table(self, doc: dict[str, Any]) -> str:
         """The front as a terminal table (with the hyperparameters)."""
         return front_table(doc)
 
 
+@dataclass
 class HyperTrial(ChildTrial):
-    """Evaluates a HyperModel candidate for the loop (the child's ``hyper_*`` requests)."""
+    """Evaluates a HyperModel candidate for the loop (the child's ``hyper_*`` requests).
+
+    Attributes:
+        screen: The HyperModel's latency screen in a hybrid search (None: every
+            candidate timed).
+    """
+
+    screen: Screen | None = None
 
     def __call__(self, trial: optuna.Trial, cand: Candidate,
                  bar: tqdm) -> tuple[float, ...]:
-        """Train, prune, convert and measure ``cand``; time it; return its objective values."""
+        """Train, prune, convert and measure ``cand``; time or price it; its objective values."""
         trial.set_user_attr("candidate", cand.to_dict())
 
         def progress(info: dict[str, Any]) -> None:
@@ -143,7 +181,8 @@ class HyperTrial(ChildTrial):
 
         req = Requests("hypermodel", self.ctx, progress, {"build": cand.build_s})
         m = measure_trial(trial, self.child, self.cfg, req, cand,
-                          str(self.run.trial_model(trial.number)))
+                          str(self.run.trial_model(trial.number)),
+                          pricing(self.screen, trial, cand, self.cfg))
         _record(self.run, trial.number, cand, m)
         return m.objective_values(self.cfg.objectives)
 
@@ -171,9 +210,8 @@ def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _run_info(cfg: HyperConfig, completed: int) -> dict[str, Any]:
-    """What ``pareto.json`` records of a hypermodel run."""
-    s = cfg.search
+def _run_info(cfg: HyperConfig, s: SearchConfig, completed: int) -> dict[str, Any]:
+    """What ``pareto.json`` records of a hypermodel run (``s``: its settings as run)."""
     return {
         "data": s.data,
         "profile": profile_summary(s.profile_spec),
@@ -185,7 +223,7 @@ def _run_info(cfg: HyperConfig, completed: int) -> dict[str, Any]:
         "trials": completed,
         "training": cfg.settings.to_dict(),
         "finetune_epochs": cfg.settings.finetune_epochs,
-        "latency": "measured",
+        "latency": s.latency,
         "accuracy": "measured",
         "package_versions": package_versions(PACKAGES),
     }

@@ -8,8 +8,7 @@ from typing import Any
 from codesign.config import SearchConfig
 from codesign.data import data_fingerprint
 from codesign.errors import CodesignError
-from codesign.hyper.load import HyperSpec, as_spec
-from codesign.preflight import preflight
+from codesign.hyper.load import HyperSpec
 
 DEFAULT_PRUNE_RATIOS = (0.0, 0.25, 0.5, 0.75)
 
@@ -95,26 +94,3 @@ class HyperConfig:
             "budgets": cfg.budgets(),
             "training": self.settings.to_dict(),
         }
-
-
-def hyper_config(hypermodel: Any, out: Any, settings: HyperSettings | None = None,
-                 **search: Any) -> HyperConfig:
-    """The validated settings of a hypermodel search, for the Python API.
-
-    Args:
-        hypermodel: ``"FILE.py:NAME"``, ``"module:NAME"``, a HyperModel class or
-            instance, or a ``build(hp)`` function (defined in a file).
-        out: The run directory.
-        settings: Training and pruning of each candidate.
-        **search: Other :class:`codesign.config.SearchConfig` fields (``data``,
-            ``trials``, ``seed``, ``profile``, ``sampler``, ``objectives``,
-            budgets, ``time_budget_min``, ``timeout_s``).
-
-    Raises:
-        CodesignError: On a bad setting.
-    """
-    from pathlib import Path
-
-    cfg = preflight(SearchConfig(out=Path(out), latency="measured", accuracy="measured",
-                                 quality_samples=0, **search))
-    return HyperConfig(as_spec(hypermodel), cfg, (settings or HyperSettings()).validate())

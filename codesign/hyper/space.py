@@ -10,7 +10,9 @@ Its candidates are :class:`~codesign.space.candidate.Candidate` with ``hp`` and
 
 from __future__ import annotations
 
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +23,8 @@ from codesign.hyper.propose import BuildStep, propose
 from codesign.hyper.suggest import suggest_genes
 from codesign.space.base import Space
 from codesign.space.candidate import PRECISIONS, Candidate
+
+GRAPHS_KEPT = 64  # descriptions of the last built models (a hybrid search prices from them)
 
 
 class HyperModelSpace(Space):
@@ -40,6 +44,7 @@ class HyperModelSpace(Space):
         self.choices = choices
         self.prune_ratios = prune_ratios
         self.hypermodel = hypermodel
+        self._graphs: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def suggest(self, trial: Any) -> Candidate:
         """Replay the build to its end, then ask for the built model's genes.
@@ -51,9 +56,25 @@ class HyperModelSpace(Space):
         t0 = time.perf_counter()
         answers, built = propose(trial, self.build_step)
         prune, precision = suggest_genes(trial, built["graph"], self.choices, self.prune_ratios)
-        return Candidate.of_graph(built["input_shape"][0], prune, precision, hp=built["hp"],
+        cand = Candidate.of_graph(built["input_shape"][0], prune, precision, hp=built["hp"],
                                   hypermodel=self.hypermodel, answers=answers,
                                   build_s=round(time.perf_counter() - t0, 4))
+        self._graphs[_key(answers)] = built["graph"]
+        while len(self._graphs) > GRAPHS_KEPT:
+            self._graphs.popitem(last=False)
+        return cand
+
+    def graph_of(self, cand: Candidate) -> dict[str, Any]:
+        """The description of the model ``cand`` was drawn from (one of the last ones suggested).
+
+        Raises:
+            KeyError: If it was not suggested by this space lately.
+        """
+        return self._graphs[_key(cand.answers_map)]
+
+
+def _key(answers: Mapping[str, Any]) -> str:
+    return json.dumps(dict(answers), sort_keys=True, default=str)
 
 
 def layer_choices(profile: Profile) -> dict[str, tuple[str, ...]]:
