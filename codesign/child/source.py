@@ -187,3 +187,9 @@ class SourceRequests:
                                 ) -> list[dict[str, Any] | str]:
         """Latency figures of several written files timed together, or why one failed."""
         return self._source(source).time_together(ctx, model_paths)
+
+    def do_source_measure_drawn(self, source: str, ctx: dict[str, Any],
+                                samples: list[dict[str, Any]], out: str, repeats: int = 1,
+                                budget_s: float | None = None) -> dict[str, Any]:
+        """Convert and time a source's drawn candidates (see :meth:`ModelSource.measure_drawn`)."""
+        return self._source(source).measure_drawn(ctx, samples, out, repeats, budget_s)

@@ -140,22 +140,6 @@ class TrainedHandlers(ModelSource):
         assert best is not None
         return best
 
-    def do_trained_latency_measure(self, ctx: dict[str, Any], samples: list[dict[str, Any]],
-                                   out: str, repeats: int = 1, budget_s: float | None = None
-                                   ) -> dict[str, Any]:
-        """Convert candidates of the model and time them as a latency-model build does.
-
-        Each sample's candidate is built as a trial builds it (pruned, batch
-        norm recalibrated, converted with its precisions from the data's
-        calibration images) and timed by
-        :func:`codesign.latency.measure.measure_samples` (its batches, the
-        reference network, two passes).
-
-        Returns:
-            ``{"records", "timing"}`` (see :func:`~codesign.latency.measure.measure_samples`).
-        """
-        return self.measure_drawn(ctx, samples, out, repeats, budget_s)
-
     def convert_drawn(self, sample: dict[str, Any]) -> Path:
         """A sampled candidate's ``.tflite`` in the latency cache, converted once."""
         from codesign.child.convert import checked_tflite

@@ -232,21 +232,6 @@ class HyperHandlers(ModelSource):
         res = litert.io_details(blob)["input"]["shape"][1]
         return self._timing.time(p, blob, Path(model_path), resize_bilinear(data.x_val[:1], res))
 
-    def do_hyper_latency_measure(self, ctx: dict[str, Any], samples: list[dict[str, Any]],
-                                 out: str, repeats: int = 1, budget_s: float | None = None
-                                 ) -> dict[str, Any]:
-        """Convert random candidates of the HyperModel and time them as a latency build does.
-
-        Each sample's model is built with its answers and fresh weights (what
-        runs does not depend on training), pruned and converted with its
-        precisions (quantized on the data's images), then timed by
-        :func:`codesign.latency.measure.measure_samples`.
-
-        Returns:
-            ``{"records", "timing"}`` (see :func:`~codesign.latency.measure.measure_samples`).
-        """
-        return self.measure_drawn(ctx, samples, out, repeats, budget_s)
-
     def convert_drawn(self, sample: dict[str, Any]) -> Path:
         """A drawn candidate's ``.tflite`` in the latency cache, converted once."""
         from codesign.child.convert import checked_tflite

@@ -80,9 +80,10 @@ def reference(profile: Profile, spec: HyperSpec, data: str, seed: int = 0) -> Hy
 
 
 def target(profile: Profile, ref: HyperModelRef) -> latency.Target:
-    """How its candidates are measured: the child's ``hyper_latency_measure``."""
-    return latency.Target(model_file(profile, ref.spec), "hyper_latency_measure",
-                          {"ctx": ref.ctx}, f"random candidates of {ref.name}")
+    """How its candidates are measured: the child's ``source_measure_drawn``."""
+    return latency.Target(model_file(profile, ref.spec), "source_measure_drawn",
+                          {"source": "hypermodel", "ctx": ref.ctx},
+                          f"random candidates of {ref.name}")
 
 
 def load(profile: Profile, spec: HyperSpec) -> LatencyModel | None:

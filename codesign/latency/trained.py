@@ -75,9 +75,10 @@ def model_file(profile: Profile, model: str | Path) -> Path:
 
 
 def target(profile: Profile, trained: TrainedModel) -> latency.Target:
-    """How the model's candidates are measured: the child's ``trained_latency_measure``."""
-    return latency.Target(model_file(profile, trained.path), "trained_latency_measure",
-                          {"ctx": trained.ctx}, f"random candidates of {Path(trained.path).name}")
+    """How the model's candidates are measured: the child's ``source_measure_drawn``."""
+    return latency.Target(model_file(profile, trained.path), "source_measure_drawn",
+                          {"source": "trained", "ctx": trained.ctx},
+                          f"random candidates of {Path(trained.path).name}")
 
 
 def load(profile: Profile, model: str | Path) -> LatencyModel | None:
