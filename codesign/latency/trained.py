@@ -40,7 +40,6 @@ from codesign.latency.features import Kernel, features
 from codesign.latency.graph_chain import graph_kernels, kept_from_ratios
 from codesign.latency.model import LatencyModel, latency_dir
 
-TARGET_WITHIN_10PCT = sources.TARGET_WITHIN_10PCT
 CHECK_SEED = 3_000_017  # check candidates differ from every build candidate
 
 
@@ -89,9 +88,6 @@ def load(profile: Profile, model: str | Path) -> LatencyModel | None:
 def fidelity(profile: Profile, model: str | Path) -> latency.Fidelity | None:
     """What the last check (else the build's held-out figure) found of the model's latency model."""
     return sources.file_fidelity(profile, model_file(profile, model))
-
-
-file_fidelity = sources.file_fidelity
 
 
 def open_model(profile: Profile, model: str | Path, data: str, seed: int = 0) -> TrainedModel:
