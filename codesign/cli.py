@@ -98,8 +98,9 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
                    help="sub-networks in the supernet quality report (0 skips it; default: "
                         "sized to a fifth of the supernet's training time, 5 to 20, none "
                         "under 10 trials)")
-    s.add_argument("--finetune-epochs", type=int, default=3,
-                   help="epochs of fine-tuning for each front model (0 skips it; default 3)")
+    s.add_argument("--finetune-epochs", type=int, default=None,
+                   help="epochs of fine-tuning for each front model (0 skips it; default 3, "
+                        "up to 30 for a --model search)")
     s.add_argument("--latency", default=None, choices=("measured", "predicted", "hybrid"),
                    help="time every candidate, predict with the profile's latency model, or "
                         "predict and time those that could enter the front (default: hybrid "
@@ -145,6 +146,9 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--prune-criterion", default=None, choices=("l1", "bn"),
                    help="with --model: channels a pruned group keeps, by batch-norm scale "
                         "(default) or filter L1 norm")
+    s.add_argument("--trial-finetune-images", type=int, default=None,
+                   help="with --model: training images a pruned candidate is fine-tuned on "
+                        "before it is scored (default 0: scored on its inherited weights)")
     s.add_argument("--candidate-epochs", type=int, default=10,
                    help="with --hypermodel: most training epochs per candidate, early "
                         "stopping on validation (default 10)")
@@ -358,7 +362,8 @@ def _search(args: argparse.Namespace) -> int:
     from codesign.engine.job import run_search
 
     resolved = {"data": cfg.data, "epochs": cfg.epochs, "latency": cfg.latency,
-                "sampler": cfg.sampler, "space": "space.toml"}
+                "sampler": cfg.sampler, "space": "space.toml",
+                "finetune_epochs": cfg.finetune_epochs}
     with kept_in_run(args, resolved, cfg.space_spec):
         run_search(cfg)
     if not args.no_report:

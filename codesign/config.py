@@ -18,6 +18,14 @@ SAMPLERS = ("nsga2", "tpe", "random")
 OBJECTIVES = (("accuracy", "latency"), ("accuracy", "latency", "size"), ("accuracy", "ram"),
               ("accuracy", "latency", "ram"), ("accuracy", "ram", "flash"))
 DEFAULT_SAMPLER = "nsga2"
+FINETUNE_EPOCHS = 3
+"""Fine-tuning epochs of a front model of the supernet or of a HyperModel (their
+weights were trained with the candidate's shape in the space)."""
+TRAINED_FINETUNE_EPOCHS = 30
+"""Most fine-tuning epochs of a front model of a trained model (early stopping
+ends most sooner): its pruned channels are recovered by fine-tuning alone. On
+``tools/bench_compress.py``'s MobileNetV2-style model, uniform 75 % pruning
+scored 0.949 after 10 epochs, 0.985 after 20 and 0.992 after 30, all run."""
 
 
 LATENCY_MODES = ("measured", "predicted", "hybrid")
@@ -42,7 +50,9 @@ class SearchConfig:
         timeout_s: Longest one candidate's evaluation may take.
         quality_samples: Sub-networks in the supernet quality report (0: none;
             None: sized to the supernet's training time and the trials asked).
-        finetune_epochs: Epochs of fine-tuning for the front and the quality report.
+        finetune_epochs: Epochs of fine-tuning for the front and the quality report
+            (None: :data:`FINETUNE_EPOCHS`, or :data:`TRAINED_FINETUNE_EPOCHS` for
+            a trained model, whose pruned channels are recovered by fine-tuning alone).
         objectives: ``("accuracy", "latency")`` or with ``"size"`` as a third.
         max_latency_ms: Budget on the latency median (None: no budget).
         max_size_kb: Budget on the file size.
@@ -84,7 +94,7 @@ class SearchConfig:
     epochs: int | None = None
     timeout_s: float = 600.0
     quality_samples: int | None = None
-    finetune_epochs: int = 3
+    finetune_epochs: int | None = None
     objectives: tuple[str, ...] = ("accuracy", "latency")
     max_latency_ms: float | None = None
     max_size_kb: float | None = None
@@ -146,7 +156,8 @@ class SearchConfig:
                                 "and y_val)")
         if self.quality_samples is not None:
             _positive_int("--quality-samples", self.quality_samples, 0, 1000)
-        _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
+        if self.finetune_epochs is not None:
+            _positive_int("--finetune-epochs", self.finetune_epochs, 0, 1000)
         if self._space is None:
             resolve_space(self.space)
         if self.time_budget_min is not None and not self.time_budget_min > 0:

@@ -14,7 +14,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from codesign.config import SearchConfig, check_runtime_version, lookup_support
+from codesign.config import (
+    FINETUNE_EPOCHS,
+    SearchConfig,
+    check_runtime_version,
+    lookup_support,
+)
 from codesign.data import load_dataset
 from codesign.errors import CodesignError
 from codesign.hardware.profile import Profile, load_profile
@@ -65,8 +70,9 @@ def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
 
         shape = DataShape(len(loaded.y_train), loaded.channels, loaded.num_classes)
         epochs = auto_epochs(space, shape, cfg.time_budget_min)
+    tune = FINETUNE_EPOCHS if cfg.finetune_epochs is None else cfg.finetune_epochs
     return replace(cfg, data=data, epochs=epochs, latency=latency, val_data=val,
-                   _profile=profile, _space=space)
+                   finetune_epochs=tune, _profile=profile, _space=space)
 
 
 def _data_path(data: str) -> str:

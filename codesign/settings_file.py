@@ -69,6 +69,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("input-scale", "float"), Setting("input-offset", "float"),
     Setting("max-accuracy-drop", "float"), Setting("search-resolution", "bool"),
     Setting("prune-criterion", "str", ("l1", "bn")), Setting("candidate-epochs", "int"),
+    Setting("trial-finetune-images", "int"),
     Setting("no-report", "bool"), Setting("no-references", "bool"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
@@ -235,7 +236,8 @@ def _place(s: Setting, value: str, base: Path) -> Any:
 BUILTIN_ONLY = ("space", "accuracy", "latency", "predictor_float_samples",
                 "predictor_quant_samples", "inner_trials", "quality_samples", "epochs")
 OWN_MODEL_ONLY = ("hypermodel", "model", "val_data", "input_scale", "input_offset",
-                  "max_accuracy_drop", "search_resolution", "prune_criterion", "candidate_epochs")
+                  "max_accuracy_drop", "search_resolution", "prune_criterion", "candidate_epochs",
+                  "trial_finetune_images")
 
 
 @contextmanager

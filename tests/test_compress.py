@@ -22,6 +22,7 @@ import pytest
 
 import codesign  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from codesign.compress.inputs import diagnose, input_map, near_chance
+from codesign.config import TRAINED_FINETUNE_EPOCHS
 from examples.trained_models import mobilenet_v2_style, resnet_style
 from tests.conftest import ROOT, run_cli
 
@@ -106,7 +107,7 @@ def test_a_keras3_model_gives_a_front_that_loads_and_beats_the_original(
     for p in doc["points"]:  # fine-tuned toward the original's outputs, kept if no worse
         tuned = p["finetune"]
         assert tuned["method"] == "distillation" and tuned["teacher"] == "original model"
-        assert 1 <= tuned["epochs_run"] <= tuned["epochs"] == 3
+        assert 1 <= tuned["epochs_run"] <= tuned["epochs"] == TRAINED_FINETUNE_EPOCHS
         assert p["val_accuracy"] >= p["search"]["val_accuracy"]  # never worse than the search's
         assert p["candidate"]["prune"] and set(p["candidate"]["precision"]) == {
             layer["name"] for layer in p["layers"]}
@@ -146,7 +147,8 @@ def test_max_accuracy_drop_and_a_named_validation_split(trained: dict[str, Path]
     text = io.StringIO()
     res = search(SearchConfig(out=out, data=str(trained["dval"]), trials=3, sampler="random",
                               latency="measured", finetune_epochs=0),
-                 model=trained["model"], compress=CompressSettings(max_accuracy_drop=0.02),
+                 model=trained["model"], compress=CompressSettings(max_accuracy_drop=0.02,
+                                                                   trial_finetune_images=2048),
                  out=text)
     doc = res.pareto
     assert "may have seen" not in text.getvalue()
@@ -164,6 +166,12 @@ def test_max_accuracy_drop_and_a_named_validation_split(trained: dict[str, Path]
         if t.state == optuna.trial.TrialState.COMPLETE:  # the budget reached the sampler
             acc = t.user_attrs["val_accuracy"]
             assert t.constraints["accuracy"] == pytest.approx(floor - acc)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+              and any(v for k, v in t.params.items() if k.startswith("prune/"))]
+    assert pruned  # the seeds prune uniformly
+    for t in pruned:  # scored after one pass over (here) all 800 training images
+        assert t.user_attrs["training"]["images"] == 800
+        assert t.user_attrs["training"]["epochs"] == 1
 
 
 @pytest.mark.slow  # two workers, then a resume (the shared loop suite covers the rest fast)
@@ -388,7 +396,8 @@ def test_search_resolution_offers_what_the_model_runs_at(trained: dict[str, Path
     out = tmp_path / "res"
     proc = run_cli("search", "--model", str(trained["model"]), "--data", str(trained["dval"]),
                    "--search-resolution", "--trials", "5", "--sampler", "random",
-                   "--finetune-epochs", "0", "--no-report", "--out", str(out))
+                   "--finetune-epochs", "0", "--trial-finetune-images", "0", "--no-report",
+                   "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     assert "input resolutions searched: 32, 24, 16" in proc.stdout
     doc = json.loads((out / "pareto.json").read_text())

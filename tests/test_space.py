@@ -208,3 +208,26 @@ def test_other_precisions_keep_each_kind_of_candidate_as_it_was_made() -> None:
     built = Candidate.make(24, [1, 1], {"g": 0.0}, {"b": "int8", "a": "int8"})
     assert built.with_precisions({"b": "float32", "a": "int4"}) == Candidate.make(
         24, [1, 1], {"g": 0.0}, {"a": "int4", "b": "float32"})
+
+
+def test_enqueued_seeds_join_the_first_generation_and_breed() -> None:
+    """Optuna's NSGA-II numbers a generation only for trials it samples; seeds must count."""
+    import optuna
+
+    from codesign.run.study import join_generation
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(population_size=4, seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for x in (0.9, 1.0):  # two seeds that dominate everything the sampler draws
+        study.enqueue_trial({"x": x, "y": 0.0})
+    for _ in range(12):
+        trial = study.ask()
+        join_generation(study, trial)
+        x, y = trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
+        study.tell(trial, [x, y + 0.01])
+    generation = sampler.get_trial_generation
+    trials = study.get_trials(deepcopy=False)
+    assert [generation(study, t) for t in trials[:4]] == [0, 0, 0, 0]
+    parents = {t.number for t in sampler.get_parent_population(study, 1)}
+    assert {0, 1} <= parents  # the seeds are chosen as parents of the next generation

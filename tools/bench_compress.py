@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--train", type=int, default=3000, help="training images")
     ap.add_argument("--epochs", type=int, default=20, help="training epochs of each model")
-    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--finetune-epochs", type=int, default=None,
+                    help="of the front and the baselines (default: a --model search's)")
+    ap.add_argument("--trial-finetune-images", type=int, default=None,
+                    help="the search's (default: a --model search's)")
     ap.add_argument("--models", default="mobilenet,resnet")
     ap.add_argument("--profile", default="xnnpack-1t")
     ap.add_argument("--seed", type=int, default=0)
@@ -110,13 +113,15 @@ def bench_model(name: str, model_path: Path, data: Path, args: argparse.Namespac
     """The search and every baseline of one model, re-timed side by side."""
     from codesign.child import EvalChild
     from codesign.compress.search import run_compress_search
-    from codesign.compress.settings import compress_config
+    from codesign.compress.settings import CompressSettings, compress_config
     from codesign.config import SearchConfig
 
     run = args.out / f"run-{name}"
+    settings = CompressSettings() if args.trial_finetune_images is None else CompressSettings(
+        trial_finetune_images=args.trial_finetune_images)
     cfg = compress_config(model_path, SearchConfig(
         out=run, data=str(data), trials=args.trials, seed=args.seed, profile=args.profile,
-        latency="measured", finetune_epochs=args.finetune_epochs))
+        latency="measured", finetune_epochs=args.finetune_epochs), settings)
     doc = run_compress_search(cfg).pareto
     files = {r["name"]: run / r["model"] for r in doc["references"]}
     files.update({f"codesign trial {p['trial']}": run / p["model"] for p in doc["points"]})
@@ -129,9 +134,9 @@ def bench_model(name: str, model_path: Path, data: Path, args: argparse.Namespac
             child.call("trained_finetune", ctx=cfg.child_ctx(),
                        candidate={"prune": {g: ratio for g in groups},
                                   "precision": {n: "int8" for n in layers}},
-                       model_path=str(path), epochs=args.finetune_epochs)
+                       model_path=str(path), epochs=cfg.search.finetune_epochs)
             files[f"uniform {ratio:.0%} int8"] = path
-    files["tfmot 50% sparse int8"] = tfmot_baseline(cfg, run, args.finetune_epochs)
+    files["tfmot 50% sparse int8"] = tfmot_baseline(cfg, run, cfg.search.finetune_epochs)
     res = measure_all(files, front, cfg)
     best = sorted(doc["points"], key=lambda p: -p["test_accuracy"])[:args.scratch]
     inputs = _inputs(cfg)  # the model and data, loaded once for every architecture

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from codesign.compress.settings import CompressConfig
 
 MODEL_ONLY = ("val_data", "input_scale", "input_offset", "max_accuracy_drop", "prune_criterion",
-              "search_resolution")
+              "search_resolution", "trial_finetune_images")
 INCOMPATIBLE = (  # flag, attribute, value that means "not given"
     ("--hypermodel", "hypermodel", None),
     ("--space", "space", "default"),
@@ -40,14 +40,21 @@ def compress_config(args: argparse.Namespace) -> CompressConfig:
         CodesignError: On a flag a ``--model`` search does not take, a bad
             setting, bad data or a model that does not fit the data.
     """
-    from codesign.compress.settings import CompressSettings, compress_config
+    from codesign.compress.settings import (
+        TRIAL_FINETUNE_IMAGES,
+        CompressSettings,
+        compress_config,
+    )
     from codesign.hyper.cli import measured_search
 
     search = measured_search(args, "--model", INCOMPATIBLE, ("measured", "hybrid"))
     settings = CompressSettings(max_accuracy_drop=args.max_accuracy_drop,
                                 input_scale=args.input_scale, input_offset=args.input_offset,
                                 prune_criterion=args.prune_criterion or "bn",
-                                search_resolution=bool(args.search_resolution))
+                                search_resolution=bool(args.search_resolution),
+                                trial_finetune_images=(TRIAL_FINETUNE_IMAGES
+                                                       if args.trial_finetune_images is None
+                                                       else args.trial_finetune_images))
     return compress_config(args.model, search, settings)
 
 

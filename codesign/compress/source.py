@@ -149,7 +149,7 @@ class TrainedHandlers(ModelSource):
         path = converted_path(sample)
         if not path.is_file():
             assert self._loaded is not None
-            built = self.build(sample["candidate"], {})
+            built = self.build(sample["candidate"], {}, recover=False)
             write_atomic(path, checked_tflite(built.model, built.precision, built.calibration,
                                               self._loaded.profile, {}))
         return path
@@ -174,8 +174,14 @@ class TrainedHandlers(ModelSource):
                          "distillation": trained.get("distillation")}
         return m
 
-    def build(self, candidate: dict[str, Any], times: dict[str, float]) -> Built:
-        """The user's model with each group's most important channels kept, BN recalibrated."""
+    def build(self, candidate: dict[str, Any], times: dict[str, float],
+              recover: bool = True) -> Built:
+        """The user's model with each group's most important channels kept, BN recalibrated.
+
+        A pruned trial is then fine-tuned briefly (the context's
+        ``trial_finetune_images``), and a front model for its epochs; ``recover``
+        False skips the brief one (a latency sample: weights change no op).
+        """
         import time
 
         from codesign.hyper.prune import prune_model
@@ -192,11 +198,17 @@ class TrainedHandlers(ModelSource):
             recalibrate_bn(narrow, v.train[0][:BN_IMAGES])
         times["prune"] = round(time.perf_counter() - t0, 4)
         made: dict[str, Any] = {}
+        images = int(self._ctx.get("trial_finetune_images", 0)) if self._ctx else 0
         if candidate.get("finetune_epochs"):
             t1 = time.perf_counter()
             if narrow is v.model:  # the user's own (or cached) weights stay untouched
                 narrow = clone_with_weights(narrow)
             made["training"] = self._distill(narrow, int(candidate["finetune_epochs"]), v)
+            times["fine_tune"] = round(time.perf_counter() - t1, 4)
+        elif images > 0 and narrow is not v.model and recover:
+            t1 = time.perf_counter()  # a pruned trial, scored after a short recovery
+            made["training"] = {**self._distill(narrow, 1, v, images),
+                                "purpose": "scored after a short recovery"}
             times["fine_tune"] = round(time.perf_counter() - t1, 4)
         precision = candidate["precision"]
         layers = [
@@ -208,8 +220,17 @@ class TrainedHandlers(ModelSource):
         return Built(narrow, precision, v.train[0][:CALIBRATION_IMAGES], (v.val, v.test),
                      layers, {"params": int(narrow.count_params()), "channels": channels, **made})
 
-    def _distill(self, model: Any, epochs: int, v: Variant) -> dict[str, Any]:
-        """Fine-tune ``model`` on the training images toward labels and the original's outputs."""
+    def _distill(self, model: Any, epochs: int, v: Variant,
+                 images: int | None = None) -> dict[str, Any]:
+        """Fine-tune ``model`` on the training images toward labels and the original's outputs.
+
+        Args:
+            model: The pruned model, trained in place.
+            epochs: Passes over the images.
+            v: The model's variant (its resolution's images).
+            images: Train on this many training images (None: all), a random
+                sample drawn from the run's seed: the same for every candidate.
+        """
         import tf_keras as keras
 
         from codesign.nn.finetune import Schedule, distill_targets, train
@@ -220,10 +241,15 @@ class TrainedHandlers(ModelSource):
             got.teacher = np.asarray(got.user.model.predict(got.train[0], batch_size=256,
                                                             verbose=0))
         targets = distill_targets(got.train[1], got.teacher, got.user.output != "logits")
-        info = train(model, v.train, v.val,
-                     Schedule(epochs, FINETUNE_PATIENCE, FINETUNE_BATCH, int(self._ctx["seed"])),
-                     keras.optimizers.Adam(FINETUNE_LR), None, targets)
-        return {**info, "teacher": "original model", "distillation": DISTILLATION}
+        seed = int(self._ctx["seed"])
+        pick = np.arange(len(v.train[1]))
+        if images is not None and images < len(pick):
+            pick = np.sort(np.random.default_rng(seed).permutation(len(pick))[:images])
+        info = train(model, (v.train[0][pick], v.train[1][pick]), v.val,
+                     Schedule(epochs, FINETUNE_PATIENCE, FINETUNE_BATCH, seed),
+                     keras.optimizers.Adam(FINETUNE_LR), None, targets[pick])
+        return {**info, "images": int(len(pick)), "teacher": "original model",
+                "distillation": DISTILLATION}
 
 
 def _load(ctx: dict[str, Any]) -> Loaded:

@@ -30,7 +30,7 @@ from codesign.hardware.profile import Profile
 from codesign.report.pareto import feasible, front_trials
 from codesign.run.measurement import Measurement, fail_reason
 from codesign.run.retry import retrying
-from codesign.run.study import DIRECTIONS, complete_trials
+from codesign.run.study import DIRECTIONS, complete_trials, join_generation
 from codesign.space.base import Space
 from codesign.space.candidate import Candidate
 
@@ -177,6 +177,7 @@ def _ask(s: Session, repeats: int, skips: int = 0) -> _Step:
     if s.proposer is not None:
         s.proposer.refill(target - c.complete)
     trial = study.ask()
+    join_generation(study, trial)
     s.coord.claim(study, trial)
     try:
         candidate = s.space.suggest(trial)

@@ -35,7 +35,7 @@ def hyper_config(args: argparse.Namespace) -> HyperConfig:
     spec = parse_spec(args.hypermodel, Path.cwd())
     search = with_latency(preflight(replace(common, latency="measured")), spec, common.latency)
     settings = HyperSettings(epochs=args.candidate_epochs,
-                             finetune_epochs=min(args.finetune_epochs, 1000)).validate()
+                             finetune_epochs=min(search.finetune_epochs, 1000)).validate()
     return HyperConfig(hypermodel=spec, search=search, settings=settings)
 
 

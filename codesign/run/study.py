@@ -43,6 +43,22 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     raise CodesignError(f"unknown sampler {name!r}; use nsga2, tpe or random")
 
 
+def join_generation(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Count an enqueued trial (a seed, a retry) in a genetic sampler's current generation.
+
+    Optuna's genetic samplers (NSGA-II) number a trial's generation when they
+    sample its parameters. A trial whose every parameter was enqueued is never
+    sampled, so it would belong to no generation and never be a parent: the
+    seeds would not breed (Optuna 5.0). Call right after ``study.ask()``.
+    """
+    sampler = study.sampler
+    if not isinstance(sampler, optuna.samplers.BaseGASampler):
+        return
+    frozen = study.get_trials(deepcopy=False)[trial.number]
+    if "fixed_params" in frozen.system_attrs:
+        sampler.get_trial_generation(study, frozen)
+
+
 def open_study(
     loc: Locator,
     sampler: optuna.samplers.BaseSampler,
