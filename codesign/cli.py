@@ -53,6 +53,7 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
             the flags given from those left out (``--config`` fills those).
     """
     from codesign import __version__
+    from codesign.compress.cli import model_arguments
 
     p = _Parser(prog="codesign", description=INTRO, epilog=EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,25 +131,7 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, metavar="PATH",
                    help="compress your own trained model (.keras, .h5 or SavedModel dir): "
                         "prune ratio per channel group and precision per layer")
-    s.add_argument("--val-data", default=None, metavar="NPZ",
-                   help="with --model: validation images the model has not seen (x_val, "
-                        "y_val; default: the npz's own, else carved from training)")
-    s.add_argument("--input-scale", type=float, default=None,
-                   help="with --model: model input = raw * this + --input-offset (when the "
-                        "model has no Rescaling/Normalization layer)")
-    s.add_argument("--input-offset", type=float, default=None, help="see --input-scale")
-    s.add_argument("--max-accuracy-drop", type=float, default=None,
-                   help="with --model: most validation accuracy lost against the original's "
-                        "float32 .tflite, a fraction (0.01 = one point)")
-    s.add_argument("--search-resolution", action="store_true", default=None,
-                   help="with --model: search the input resolution too, where the model is "
-                        "fully convolutional up to global pooling (default: the model's own)")
-    s.add_argument("--prune-criterion", default=None, choices=("l1", "bn"),
-                   help="with --model: channels a pruned group keeps, by batch-norm scale "
-                        "(default) or filter L1 norm")
-    s.add_argument("--trial-finetune-images", type=int, default=None,
-                   help="with --model: training images a pruned candidate is fine-tuned on "
-                        "before it is scored (default 0: scored on its inherited weights)")
+    model_arguments(s)
     s.add_argument("--candidate-epochs", type=int, default=10,
                    help="with --hypermodel: most training epochs per candidate, early "
                         "stopping on validation (default 10)")

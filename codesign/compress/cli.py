@@ -19,6 +19,29 @@ INCOMPATIBLE = (  # flag, attribute, value that means "not given"
 )
 
 
+def model_arguments(s: argparse.ArgumentParser) -> None:
+    """Add the flags of a ``--model`` search (your own trained model) to ``search``'s parser."""
+    s.add_argument("--val-data", default=None, metavar="NPZ",
+                   help="with --model: validation images the model has not seen (x_val, "
+                        "y_val; default: the npz's own, else carved from training)")
+    s.add_argument("--input-scale", type=float, default=None,
+                   help="with --model: model input = raw * this + --input-offset (when the "
+                        "model has no Rescaling/Normalization layer)")
+    s.add_argument("--input-offset", type=float, default=None, help="see --input-scale")
+    s.add_argument("--max-accuracy-drop", type=float, default=None,
+                   help="with --model: most validation accuracy lost against the original's "
+                        "float32 .tflite, a fraction (0.01 = one point)")
+    s.add_argument("--search-resolution", action="store_true", default=None,
+                   help="with --model: search the input resolution too, where the model is "
+                        "fully convolutional up to global pooling (default: the model's own)")
+    s.add_argument("--prune-criterion", default=None, choices=("l1", "bn"),
+                   help="with --model: channels a pruned group keeps, by batch-norm scale "
+                        "(default) or filter L1 norm")
+    s.add_argument("--trial-finetune-images", type=int, default=None,
+                   help="with --model: training images a pruned candidate is fine-tuned on "
+                        "before it is scored (default 0: scored on its inherited weights)")
+
+
 def check_model_flags(args: argparse.Namespace) -> None:
     """Refuse flags of a ``--model`` search given without ``--model``.
 
