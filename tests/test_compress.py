@@ -416,3 +416,12 @@ def test_search_resolution_offers_what_the_model_runs_at(trained: dict[str, Path
     flat = L.Flatten()(L.Conv2D(4, 3, padding="same")(inp))
     sizes_, why = resolutions(tf_keras.Model(inp, L.Dense(3)(flat)), (16, 16, 3), 3)
     assert sizes_ == [16] and why.startswith("at 8x8")
+
+
+def test_runs_made_before_trial_finetune_images_still_resume() -> None:
+    """The resume identity leaves the newer setting out at the value older runs had."""
+    from codesign.compress.settings import CompressSettings, _compress_identity
+
+    assert "trial_finetune_images" not in _compress_identity(CompressSettings())
+    assert _compress_identity(CompressSettings(trial_finetune_images=64))[
+        "trial_finetune_images"] == 64

@@ -27,7 +27,7 @@ inherited, recalibrated weights). One pass over 2,048 images raised the search's
 scores of uniform 25/50 % pruning from 0.64/0.35 to 0.95/0.87 on
 ``tools/bench_compress.py``'s MobileNetV2-style model, for 6-7 s a trial, but did
 not rank the fine-tuned front better (Kendall tau 0.39 and -0.04 in two runs,
-against 0.19 and 0.07 on inherited weights); README."""
+against 0.81 and 0.19 on inherited weights); README."""
 PRUNE_CRITERIA = ("l1", "bn")  # codesign.hyper.prune.CRITERIA (that module imports tf_keras)
 
 
@@ -120,7 +120,7 @@ class CompressConfig:
             "sampler": cfg.sampler,
             "objectives": list(cfg.objectives),
             "budgets": cfg.budgets(),
-            "compress": self.settings.to_dict(),
+            "compress": _compress_identity(self.settings),
         }
 
     def child_ctx(self) -> dict[str, Any]:
@@ -132,6 +132,18 @@ class CompressConfig:
                 "criterion": self.settings.prune_criterion,
                 "search_resolution": self.settings.search_resolution,
                 "trial_finetune_images": self.settings.trial_finetune_images}
+
+
+def _compress_identity(settings: CompressSettings) -> dict[str, Any]:
+    """The compression settings a resume must match.
+
+    A setting newer than a run, at the value that run had without it, is left
+    out, so runs made before it still resume.
+    """
+    d = settings.to_dict()
+    if not d["trial_finetune_images"]:
+        del d["trial_finetune_images"]
+    return d
 
 
 def compress_config(model: str | Path, settings: SearchConfig,
