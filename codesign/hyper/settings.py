@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from codesign.config import SearchConfig
+from codesign.config import FINETUNE_EPOCHS, SearchConfig
 from codesign.data import data_fingerprint
 from codesign.errors import CodesignError
 from codesign.hyper.load import HyperSpec
@@ -27,7 +27,7 @@ class HyperSettings:
 
     epochs: int = 10
     patience: int = 3
-    finetune_epochs: int = 3
+    finetune_epochs: int = FINETUNE_EPOCHS
     batch_size: int = 64
     prune_ratios: tuple[float, ...] = DEFAULT_PRUNE_RATIOS
 
