@@ -91,7 +91,7 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--min-accuracy", type=float, default=None,
                    help="validation accuracy floor, a fraction (0.95)")
     s.add_argument("--epochs", type=int, default=None,
-                   help="supernet training epochs (default: sized to the data, about 3 min "
+                   help="supernet training epochs (default: sized to the data, about 6 min "
                         "of training on 2 cores, 10 to 40)")
     s.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one candidate may take (default 600)")
@@ -170,7 +170,7 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
     pb.add_argument("profile", help="profile name or .toml path")
     pb.add_argument("--blocks", type=int, default=300, help="block networks (default 300)")
     pb.add_argument("--whole", type=int, default=100,
-                    help="whole default-space candidates (default 100)")
+                    help="whole candidates of the space (default 100)")
     pb.add_argument("--budget-min", type=float, default=30.0,
                     help="stop measuring after this many minutes; rerun goes on (default 30)")
     pb.add_argument("--seed", type=int, default=0)
@@ -188,8 +188,10 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
                             help="your keras-tuner HyperModel: a latency model of its "
                                  "candidates on this profile")
         action.add_argument("--data", default=None,
-                            help="with --model or --hypermodel: the data it is searched on "
-                                 "(calibration images)")
+                            help="the data searched on: alone, a model of the default space "
+                                 "fitted to its images (over 32 px: a model of its own)")
+        action.add_argument("--space", default=None, metavar="PRESET|FILE.toml",
+                            help="a model of this space (inputs over 32 px: a model of its own)")
 
     e = sub.add_parser("export", help="write one trial's .tflite and manifest")
     e.add_argument("run", type=Path, help="run directory")

@@ -41,8 +41,8 @@ def profiles() -> int:
     print(format_table(headers, rows))
     source_rows = _source_models(every)
     if source_rows:
-        print("\nlatency models of trained models and HyperModels here (codesign profile build "
-              "NAME --model PATH|--hypermodel FILE.py:NAME --data DATA):")
+        print("\nlatency models of fitted spaces, trained models and HyperModels here (codesign "
+              "profile build NAME --data DATA [--model PATH|--hypermodel FILE.py:NAME]):")
         print(format_table(("profile", "model", "latency model here"), source_rows))
     print("examples (under hw_profiles/examples/) reach a board or phone: copy one, edit the "
           "address, and pass its path to --profile")
@@ -76,7 +76,7 @@ def _source_models(profiles: list[Profile]) -> list[tuple[str, str, str]]:
     for p in profiles:
         if p.micro:
             continue
-        for kind in ("model", "hypermodel"):
+        for kind in ("model", "hypermodel", "space"):
             prefix = f"{latency.profile_key(p)}.{kind}-"
             for path in sorted(latency_dir().glob(f"{prefix}*.json")):
                 if not re.fullmatch(r"[0-9a-f]+\.json", path.name[len(prefix):]):
@@ -85,7 +85,8 @@ def _source_models(profiles: list[Profile]) -> list[tuple[str, str, str]]:
                 if model is None:
                     rows.append((p.name, path.name, "outdated: rebuild it"))
                     continue
-                known = sources.file_fidelity(p, path, model)
+                known = (latency.fidelity(p, model, path) if kind == "space"  # the 95 % target
+                         else sources.file_fidelity(p, path, model))
                 rows.append((p.name, _source_name(p, kind, path, model.meta),
                              known.describe() if known is not None else "built, fidelity unknown"))
     return rows
@@ -95,6 +96,9 @@ def _source_name(profile: Profile, kind: str, path: Path, meta: dict[str, Any]) 
     """What a source's latency model is of, flagged when its file is gone or changed since."""
     from codesign.latency import hypermodel, trained
 
+    if kind == "space":
+        channels = meta.get("channels", 1)
+        return f"space {meta.get('space', {}).get('name', '?')} ({channels}-channel inputs)"
     if kind == "model":
         source = str(meta.get("model", {}).get("path", ""))
         file, now = source, trained.model_file(profile, source) if source else None
@@ -106,7 +110,8 @@ def _source_name(profile: Profile, kind: str, path: Path, meta: dict[str, Any]) 
             from codesign.hyper.load import HyperSpec
 
             name = str(hm.get("name") or source.rsplit(":", 1)[-1])
-            now = hypermodel.model_file(profile, HyperSpec(source, file, None, name, ""))
+            now = hypermodel.model_file(profile, HyperSpec(source, file, None, name, ""),
+                                        str(hm.get("shape", "")))
         source = f"HyperModel {source}"
     if not file:
         return f"{path.name} (of a model it does not name)"
@@ -125,33 +130,64 @@ def profile_command(args: argparse.Namespace) -> int:
     check_runtime_version(profile)
     if profile.micro:
         return _micro_profile(args, profile)
-    if args.model is not None or args.hypermodel is not None or args.data is not None:
+    if args.model is not None or args.hypermodel is not None:
         return _source_model(args, profile)
+    space, channels, flags = _builtin_space(args)
+    path = latency.model_path(profile, space)
     if args.action == "build":
         for flag, value, low in (("--blocks", args.blocks, 10), ("--whole", args.whole, 0)):
             if not low <= value <= 100000:
                 raise CodesignError(f"{flag} must be from {low} to 100000, got {value}")
         if not args.budget_min > 0:
             raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
-        model = latency.build(profile, args.blocks, args.whole, args.seed, args.budget_min)
+        model = latency.build(profile, args.blocks, args.whole, args.seed, args.budget_min,
+                              space=space, channels=channels)
         meta, hold = model.meta, model.meta.get("holdout", {})
         held = (f"; held-out whole networks: {hold['within_10pct']:.0%} within ±10 %, "
                 f"MAPE {hold['mape']:.1%}" if hold else "")
         measured = meta["networks"]["block"] + meta["networks"]["whole"]
         print(f"latency model of {profile.name}: {meta['networks']['block']} block and "
               f"{meta['networks']['whole']} whole networks measured on {meta['runtime']} "
-              f"in {meta['seconds']:.0f} s{held}; saved to {latency.model_path(profile)}")
+              f"in {meta['seconds']:.0f} s{held}; saved to {path}")
         print(f"timing: {latency.disturbance_line(meta.get('timing', {}), measured)}")
-        _flag_fidelity(latency.fidelity(profile, model))
+        _flag_fidelity(latency.fidelity(profile, model, path))
         return 0
     if not 2 <= args.n <= 100000:
         raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
-    f = latency.check(profile, args.n)
-    print(f"{profile.name}: {_figures_line(f, 'random default-space candidates')}; "
+    f = latency.check(profile, args.n, space=space, channels=channels, build_hint=flags)
+    print(f"{profile.name}: {_figures_line(f, f['candidates'])}; "
           f"{latency.drift_note(f['drift'], profile)})")
     print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
-    _flag_fidelity(latency.fidelity(profile))
+    _flag_fidelity(latency.fidelity(profile, path=path))
     return 0
+
+
+def _builtin_space(args: argparse.Namespace) -> tuple[Any, int, str]:
+    """The space a built-in model is of (``--space``, fitted to ``--data`` as a search fits it).
+
+    Returns:
+        The space (None: the default space, the profile's own model), the
+        input channels of its candidates (the data's; 1 without data) and the
+        flags that name it (for messages).
+    """
+    if args.space is None and args.data is None:
+        return None, 1, ""
+    from codesign.data import load_dataset, validate_data_name
+    from codesign.space.files import is_space_file, resolve_space
+    from codesign.space.fit import fit_space
+
+    text = args.space or "default"
+    space = resolve_space(text)
+    channels = 1
+    if args.data is not None:
+        validate_data_name(args.data)
+        loaded = load_dataset(args.data, 0)
+        channels = loaded.channels
+        if not is_space_file(text):  # a preset is fitted to the data, as a search fits it
+            space = fit_space(space, *loaded.x_train.shape[1:3])
+    flags = (f" --space {args.space}" if args.space else "") + (
+        f" --data {args.data}" if args.data else "")
+    return space, channels, flags
 
 
 def _source_model(args: argparse.Namespace, profile: Profile) -> int:
@@ -163,6 +199,9 @@ def _source_model(args: argparse.Namespace, profile: Profile) -> int:
     if args.model is not None and args.hypermodel is not None:
         raise CodesignError("give --model or --hypermodel, not both: each gets its own latency "
                             "model")
+    if args.space is not None:
+        raise CodesignError("--space names a space of the built-in family: leave it out with "
+                            "--model or --hypermodel")
     if args.data is None or (args.model is None and args.hypermodel is None):
         raise CodesignError("a model's latency model needs --model PATH (a trained model) or "
                             "--hypermodel FILE.py:NAME, and --data DATA (the data it is "
@@ -184,7 +223,7 @@ def _source_model(args: argparse.Namespace, profile: Profile) -> int:
         from codesign.latency import hypermodel as source  # type: ignore[no-redef]
 
         ref = source.reference(profile, parse_spec(args.hypermodel, Path.cwd()), args.data)
-        name, path = ref.name, source.model_file(profile, ref.spec)
+        name, path = ref.name, source.path_of(profile, ref)
     if args.action == "build":
         fitted = source.build(profile, ref, count, args.seed, args.budget_min)
         meta, hold = fitted.meta, fitted.meta.get("holdout", {})

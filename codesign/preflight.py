@@ -60,8 +60,8 @@ def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
 
         check_budget(RamScreen(space, cfg.max_ram_kb, loaded.num_classes, loaded.channels),
                      choices)
-    latency = _latency_mode(cfg, profile)
-    _check_accuracy_mode(cfg, profile)
+    latency = _latency_mode(cfg, profile, space if builtin else None)
+    _check_accuracy_mode(cfg, profile, space if builtin else None)
     if cfg.out.exists() and not cfg.out.is_dir():
         raise CodesignError(f"--out {cfg.out} is a file; give a directory")
     epochs = cfg.epochs
@@ -91,27 +91,47 @@ def data_fit(data: str, seed: int) -> Callable[[SpaceSpec], SpaceSpec]:
     return fit
 
 
-def _latency_mode(cfg: SearchConfig, profile: Profile) -> str:
-    """The latency mode: as asked, or hybrid when a latency model exists."""
-    from codesign.latency.build import load_model
-
-    has_model = load_model(profile) is not None
+def _latency_mode(cfg: SearchConfig, profile: Profile, space: SpaceSpec | None) -> str:
+    """The latency mode: as asked, or hybrid when a latency model of the space exists."""
     if cfg.latency is None:
-        return "hybrid" if has_model else "measured"
-    if cfg.latency != "measured" and not has_model:
+        return "hybrid" if _has_model(profile, space) else "measured"
+    if cfg.latency != "measured" and not _has_model(profile, space):
         raise CodesignError(
-            f"--latency {cfg.latency} needs a latency model of profile {profile.name} on "
-            f"this machine: run codesign profile build {profile.name}, or use --latency "
-            "measured"
+            f"--latency {cfg.latency} needs a latency model of {_of(space)} on profile "
+            f"{profile.name} on this machine: run {_build_command(cfg, profile, space)}, or use "
+            "--latency measured"
         )
     return cfg.latency
 
 
-def _check_accuracy_mode(cfg: SearchConfig, profile: Profile) -> None:
-    from codesign.latency.build import load_model
-
-    if cfg.accuracy != "measured" and load_model(profile) is None:
+def _check_accuracy_mode(cfg: SearchConfig, profile: Profile, space: SpaceSpec | None) -> None:
+    if cfg.accuracy != "measured" and not _has_model(profile, space):
         raise CodesignError(
-            f"--accuracy {cfg.accuracy} searches on predicted latency too: run codesign "
-            f"profile build {profile.name} first, or use --accuracy measured"
+            f"--accuracy {cfg.accuracy} searches on predicted latency too: run "
+            f"{_build_command(cfg, profile, space)} first, or use --accuracy measured"
         )
+
+
+def _has_model(profile: Profile, space: SpaceSpec | None) -> bool:
+    """Whether the latency model that prices ``space`` (None: the default) is built here."""
+    from codesign.latency.build import load_model
+    from codesign.latency.spaces import model_path
+
+    return load_model(profile, model_path(profile, space)) is not None
+
+
+def _of(space: SpaceSpec | None) -> str:
+    from codesign.latency.spaces import covered
+
+    return "the default space" if covered(space) else f"space {space.name}"  # type: ignore
+
+
+def _build_command(cfg: SearchConfig, profile: Profile, space: SpaceSpec | None) -> str:
+    """The command that builds the model of ``space``."""
+    from codesign.latency.spaces import covered
+
+    if covered(space):
+        return f"codesign profile build {profile.name}"
+    if is_space_file(cfg.space):
+        return f"codesign profile build {profile.name} --space {cfg.space} --data {cfg.data}"
+    return f"codesign profile build {profile.name} --data {cfg.data}"

@@ -23,7 +23,7 @@ import numpy as np
 SHAPES = ("square", "disk", "bar", "column", "cross")
 
 
-def rgb_shapes(n: int, seed: int, classes: int = 10, size: int = 32
+def rgb_shapes(n: int, seed: int, classes: int = 10, size: int = 32, contrast: float = 1.0
                ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images and labels: shape ``k % 5`` drawn brighter in channel ``k // 5``.
 
@@ -32,6 +32,7 @@ def rgb_shapes(n: int, seed: int, classes: int = 10, size: int = 32
         seed: Seed of the images.
         classes: At most 10 (5 shapes x 2 colours); fewer use the first ones.
         size: Image side.
+        contrast: How much brighter the shape is than the noise (1: clear; less is harder).
 
     Returns:
         ``(uint8 images (n, size, size, 3), int64 labels)``.
@@ -50,8 +51,8 @@ def rgb_shapes(n: int, seed: int, classes: int = 10, size: int = 32
                 "column": (dx <= r // 3) & (dy <= r),
                 "cross": ((dy <= r // 3) & (dx <= r)) | ((dx <= r // 3) & (dy <= r))
                 }[SHAPES[label % 5]]
-        x[i][mask, label // 5] += 110
-        x[i][mask] += 20
+        x[i][mask, label // 5] += 110 * contrast
+        x[i][mask] += 20 * contrast
     return np.clip(x, 0, 255).astype("uint8"), y.astype("int64")
 
 

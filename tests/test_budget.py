@@ -76,3 +76,13 @@ def test_set_up_is_sized_to_the_budget() -> None:
     assert unbounded >= estimates.QUALITY_MIN
     assert estimates.quality_samples(None, 100, 200.0, each, budget_min=0.5) == 0
     assert estimates.quality_samples(7, 100, 200.0, each, budget_min=0.5) == 7  # asked wins
+
+    # later stages' estimates follow the supernet's real training time (pace), so the
+    # quality report's share of it holds as many sub-networks on a slow machine as a fast one
+    expect = estimates.supernet_s(space, shape, 20)
+    assert estimates.pace(0.0, space, shape, 20) == 1.0  # unknown: as estimated
+    slow = estimates.pace(2.5 * expect, space, shape, 20)
+    assert slow == pytest.approx(2.5)
+    assert estimates.pace(100 * expect, space, shape, 20) == estimates.PACE_RANGE[1]
+    assert estimates.quality_samples(None, 100, 2.5 * expect, slow * each) == \
+        estimates.quality_samples(None, 100, expect, each)

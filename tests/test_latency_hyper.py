@@ -53,6 +53,22 @@ def test_random_trials_answer_within_what_was_asked() -> None:
     assert picks.count(based[0].base) > 300
 
 
+def test_a_hypermodel_latency_model_is_keyed_by_the_data_it_is_built_for(tmp_path: Path) -> None:
+    profile = load_profile(PROFILE)
+    spec = parse_spec(SPEC, ROOT)
+    digits = hypermodel.reference(profile, spec, "digits")
+    assert digits.shape == "8x8x1:10"
+    x = np.zeros((40, 16, 16, 3), np.uint8)
+    y = np.arange(40) % 4
+    np.savez(tmp_path / "rgb.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    rgb = hypermodel.reference(profile, spec, str(tmp_path / "rgb.npz"))
+    assert rgb.shape == "16x16x3:4"
+    # the HyperModel builds other networks for other images or classes: another model file
+    assert hypermodel.path_of(profile, rgb) != hypermodel.path_of(profile, digits)
+    assert hypermodel.path_of(profile, digits) == hypermodel.path_of(
+        profile, hypermodel.reference(profile, spec, "digits", seed=3))
+
+
 @pytest.mark.slow  # a 12-candidate build, a 6-candidate check and an 8-trial search (~4 min)
 def test_a_hypermodel_latency_model_is_built_checked_and_prices_a_search(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +87,7 @@ def test_a_hypermodel_latency_model_is_built_checked_and_prices_a_search(
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     assert "drawing 12 random candidates" in proc.stdout and "expected about" in proc.stdout
     assert "12 candidates measured" in proc.stdout
-    path = hypermodel.model_file(profile, spec)
+    path = hypermodel.path_of(profile, hypermodel.reference(profile, spec, "digits"))
     assert path.is_file()
     drawn = json.loads(path.with_suffix(".samples-0.json").read_text())
     assert len(drawn) == 12 and len({d["id"] for d in drawn}) == 12

@@ -83,7 +83,7 @@ class BuiltinPlan(SearchPlan):
         with coord.file_lock("quality", wait.format("finish the quality report")):
             quality = quality_report(child, cfg, run, out, shape, train_s)
         with coord.file_lock("references", wait.format("measure the references")):
-            references = measure_references(child, cfg, run, out, shape)
+            references = measure_references(child, cfg, run, out, shape, train_s)
             noise_floor(child, run, references, cfg.profile_spec, out)  # none: no references
         screen = latency_screen(cfg, data, child, out)
         with coord.file_lock("predictor", wait.format("train the accuracy predictor")):

@@ -2,8 +2,10 @@
 
 Estimates come from the arithmetic of the work (multiply-accumulates of the
 networks, images, epochs, samples) and rates measured on a 2-core x86 machine
-(2026-11-29); a faster or busier machine differs, and every stage's progress
-bar shows the real rate once it runs. Pure Python: no TensorFlow.
+(training: 2026-12-01, the default space with its 7x7 depthwise kernels, at 32
+and 96 px); a faster or busier machine differs, so the stages after the
+supernet follow its real training time (:func:`pace`), and every stage's
+progress bar shows the real rate once it runs. Pure Python: no TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ from codesign.space.family import SpaceSpec
 
 # Training throughput of tf_keras on 2 cores: seconds per million multiply-accumulates of a
 # forward pass, per image and epoch (backward pass included), plus a fixed cost per step.
-TRAIN_S_PER_MMAC_IMAGE = 2.4e-4
-TRAIN_S_PER_STEP = 0.012
+# Measured quiet on 1,600 RGB images: the default space's supernet took 1.8x (32 px) and
+# 1.9x (96 px) the time the former rates (2.4e-4, 0.012, from before the 7x7 kernels) said.
+TRAIN_S_PER_MMAC_IMAGE = 4.44e-4
+TRAIN_S_PER_STEP = 0.022
 BATCH = 64
 SANDWICH = 4  # networks per step of nested training (largest, smallest, two random)
 FULL_FRACTION = 0.25  # share of the epochs that train the maximal network alone
 SUBNET_COST = 0.55  # an average sub-network's arithmetic, relative to the maximal network
 MASKED_COST = 0.9  # a sub-network trained through the masked supernet, relative to the maximal
-SUPERNET_TARGET_S = 200.0  # default supernet training time here
+SUPERNET_TARGET_S = 370.0  # default supernet training time here (the epochs of 200 s before)
 BUDGET_SUPERNET_SHARE = 0.4  # under --time-budget-min: the supernet's share of the budget
 BUDGET_QUALITY_SHARE = 0.1  # ... and the quality report's
 MIN_EPOCHS, MAX_EPOCHS = 10, 40
 EVAL_S = 1.0  # build, recalibration and evaluation of one sub-network
+FINETUNE_FIXED_S = 6.0  # tracing and compiling of one fine-tuning, whatever its epochs
+PACE_RANGE = (0.5, 4.0)  # the supernet's real time over its estimate, as applied to later stages
 FLOAT_SAMPLE_S = 0.15  # one float predictor sample through the masked supernet
 QUANT_SAMPLE_S = 1.5  # one converted, quantized predictor sample
 CONVERT_S = 0.8  # one sampled network converted for a latency model (uncached)
@@ -90,9 +96,46 @@ def auto_epochs(space: SpaceSpec, data: DataShape, budget_min: float | None = No
     return int(max(MIN_EPOCHS, min(MAX_EPOCHS, target // max(per_epoch, 1e-6))))
 
 
+def pace(train_s: float, space: SpaceSpec, data: DataShape, epochs: int) -> float:
+    """How much longer than estimated the supernet trained here (later estimates follow it).
+
+    The training rates are from one machine, and TensorFlow pays more for some
+    layers than their multiply-accumulates say (the 7x7 depthwise kernels), so
+    the stages after the supernet scale their estimates by what its training
+    really took, within :data:`PACE_RANGE`.
+
+    Args:
+        train_s: Seconds the supernet's training took (0: unknown, as for a
+            supernet reused without its time).
+        space: The space.
+        data: The data.
+        epochs: Its epochs.
+
+    Returns:
+        Real over estimated seconds; 1.0 when unknown.
+    """
+    if train_s <= 0:
+        return 1.0
+    ratio = train_s / max(supernet_s(space, data, epochs), 1e-6)
+    return min(max(ratio, PACE_RANGE[0]), PACE_RANGE[1])
+
+
 def quality_sample_s(space: SpaceSpec, data: DataShape, finetune_epochs: int) -> float:
     """Expected seconds of one quality-report sub-network (fine-tuned twice)."""
-    return 2 * finetune_epochs * network_epoch_s(space, data, SUBNET_COST) + 2 * EVAL_S
+    return (2 * (finetune_epochs * network_epoch_s(space, data, SUBNET_COST) + FINETUNE_FIXED_S)
+            + 2 * EVAL_S)
+
+
+def references_s(space: SpaceSpec, data: DataShape, finetune_epochs: int) -> float:
+    """Expected seconds of the references (maximal network, float32 and int8) and noise floor.
+
+    Each is built, converted and timed; the float32 one is fine-tuned, the
+    int8 one fine-tuned and then trained quantization-aware (about one more
+    fine-tuning's time); the noise floor times one of them again.
+    """
+    tune = finetune_epochs * network_epoch_s(space, data) + FINETUNE_FIXED_S
+    each = EVAL_S + QUANT_SAMPLE_S + TIME_S
+    return 2 * each + 3 * tune + NOISE_REPEATS * TIME_S
 
 
 def quality_samples(asked: int | None, trials: int, supernet_seconds: float,

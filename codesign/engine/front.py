@@ -26,6 +26,7 @@ from codesign.engine.device import retry_when_back
 from codesign.engine.measured import time_file
 from codesign.errors import CodesignError, TrialFailure
 from codesign.latency.build import fidelity
+from codesign.latency.spaces import model_path
 from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
 from codesign.run.directory import RunDir
@@ -382,7 +383,8 @@ def timing_line(s: dict[str, int]) -> str:
 
 def builtin_run_info(cfg: SearchConfig, completed: int, trials: list[Any]) -> dict[str, Any]:
     """What ``pareto.json`` records of a built-in search (``run``)."""
-    known = fidelity(cfg.profile_spec) if cfg.latency != "measured" else None
+    known = (fidelity(cfg.profile_spec, path=model_path(cfg.profile_spec, cfg.space_spec))
+             if cfg.latency != "measured" else None)
     return {
         "timing": timing_summary(trials),
         "latency_model": None if known is None else {

@@ -20,6 +20,7 @@ from codesign.engine.screen import Chain, Screen, builtin_chain
 from codesign.errors import CodesignError, TrialFailure
 from codesign.latency.build import Fidelity, drift, drift_note, fidelity, load_model
 from codesign.latency.model import LatencyModel
+from codesign.latency.spaces import covered, model_path
 from codesign.report.manifest import brief
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
@@ -89,7 +90,8 @@ def quality_report(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextI
              shape: DataShape, train_s: float) -> dict[str, Any]:
     """The supernet quality report: computed once per run, printed every time."""
     epochs = max(1, cfg.finetune_epochs)
-    each = estimates.quality_sample_s(cfg.space_spec, shape, epochs)
+    each = estimates.quality_sample_s(cfg.space_spec, shape, epochs) * estimates.pace(
+        train_s, cfg.space_spec, shape, cfg.epochs)
     samples = estimates.quality_samples(cfg.quality_samples, cfg.trials, train_s, each,
                                         cfg.time_budget_min)
     if samples < 2:
@@ -126,20 +128,22 @@ def quality_report(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextI
 
 
 def measure_references(
-    worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO, shape: DataShape
+    worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO, shape: DataShape,
+    train_s: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Measure the maximal network in float32 and int8 once per run (fine-tuned like the front)."""
+    """Measure the maximal network in float32 and int8 once per run (fine-tuned like the front).
+
+    ``train_s`` (the supernet's training time, 0 if unknown) paces the estimate.
+    """
     if run.references_file.is_file():
         return json.loads(run.references_file.read_text())
     if not cfg.references:
         print("references: none measured (--no-references), nor the noise floor", file=out)
         return []
-    tune = cfg.finetune_epochs * estimates.network_epoch_s(cfg.space_spec, shape)
-    each = estimates.EVAL_S + estimates.QUANT_SAMPLE_S + estimates.TIME_S  # built, converted, timed
-    noise = estimates.NOISE_REPEATS * estimates.TIME_S
+    expect = estimates.references_s(cfg.space_spec, shape, cfg.finetune_epochs) * estimates.pace(
+        train_s, cfg.space_spec, shape, cfg.epochs)
     print(f"references: the maximal network in float32 and int8, measured and fine-tuned, then "
-          f"the noise floor, expected about {estimates.duration(2 * each + 3 * tune + noise)}",
-          file=out, flush=True)
+          f"the noise floor, expected about {estimates.duration(expect)}", file=out, flush=True)
     refs = []
     space = cfg.space_spec
     for precision in ("float32", "int8"):
@@ -197,11 +201,16 @@ def noise_floor(
 
 
 def latency_screen(cfg: SearchConfig, data: Any, worker: EvalChild, out: TextIO) -> Screen | None:
-    """The latency predictor of the run (None when the profile has no model here)."""
-    model = load_model(cfg.profile_spec)
+    """The latency predictor of the run (None when the profile has no model of its space here)."""
+    path = model_path(cfg.profile_spec, cfg.space_spec)
+    model = load_model(cfg.profile_spec, path)
     if model is None:
+        if not covered(cfg.space_spec):
+            print(f"latency: every candidate is timed; `codesign profile build "
+                  f"{cfg.profile_spec.name} --data {cfg.data}` would build a latency model of "
+                  f"space {cfg.space_spec.name} that prices them", file=out)
         return None
-    return priced(cfg, model, fidelity(cfg.profile_spec, model),
+    return priced(cfg, model, fidelity(cfg.profile_spec, model, path),
                   builtin_chain(cfg.space_spec, data.num_classes, data.channels), worker, out,
                   f"the model of {cfg.profile_spec.name}")
 

@@ -134,13 +134,14 @@ class HyperPlan(SearchPlan):
         s = self.cfg
         if s.latency != "hybrid":
             return None
-        model = hypermodel.load(s.profile_spec, self.hyper.hypermodel)
+        ref = hypermodel.reference(s.profile_spec, self.hyper.hypermodel, s.data, s.seed)
+        model = hypermodel.load(s.profile_spec, ref)
         if model is None:
             print("latency: measured, every candidate timed: the HyperModel's latency model "
                   "is gone", file=ctx.out)
             self.cfg = replace(s, latency="measured")
             return None
-        return priced(s, model, hypermodel.fidelity(s.profile_spec, self.hyper.hypermodel),
+        return priced(s, model, hypermodel.fidelity(s.profile_spec, ref),
                       lambda cand: chain(space.graph_of(cand), cand.to_dict()), ctx.child,
                       ctx.out, f"the model of {self.hyper.hypermodel.text} on "
                       f"{s.profile_spec.name}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -18,11 +17,14 @@ from tqdm import tqdm
 
 from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware.profile import Profile
+from codesign.latency import spaces
 from codesign.latency.convert_pool import convert_missing, workers
 from codesign.latency.features import features, kernels
 from codesign.latency.model import DETAILS, LatencyModel, at_detail, errors, fit, latency_dir
-from codesign.latency.sampling import block_networks, space_from_dict, whole_networks
+from codesign.latency.sampling import space_from_dict
+from codesign.latency.spaces import model_path, profile_key
 from codesign.space.candidate import Candidate
+from codesign.space.family import SpaceSpec
 from codesign.tflite.support import lookup
 
 FOLDS = 5  # the build's figure: each whole network predicted by a fit without it
@@ -32,17 +34,6 @@ TIME_S = 0.35  # timing one converted network in spread windows, in two passes
 TARGET_WITHIN_10PCT = 0.95  # a latency model is trusted at this share within ±10 %
 CHECK_SEED = 2_000_003  # check networks differ from every build network
 DRIFT_WARN = 0.30  # a reference this much slower or faster than at the build: rebuild
-
-
-def profile_key(profile: Profile) -> str:
-    """A short hash of what the profile measures with (its files are named by it)."""
-    text = json.dumps(profile.identity(), sort_keys=True)
-    return f"{profile.name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-
-
-def model_path(profile: Profile) -> Path:
-    """Where the profile's latency model is kept on this machine."""
-    return latency_dir() / f"{profile_key(profile)}.json"
 
 
 def delegated(profile: Profile) -> tuple[str, ...]:
@@ -105,10 +96,10 @@ class Target:
         return self.path.with_suffix(suffix)
 
 
-def builtin_target(profile: Profile) -> Target:
-    """The profile's own model, of the built-in family."""
-    return Target(model_path(profile), "latency_measure", {"profile": profile.path},
-                  "random default-space candidates")
+def builtin_target(profile: Profile, space: SpaceSpec | None = None) -> Target:
+    """The built-in family's model that prices ``space`` (None: the profile's own)."""
+    return Target(model_path(profile, space), "latency_measure", {"profile": profile.path},
+                  spaces.what(space))
 
 
 def measure_networks(profile: Profile, samples: list[dict[str, Any]], out: Path, desc: str,
@@ -176,31 +167,35 @@ def _quiet_ms(rec: dict[str, Any]) -> float:
 
 
 def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
-          budget_min: float = 30.0, stream: TextIO = sys.stdout) -> LatencyModel:
-    """Measure sampled networks on the profile's device and fit its latency model.
+          budget_min: float = 30.0, stream: TextIO = sys.stdout, space: SpaceSpec | None = None,
+          channels: int = 1) -> LatencyModel:
+    """Measure sampled networks on the profile's device and fit a latency model.
 
     Args:
         profile: The hardware profile.
         blocks: Block networks to measure.
-        whole: Whole candidates of the default space to measure.
+        whole: Whole candidates of the space to measure.
         seed: Sampling seed.
         budget_min: Measuring stops after this many minutes (rerun to measure the rest).
         stream: Where progress goes.
+        space: The space to price (None: the profile's own model, of the
+            default space; see :mod:`codesign.latency.spaces`).
+        channels: Input channels of a space's whole candidates (the data's).
 
     Returns:
         The saved model.
     """
     t0 = time.perf_counter()
-    samples = (block_networks(blocks, seed, profile.precisions)
-               + whole_networks(whole, seed + 1, profile.precisions))
-    meas = latency_dir() / f"{profile_key(profile)}.measurements.jsonl"
-    print(f"latency model of {profile.name}: {len(samples)} networks to measure, "
-          f"{expected_duration(samples, meas)} on 2 cores", file=stream, flush=True)
+    samples = spaces.samples(profile, space, blocks, whole, seed, channels)
+    target = builtin_target(profile, space)
+    meas = target.beside(".measurements.jsonl")
+    print(f"latency model of {profile.name} ({target.what}): {len(samples)} networks to "
+          f"measure, {expected_duration(samples, meas)} on 2 cores", file=stream, flush=True)
     began = time.monotonic()
     convert_missing(samples, stream, budget_min * 60)
     left = max(0.0, budget_min * 60 - (time.monotonic() - began))
     records, timing = measure_networks(profile, samples, meas, f"measuring on {profile.name}",
-                                       stream, budget_s=left)
+                                       stream, budget_s=left, target=target)
     delegate = delegated(profile)
     rows, lat, is_whole = [], [], []
     n_blocks = len(samples) - whole
@@ -221,8 +216,9 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
         "reference_calibrated_ms": timing.get("reference_ms"),
         "timing": timing,
         "seconds": round(time.perf_counter() - t0, 1),
+        **({} if spaces.covered(space) else {"space": space.to_dict(), "channels": channels}),
     })
-    model.save(model_path(profile))
+    model.save(target.path)
     return model
 
 
@@ -337,22 +333,33 @@ def drift_note(ratio: float | None, profile: Profile) -> str:
     return text
 
 
-def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO = sys.stdout
+def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO = sys.stdout,
+          space: SpaceSpec | None = None, channels: int = 1, build_hint: str = ""
           ) -> dict[str, Any]:
-    """Measure ``n`` random default-space candidates and compare them with the model.
+    """Measure ``n`` random candidates of the space and compare them with its model.
+
+    Args:
+        profile: The profile.
+        n: Candidates.
+        seed: Their seed.
+        stream: Where progress goes.
+        space: The space (None: the default space, the profile's own model).
+        channels: Input channels of the space's candidates.
+        build_hint: The flags that built the space's model (for the message).
 
     Returns:
         Agreement figures and the profile's noise floor (saved beside the model).
 
     Raises:
-        CodesignError: If the profile has no latency model on this machine.
+        CodesignError: If the space has no latency model on this machine.
     """
-    model = load_model(profile)
+    target = builtin_target(profile, space)
+    model = load_model(profile, target.path)
     if model is None:
-        raise CodesignError(f"profile {profile.name} has no latency model on this machine for "
-                            f"its settings; run: codesign profile build {profile.name}")
-    samples = whole_networks(n, seed, profile.precisions)
-    target = builtin_target(profile)
+        raise CodesignError(f"profile {profile.name} has no latency model of {target.what} on "
+                            f"this machine for its settings; run: codesign profile build "
+                            f"{profile.name}{build_hint}")
+    samples = spaces.checked(profile, space, n, seed, channels)
     convert_missing(samples, stream)
     delegate = delegated(profile)
     return compare(profile, model, target, samples,

@@ -50,11 +50,14 @@ class HyperModelRef:
         spec: Where the HyperModel lives.
         data: The data it is searched on (its channels, classes and calibration images).
         ctx: What the child's ``hyper_*`` requests carry.
+        shape: The data's images and classes (:func:`data_shape`): the HyperModel
+            builds other networks for other data, so its latency model is keyed by it.
     """
 
     spec: HyperSpec
     data: str
     ctx: dict[str, Any]
+    shape: str = ""
 
     @property
     def name(self) -> str:
@@ -62,38 +65,56 @@ class HyperModelRef:
         return self.spec.text
 
 
-def key(spec: HyperSpec) -> str:
-    """The HyperModel's file contents and name, digested (a changed file gets a new model)."""
-    return hashlib.sha256(f"{spec.digest()} {spec.name}".encode()).hexdigest()[:16]
+def key(spec: HyperSpec, shape: str) -> str:
+    """The HyperModel's file contents and name and the data's shape, digested.
+
+    A changed file, or data of other images or classes, gets a new model.
+    """
+    return hashlib.sha256(f"{spec.digest()} {spec.name} {shape}".encode()).hexdigest()[:16]
 
 
-def model_file(profile: Profile, spec: HyperSpec) -> Path:
-    """Where the latency model of ``spec`` on ``profile`` is kept on this machine."""
-    return latency_dir() / f"{latency.profile_key(profile)}.hypermodel-{key(spec)}.json"
+def data_shape(data: str, seed: int = 0) -> str:
+    """``HxWxC:classes`` of the data's training images (what the HyperModel is built for)."""
+    from codesign.data import load_dataset
+
+    loaded = load_dataset(data, seed)
+    h, w, c = loaded.x_train.shape[1:4]
+    return f"{h}x{w}x{c}:{loaded.num_classes}"
+
+
+def model_file(profile: Profile, spec: HyperSpec, shape: str) -> Path:
+    """Where the latency model of ``spec`` on data of ``shape`` on ``profile`` is kept here."""
+    return latency_dir() / f"{latency.profile_key(profile)}.hypermodel-{key(spec, shape)}.json"
 
 
 def reference(profile: Profile, spec: HyperSpec, data: str, seed: int = 0) -> HyperModelRef:
     """The HyperModel with what the child needs to build its candidates on ``data``."""
     return HyperModelRef(spec, data, {"spec": spec.to_dict(), "data": data, "seed": seed,
                                       "profile": profile.path,
-                                      "train": HyperSettings().to_dict()})
+                                      "train": HyperSettings().to_dict()},
+                         data_shape(data, seed))
+
+
+def path_of(profile: Profile, ref: HyperModelRef) -> Path:
+    """Where the latency model of ``ref`` on ``profile`` is kept on this machine."""
+    return model_file(profile, ref.spec, ref.shape)
 
 
 def target(profile: Profile, ref: HyperModelRef) -> latency.Target:
     """How its candidates are measured: the child's ``source_measure_drawn``."""
-    return latency.Target(model_file(profile, ref.spec), "source_measure_drawn",
+    return latency.Target(path_of(profile, ref), "source_measure_drawn",
                           {"source": "hypermodel", "ctx": ref.ctx},
                           f"random candidates of {ref.name}")
 
 
-def load(profile: Profile, spec: HyperSpec) -> LatencyModel | None:
-    """The latency model of the HyperModel on ``profile`` here, if one was built."""
-    return latency.load_model(profile, model_file(profile, spec))
+def load(profile: Profile, ref: HyperModelRef) -> LatencyModel | None:
+    """The latency model of the HyperModel on its data on ``profile`` here, if one was built."""
+    return latency.load_model(profile, path_of(profile, ref))
 
 
-def fidelity(profile: Profile, spec: HyperSpec) -> latency.Fidelity | None:
+def fidelity(profile: Profile, ref: HyperModelRef) -> latency.Fidelity | None:
     """What the last check (else the build's held-out figure) found of its latency model."""
-    return sources.file_fidelity(profile, model_file(profile, spec))
+    return sources.file_fidelity(profile, path_of(profile, ref))
 
 
 def samples(profile: Profile, ref: HyperModelRef, n: int, seed: int,
@@ -135,7 +156,8 @@ def samples(profile: Profile, ref: HyperModelRef, n: int, seed: int,
             except TrialFailure:
                 failed += 1
                 continue
-            digest = hashlib.sha256(f"{key(ref.spec)} {cand.to_json()}".encode()).hexdigest()
+            digest = hashlib.sha256(f"{key(ref.spec, ref.shape)} {cand.to_json()}".encode()
+                                    ).hexdigest()
             out.append({"id": f"h{digest[:20]}", "candidate": cand.request(),
                         "graph": space.graph_of(cand)})
     write_atomic(kept, json.dumps(out))
@@ -165,7 +187,8 @@ def build(profile: Profile, ref: HyperModelRef, n: int = 150, seed: int = 0,
                           sample_features(profile))
     return sources.fit(profile, target(profile, ref), drawn,
                        {"hypermodel": {"spec": ref.name, "file": ref.spec.file,
-                                       "name": ref.spec.name, "key": key(ref.spec)}},
+                                       "name": ref.spec.name, "key": key(ref.spec, ref.shape),
+                                       "data": ref.data, "shape": ref.shape}},
                        seed, budget_min, stream)
 
 
@@ -176,7 +199,7 @@ def check(profile: Profile, ref: HyperModelRef, n: int = 50, seed: int = CHECK_S
     Raises:
         CodesignError: If the HyperModel has no latency model on this profile here.
     """
-    model = load(profile, ref.spec)
+    model = load(profile, ref)
     todo = samples(profile, ref, n, seed, stream) if model is not None else []
     return sources.check(profile, model, target(profile, ref),
                          sources.Drawn(ref.name, todo, sample_features(profile)),
@@ -191,5 +214,4 @@ def search_mode(asked: str | None, profile: Profile, ref: HyperModelRef
         CodesignError: On ``--latency hybrid`` without a checked latency model
             meeting its target, and on ``predicted``.
     """
-    return sources.search_mode(asked, profile, model_file(profile, ref.spec), ref.name,
-                               _flags(ref))
+    return sources.search_mode(asked, profile, path_of(profile, ref), ref.name, _flags(ref))

@@ -23,6 +23,7 @@ from codesign.space.files import space_from_dict as _checked_space
 
 NUM_CLASSES = 10
 KERNELS = (3, 5, 7)
+BLOCK_RESOLUTIONS = (8, 12, 16, 20, 24, 28, 32)  # the built-in presets' inputs, unfitted
 
 
 def space_from_dict(d: dict[str, Any]) -> SpaceSpec:
@@ -54,8 +55,17 @@ def _precisions(rng: np.random.Generator, names: list[str], allowed: tuple[str, 
     return {n: str(rng.choice(allowed)) for n in names}
 
 
-def block_networks(n: int, seed: int, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
-    """``n`` small networks of one stage (one or two blocks) with sampled shapes."""
+def block_networks(n: int, seed: int, allowed: tuple[str, ...],
+                   resolutions: tuple[int, ...] = BLOCK_RESOLUTIONS) -> list[dict[str, Any]]:
+    """``n`` small networks of one stage (one or two blocks) with sampled shapes.
+
+    Args:
+        n: Networks.
+        seed: Their seed.
+        allowed: Precisions of their layers.
+        resolutions: Input sides to draw from (a space fitted to larger images
+            adds its own, :func:`codesign.latency.fitted.samples`).
+    """
     rng = np.random.default_rng(seed)
     widths = np.arange(4, 132, 4)
     out = []
@@ -68,7 +78,7 @@ def block_networks(n: int, seed: int, allowed: tuple[str, ...]) -> list[dict[str
             stages=(StageSpec(channels=int(rng.choice(widths[:24])), min_depth=depth,
                               max_depth=depth, stride=int(rng.choice([1, 2])), expand=expand),),
             head_channels=int(rng.choice(widths)), kernels=KERNELS,
-            resolutions=(int(rng.choice([8, 12, 16, 20, 24, 28, 32])),),
+            resolutions=(int(rng.choice(resolutions)),),
             prune_ratios=(0.0, 0.25, 0.5, 0.75),
             precisions=("float32", *(p for p in allowed if p != "float32")),
         )
@@ -82,11 +92,19 @@ def block_networks(n: int, seed: int, allowed: tuple[str, ...]) -> list[dict[str
     return out
 
 
-def whole_networks(n: int, seed: int, allowed: tuple[str, ...], space_name: str = "default",
-                   channels: int = 1) -> list[dict[str, Any]]:
-    """``n`` random candidates of a built-in space (structured and mixed precisions)."""
+def whole_networks(n: int, seed: int, allowed: tuple[str, ...],
+                   space: str | SpaceSpec = "default", channels: int = 1) -> list[dict[str, Any]]:
+    """``n`` random candidates of a space (structured and mixed precisions).
+
+    Args:
+        n: Candidates.
+        seed: Their seed.
+        allowed: Precisions of their layers.
+        space: A preset's name, or the space itself (a fitted one, a file's).
+        channels: Input channels.
+    """
     rng = np.random.default_rng(seed)
-    space = get_space(space_name)
+    space = get_space(space) if isinstance(space, str) else space
     out = []
     for _ in range(n):
         cand = space.random_candidate(rng)
