@@ -138,6 +138,9 @@ def profile_command(args: argparse.Namespace) -> int:
         for flag, value, low in (("--blocks", args.blocks, 10), ("--whole", args.whole, 0)):
             if not low <= value <= 100000:
                 raise CodesignError(f"{flag} must be from {low} to 100000, got {value}")
+        if args.blocks + args.whole < latency.MIN_NETWORKS:
+            raise CodesignError(f"--blocks and --whole add up to {args.blocks + args.whole}; a "
+                                f"model needs at least {latency.MIN_NETWORKS} networks")
         if not args.budget_min > 0:
             raise CodesignError(f"--budget-min must be positive, got {args.budget_min}")
         model = latency.build(profile, args.blocks, args.whole, args.seed, args.budget_min,

@@ -46,6 +46,10 @@ def test_a_space_fitted_to_larger_images_gets_its_own_latency_model(
         preflight(SearchConfig(data=str(data), out=tmp_path / "run", latency="hybrid"),
                   builtin=True)
 
+    proc = run_cli("profile", "build", "xnnpack-1t", "--data", str(data), "--blocks", "10",
+                   "--whole", "6", env=env)  # too few to fit: refused before any work
+    assert proc.returncode == 2 and "a model needs at least 20 networks" in proc.stderr
+    assert not (home / "latency").exists() or not list((home / "latency").glob("*.jsonl"))
     proc = run_cli("profile", "build", "xnnpack-1t", "--data", str(data), "--blocks", "14",
                    "--whole", "6", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in searches.items():
         print(f"search {name}: first trial after {s['first_trial_s'] / 60:.1f} min, "
               f"{s['wall_s'] / 60:.1f} min in all; supernet quality Kendall tau "
-              f"{s['tau']} (noise ceiling {s['ceiling']})", flush=True)
-    hand = {f"MobileNetV2-{a:g}": train_mobilenet(float(a), data, args)
-            for a in args.alphas.split(",")}
+              f"{s['tau']:.2f} (noise ceiling {s['ceiling']:.2f})", flush=True)
+    hand = {f"MobileNetV2-{a:g}": train_mobilenet(a, data, args)
+            for a in map(float, args.alphas.split(","))}
     result = compare(args.out / f"run{args.side}", hand, data, args)
     result["searches"] = searches
     show(result)
@@ -118,9 +118,16 @@ def downscale(path: Path, out: Path, factor: int) -> Path:
 
 
 def search(data: Path, run: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``codesign search`` as a user runs it; its timing and supernet quality."""
+    """``codesign search`` as a user runs it; its timing and supernet quality.
+
+    The figures are kept beside the run (``RUN.json``): a rerun of the tool
+    takes them from there rather than from the search's reuse of its run.
+    """
     import optuna
 
+    kept = run.with_suffix(".json")
+    if kept.is_file():
+        return dict(json.loads(kept.read_text()))
     log = run.with_suffix(".log")
     t0 = time.time()
     cmd = [str(ROOT / ".venv" / "bin" / "codesign"), "search", "--data", str(data), "--out",
@@ -136,9 +143,11 @@ def search(data: Path, run: Path, args: argparse.Namespace) -> dict[str, Any]:
     first = min(t.datetime_complete for t in done).timestamp() - t0 if done else float("nan")
     quality = run / "supernet_quality.json"
     q = json.loads(quality.read_text()) if quality.is_file() else {}
-    return {"wall_s": round(wall, 1), "first_trial_s": round(first, 1),
-            "tau": q.get("kendall_tau"), "ceiling": q.get("noise_ceiling_tau"),
-            "trials": len(done)}
+    figures = {"wall_s": round(wall, 1), "first_trial_s": round(first, 1),
+               "tau": q.get("kendall_tau"), "ceiling": q.get("noise_ceiling_tau"),
+               "trials": len(done)}
+    kept.write_text(json.dumps(figures))
+    return figures
 
 
 def train_mobilenet(alpha: float, data: Path, args: argparse.Namespace) -> dict[str, Path]:

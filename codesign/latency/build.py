@@ -33,6 +33,7 @@ CONVERT_S = 0.8  # converting one sampled network, here (one process per core)
 TIME_S = 0.35  # timing one converted network in spread windows, in two passes
 TARGET_WITHIN_10PCT = 0.95  # a latency model is trusted at this share within ±10 %
 CHECK_SEED = 2_000_003  # check networks differ from every build network
+MIN_NETWORKS = 20  # a model is fitted on at least this many measured networks
 DRIFT_WARN = 0.30  # a reference this much slower or faster than at the build: rebuild
 
 
@@ -207,7 +208,7 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
         lat.append(_quiet_ms(rec))
         is_whole.append(i >= n_blocks)
     weight = [WHOLE_WEIGHT if w else 1.0 for w in is_whole]
-    if len(rows) < 20:
+    if len(rows) < MIN_NETWORKS:
         raise CodesignError(f"only {len(rows)} networks measured on {profile.name}; rerun "
                             "codesign profile build to measure more")
     model = fitted(profile, rows, lat, weight, is_whole, seed, {
