@@ -127,11 +127,6 @@ def _of(space: SpaceSpec | None) -> str:
 
 
 def _build_command(cfg: SearchConfig, profile: Profile, space: SpaceSpec | None) -> str:
-    """The command that builds the model of ``space``."""
-    from codesign.latency.spaces import covered
+    from codesign.latency.spaces import build_command
 
-    if covered(space):
-        return f"codesign profile build {profile.name}"
-    if is_space_file(cfg.space):
-        return f"codesign profile build {profile.name} --space {cfg.space} --data {cfg.data}"
-    return f"codesign profile build {profile.name} --data {cfg.data}"
+    return build_command(profile, space, cfg.space, cfg.data)

@@ -20,7 +20,7 @@ from codesign.engine.screen import Chain, Screen, builtin_chain
 from codesign.errors import CodesignError, TrialFailure
 from codesign.latency.build import Fidelity, drift, drift_note, fidelity, load_model
 from codesign.latency.model import LatencyModel
-from codesign.latency.spaces import covered, model_path
+from codesign.latency.spaces import build_command, covered, model_path
 from codesign.report.manifest import brief
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
@@ -206,9 +206,9 @@ def latency_screen(cfg: SearchConfig, data: Any, worker: EvalChild, out: TextIO)
     model = load_model(cfg.profile_spec, path)
     if model is None:
         if not covered(cfg.space_spec):
-            print(f"latency: every candidate is timed; `codesign profile build "
-                  f"{cfg.profile_spec.name} --data {cfg.data}` would build a latency model of "
-                  f"space {cfg.space_spec.name} that prices them", file=out)
+            command = build_command(cfg.profile_spec, cfg.space_spec, cfg.space, cfg.data)
+            print(f"latency: every candidate is timed; `{command}` would build a latency model "
+                  f"of space {cfg.space_spec.name} that prices them", file=out)
         return None
     return priced(cfg, model, fidelity(cfg.profile_spec, model, path),
                   builtin_chain(cfg.space_spec, data.num_classes, data.channels), worker, out,

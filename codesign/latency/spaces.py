@@ -23,6 +23,7 @@ from codesign.hardware.profile import Profile
 from codesign.latency.model import latency_dir
 from codesign.latency.sampling import BLOCK_RESOLUTIONS, block_networks, whole_networks
 from codesign.space.family import SpaceSpec
+from codesign.space.files import is_space_file
 
 
 def profile_key(profile: Profile) -> str:
@@ -90,3 +91,12 @@ def what(space: SpaceSpec | None) -> str:
     """The candidates a model prices, in a few words."""
     return ("random default-space candidates" if covered(space)
             else f"random candidates of space {space.name}")  # type: ignore[union-attr]
+
+
+def build_command(profile: Profile, space: SpaceSpec | None, space_arg: str, data: str) -> str:
+    """The command that builds the model pricing ``space`` (searched as ``--space space_arg``)."""
+    if covered(space):
+        return f"codesign profile build {profile.name}"
+    if is_space_file(space_arg):
+        return f"codesign profile build {profile.name} --space {space_arg} --data {data}"
+    return f"codesign profile build {profile.name} --data {data}"
