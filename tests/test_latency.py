@@ -128,6 +128,11 @@ def test_the_build_keeps_the_feature_set_that_predicts_held_out_networks_better(
     (other,) = model.meta["holdout_other"].values()
     assert (hold["within_10pct"], -hold["mape"]) >= (other["within_10pct"], -other["mape"])
     assert set(model.meta["features"]) == set(model.coef)
+    # a network whose every coefficient came out zero is priced at the floor, never at 0 (CI,
+    # stop 27: a tiny candidate was predicted 0.0 ms); the floor is half the fastest network
+    zeroed = LatencyModel({}, dict.fromkeys(model.coef, 0.0), model.meta)
+    assert zeroed.predict({"const": 1.0}) == model.meta["floor_ms"] > 0
+    assert LatencyModel({}, {}).predict({"conv3:int8:macs": 1.0}) > 0  # a model of before: 0.1 µs
 
 
 def test_a_model_file_is_data(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from codesign.errors import CodesignError
 
+FLOOR_MS = 1e-4  # the least a model without a floor of its own predicts (0.1 µs)
 SCHEMA = 4  # 2: reference-network speed factor, re-timed measurements; 3: true MACs;
 # 4: depthwise priced per kernel width, weight elements, timings from spread windows
 
@@ -56,10 +57,20 @@ class LatencyModel:
         """The feature set it was fitted on (see :data:`DETAILS`)."""
         return str(self.meta.get("detail", "fine"))
 
+    @property
+    def floor_ms(self) -> float:
+        """The least it predicts: half the fastest network it was fitted on.
+
+        Non-negative least squares may zero every coefficient a small network
+        has (the graph overhead included); a network still costs an invoke.
+        """
+        return float(self.meta.get("floor_ms", FLOOR_MS))
+
     def predict(self, feats: dict[str, float]) -> float:
         """Predicted median latency in milliseconds of a network with these features."""
         feats = at_detail(feats, self.detail)
-        return float(sum(self.coef.get(k, 0.0) * v for k, v in feats.items()))
+        return max(float(sum(self.coef.get(k, 0.0) * v for k, v in feats.items())),
+                   self.floor_ms)
 
     def unseen(self, feats: dict[str, float]) -> list[str]:
         """Features of a network that no measured network had (the model cannot price them)."""
