@@ -193,7 +193,7 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
         action.add_argument("--space", default=None, metavar="PRESET|FILE.toml",
                             help="a model of this space (inputs over 32 px: a model of its own)")
 
-    e = sub.add_parser("export", help="write one trial's .tflite and manifest")
+    e = sub.add_parser("export", help="write one trial's (or reference's) .tflite and manifest")
     e.add_argument("run", type=Path, help="run directory")
     pick = e.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, help="trial number (see pareto.json)")
@@ -201,6 +201,9 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
                       help="the most accurate front point at or under this latency")
     pick.add_argument("--min-accuracy", type=float,
                       help="the fastest front point at or above this validation accuracy")
+    pick.add_argument("--reference", metavar="NAME",
+                      help="a measured reference (max-int8, original-float32...; see "
+                           "pareto.json: offered ones no trial dominates)")
     e.add_argument("--max-ram-kb", type=float,
                    help="only front points whose tensor arena fits in this many KB (alone: "
                         "the most accurate of them)")
@@ -400,16 +403,20 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from codesign.export import export_trial, pick_trial
+    from codesign.export import export_reference, export_trial, pick_trial
 
     trial = args.trial
-    if trial is not None and (args.max_ram_kb, args.max_flash_kb) != (None, None):
-        raise CodesignError("--trial picks one trial: drop --max-ram-kb and --max-flash-kb")
-    if trial is None:
-        trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy, args.max_ram_kb,
-                           args.max_flash_kb)
-        print(f"picked trial {trial}")
-    manifest = export_trial(args.run, trial, args.out, args.io_type)
+    one = "--trial" if trial is not None else "--reference" if args.reference else None
+    if one and (args.max_ram_kb, args.max_flash_kb) != (None, None):
+        raise CodesignError(f"{one} picks one model: drop --max-ram-kb and --max-flash-kb")
+    if args.reference:
+        manifest = export_reference(args.run, args.reference, args.out, args.io_type)
+    else:
+        if trial is None:
+            trial = pick_trial(args.run, args.max_latency_ms, args.min_accuracy,
+                               args.max_ram_kb, args.max_flash_kb)
+            print(f"picked trial {trial}")
+        manifest = export_trial(args.run, trial, args.out, args.io_type)
     print(
         f"wrote {args.out} and {args.out.with_suffix('.json')} "
         f"(test accuracy {manifest['test_accuracy']:.3f}, "

@@ -176,8 +176,8 @@ def _builtin_space(args: argparse.Namespace) -> tuple[Any, int, str]:
     if args.space is None and args.data is None:
         return None, 1, ""
     from codesign.data import load_dataset, validate_data_name
-    from codesign.space.files import is_space_file, resolve_space
-    from codesign.space.fit import fit_space
+    from codesign.space.files import resolve_space
+    from codesign.space.fit import for_images
 
     text = args.space or "default"
     space = resolve_space(text)
@@ -186,8 +186,7 @@ def _builtin_space(args: argparse.Namespace) -> tuple[Any, int, str]:
         validate_data_name(args.data)
         loaded = load_dataset(args.data, 0)
         channels = loaded.channels
-        if not is_space_file(text):  # a preset is fitted to the data, as a search fits it
-            space = fit_space(space, *loaded.x_train.shape[1:3])
+        space = for_images(text, space, *loaded.x_train.shape[1:3])  # as a search fits it
     flags = (f" --space {args.space}" if args.space else "") + (
         f" --data {args.data}" if args.data else "")
     return space, channels, flags

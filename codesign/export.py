@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from codesign.errors import CodesignError
 from codesign.report.manifest import build_manifest
-from codesign.report.pareto import READABLE, read_pareto
+from codesign.report.pareto import READABLE_TEXT, read_pareto
 from codesign.run.directory import RunDir
 from codesign.run.measurement import fail_reason
 from codesign.run.study import load_study
@@ -34,8 +34,8 @@ def pick_trial(
     points = _front_points(run_dir)
     if max_latency_ms is None and min_accuracy is None and max_ram_kb is None \
             and max_flash_kb is None:
-        raise CodesignError("give --trial, --max-latency-ms, --min-accuracy, --max-ram-kb or "
-                            "--max-flash-kb")
+        raise CodesignError("give --trial, --reference, --max-latency-ms, --min-accuracy, "
+                            "--max-ram-kb or --max-flash-kb")
     for limit, key, what in ((max_ram_kb, "ram_bytes", "RAM (tensor arena)"),
                              (max_flash_kb, "flash_bytes", "flash")):
         if limit is None:
@@ -70,7 +70,12 @@ def pick_trial(
 
 
 def _front_points(run_dir: Path) -> list[dict[str, Any]]:
-    """The points of a run's ``pareto.json`` (schema 1 or 2).
+    """The points of a run's ``pareto.json`` (see :func:`_pareto`)."""
+    return list(_pareto(run_dir)["points"])
+
+
+def _pareto(run_dir: Path) -> dict[str, Any]:
+    """A run's ``pareto.json`` of a readable schema.
 
     Raises:
         CodesignError: If there is none, or its schema version is not read here.
@@ -80,11 +85,11 @@ def _front_points(run_dir: Path) -> list[dict[str, Any]]:
         raise CodesignError(f"{run_dir} has no pareto.json; run or finish the search first")
     doc = json.loads(path.read_text())
     try:
-        return list(read_pareto(doc)["points"])
+        return read_pareto(doc)
     except ValueError:
         raise CodesignError(
             f"{path} has schema version {doc.get('schema_version')!r}; this codesign reads "
-            f"{' and '.join(map(str, READABLE))}"
+            f"{READABLE_TEXT}"
         ) from None
 
 
@@ -139,6 +144,44 @@ def export_trial(
     manifest = build_manifest(
         trial, attrs, study.user_attrs["data_info"], study.user_attrs["profile"]
     )
+    return _write(src, manifest, out, io_type)
+
+
+def export_reference(run_dir: Path, name: str, out: Path, io_type: str = "float32"
+                     ) -> dict[str, Any]:
+    """Write reference ``name`` of ``run_dir`` (``max-int8``, ``original-float32``...) to ``out``.
+
+    A reference no trial dominates is marked ``offered`` in ``pareto.json``;
+    any measured reference can be written. Its manifest is a trial's, with
+    ``trial`` null and ``reference`` its name.
+
+    Raises:
+        CodesignError: If the run, the reference or its model is missing.
+    """
+    run = RunDir(run_dir)
+    if not run.study_db.is_file():
+        raise CodesignError(f"{run_dir} is not a codesign run (no study.db)")
+    if out.suffix != ".tflite":
+        raise CodesignError(f"--out {out} must end in .tflite")
+    refs = {str(r.get("name")): r for r in _pareto(run_dir).get("references", [])}
+    if name not in refs:
+        known = ", ".join(refs) or "none (the run measured no references)"
+        raise CodesignError(f"{run_dir} has no reference {name!r}; its references: {known}")
+    src = run.root / refs[name]["model"]
+    if not src.is_file():
+        raise CodesignError(f"the model of reference {name} is missing ({src}); rerun the "
+                            "search to measure it again")
+    from codesign.hardware.litert import io_details
+
+    study = load_study(run.storage_url)
+    attrs = {**refs[name], "io": io_details(src.read_bytes())}
+    manifest = build_manifest(None, attrs, study.user_attrs["data_info"],
+                              study.user_attrs["profile"])
+    return _write(src, {**manifest, "reference": name}, out, io_type)
+
+
+def _write(src: Path, manifest: dict[str, Any], out: Path, io_type: str) -> dict[str, Any]:
+    """Write the model at ``src`` (with ``io_type`` inputs and outputs) and its manifest."""
     blob = src.read_bytes()
     if io_type != "float32":
         blob = _with_io_type(src, io_type)

@@ -24,8 +24,7 @@ from codesign.data import load_dataset
 from codesign.errors import CodesignError
 from codesign.hardware.profile import Profile, load_profile
 from codesign.space.family import SpaceSpec
-from codesign.space.files import is_space_file
-from codesign.space.fit import fit_space
+from codesign.space.fit import fit_space, for_images
 from codesign.tflite.support import layer_choices
 
 
@@ -52,8 +51,8 @@ def preflight(cfg: SearchConfig, builtin: bool = False) -> SearchConfig:
     profile = load_profile(cfg.profile)
     check_runtime_version(profile)
     space = cfg.space_spec
-    if builtin and cfg._space is None and not is_space_file(cfg.space):  # a preset, anew
-        space = fit_space(space, *loaded.x_train.shape[1:3])
+    if builtin and cfg._space is None:  # not a resumed run's space
+        space = for_images(cfg.space, space, *loaded.x_train.shape[1:3])
     choices = layer_choices(space, lookup_support(profile), profile.precisions)
     if builtin and cfg.max_ram_kb is not None:
         from codesign.engine.ramscreen import RamScreen, check_budget

@@ -448,11 +448,11 @@ def test_predicted_latency_trials_and_fidelity(made_runs: list[Path]) -> None:
 
 
 def test_schema_version_it_does_not_read_is_refused(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "v3", "xnnpack-1t", 1.0, predictors=False, schema=3)
+    run = make_run(tmp_path / "v4", "xnnpack-1t", 1.0, predictors=False, schema=4)
     proc = run_cli("report", str(run))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "schema_version 3" in lines[0] and "versions 1 and 2" in lines[0]
+    assert len(lines) == 1 and "schema_version 4" in lines[0] and "versions 1, 2 and 3" in lines[0]
     assert not (run / "report").exists()
 
 
@@ -509,3 +509,29 @@ def test_ram_is_plotted_and_tabled_for_schema_2(tmp_path: Path) -> None:
     rep = write_report([root], tmp_path / "rep")
     assert (tmp_path / "rep" / "ram.png").stat().st_size > 10_000
     assert "ram.png" in rep.summary.read_text() and 'data-role="ram"' in rep.index.read_text()
+
+
+def test_a_reference_no_trial_dominates_is_shown_and_its_export_given(tmp_path: Path) -> None:
+    """Schema 3 marks such a reference ``offered``: the table, the plot and the export say so."""
+    from codesign.report.facts import front_table
+    from codesign.report.figures import pareto_figure
+    from codesign.report.load import load_run
+
+    root = make_run(tmp_path / "v3", "xnnpack-1t", 1.0, predictors=False, schema=3)
+    doc = json.loads((root / "pareto.json").read_text())
+    for ref in doc["references"]:
+        ref["offered"] = ref["name"] == "max-int8"
+    (root / "pareto.json").write_text(json.dumps(doc))
+    run = load_run(root)
+    _, rows = front_table(run, 1000.0, "µs")
+    names = [r[0] for r in rows[len(run.points):]]
+    assert names == ["max-float32", "max-int8 (no trial dominates it)"]
+    stars = next(tr for tr in pareto_figure(run, 1000.0, "µs").data if tr.meta == "references")
+    assert list(stars.text) == ["max-float32", "max-int8 (no trial dominates it)"]
+    write_report([root], tmp_path / "rep")
+    command = f"codesign export {root} --reference max-int8 --out max-int8.tflite"
+    assert command in (tmp_path / "rep" / "summary.md").read_text()
+    assert command in (tmp_path / "rep" / "index.html").read_text()
+    assert "--reference max-float32" not in (tmp_path / "rep" / "summary.md").read_text()
+    old = load_run(make_run(tmp_path / "v2", "xnnpack-1t", 1.0, predictors=False, schema=2))
+    assert [r["offered"] for r in old.references] == [None, None]  # schema 2: not recorded

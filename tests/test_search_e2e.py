@@ -41,12 +41,16 @@ def test_study_holds_the_trials_asked_with_their_attributes(base_run: Path) -> N
 
 def test_pareto_json_schema_and_front(base_run: Path) -> None:
     doc = _pareto(base_run)
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     run = doc["run"]
     assert {"data", "profile", "sampler", "seed", "trials", "package_versions"} <= set(run)
     assert run["package_versions"]["optuna"].startswith("5.")
     assert {r["name"] for r in doc["references"]} == {"max-float32", "max-int8"}
     points = doc["points"]
+    for r in doc["references"]:  # offered: no point at least as accurate and as fast, better
+        beaten = any(p["val_accuracy"] >= r["val_accuracy"] and p["latency_ms"]["median"]
+                     <= r["latency_ms"]["median"] for p in points)
+        assert r["offered"] is (not beaten), (r, points)
     assert points
     lat = [p["latency_ms"]["median"] for p in points]
     acc = [p["val_accuracy"] for p in points]
@@ -127,6 +131,36 @@ def test_export_evaluate_and_benchmark(base_run: Path, tmp_path: Path) -> None:
     proc = run_cli("benchmark", str(out), "--profile", "xnnpack-1t")
     assert proc.returncode == 0, proc.stderr
     assert "median" in proc.stdout and "xnnpack-1t" in proc.stdout
+
+
+def test_a_reference_is_exported_with_its_manifest(base_run: Path, tmp_path: Path) -> None:
+    ref = next(r for r in _pareto(base_run)["references"] if r["name"] == "max-int8")
+    out = tmp_path / "ref.tflite"
+    proc = run_cli("export", str(base_run), "--reference", "max-int8", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == (base_run / ref["model"]).read_bytes()
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["trial"] is None and manifest["reference"] == "max-int8"
+    assert manifest["val_accuracy"] == ref["val_accuracy"]
+    assert manifest["input"]["shape"][1:3] == [ref["candidate"]["resolution"]] * 2
+    proc = run_cli("export", str(base_run), "--reference", "max-int4", "--out", str(out))
+    assert proc.returncode == 2 and "has no reference 'max-int4'" in proc.stderr
+    assert "max-float32, max-int8" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_offered_references_are_those_no_point_dominates_within_the_budgets() -> None:
+    from codesign.engine.front import offered
+
+    def rec(acc: float, ms: float) -> dict:
+        return {"val_accuracy": acc, "latency_ms": {"median": ms}, "size_bytes": 1024}
+
+    points = [rec(0.90, 1.0), rec(0.95, 2.0)]
+    refs = [{**rec(0.97, 3.0), "name": "best"}, {**rec(0.94, 2.5), "name": "beaten"},
+            {**rec(0.95, 2.0), "name": "tied"}]
+    marks = {r["name"]: r["offered"] for r in offered(points, refs, ("accuracy", "latency"), {})}
+    assert marks == {"best": True, "beaten": False, "tied": False}  # a point as good is enough
+    budget = offered(points, refs[:1], ("accuracy", "latency"), {"max_latency_ms": 2.5})
+    assert budget[0]["offered"] is False  # over the latency budget: not offered
 
 
 def test_export_of_missing_trial_is_a_user_error(base_run: Path, tmp_path: Path) -> None:

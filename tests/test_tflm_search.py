@@ -60,7 +60,7 @@ def test_tflm_search_meets_its_ram_and_flash_budgets(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     assert "not a microcontroller's latency" in proc.stdout  # the stand-in is labelled
     doc = json.loads((out / "pareto.json").read_text())
-    assert doc["schema_version"] == 2 and doc["points"]
+    assert doc["schema_version"] == 3 and doc["points"]
     assert doc["run"]["skipped_by_ram_estimate"] >= 0
     for p in doc["points"]:
         assert p["ram"]["source"] == "tflm" and p["ram_bytes"] <= RAM_KB * 1024

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,11 +136,19 @@ def publish(job: FrontJob) -> Published:
             print(f"fine-tuning reordered the front: {len(front)} points stay undominated of "
                   f"the {len(searched)} the search found (each trial's search figures stay in "
                   "the study and the report)", file=out)
-        doc = write_front(run.root, front, job.references, job.run_info(trials),
-                          job.data_info, cfg.profile_spec.to_dict())
+        refs = offered([a for _, a, _ in front], job.references, cfg.objectives, cfg.budgets())
+        doc = write_front(run.root, front, refs, job.run_info(trials), job.data_info,
+                          cfg.profile_spec.to_dict())
     except OSError as exc:
         raise _write_error(exc, run, job.loc) from None
     print(job.table(doc), file=out)
+    for r in doc["references"]:
+        if r["offered"]:
+            command = shlex.join(["codesign", "export", str(run.root), "--reference",
+                                  r["name"], "--out", f"{r['name']}.tflite"])
+            print(f"reference {r['name']}: no trial dominates it (validation accuracy "
+                  f"{r['val_accuracy']:.3f}, {r['latency_ms']['median']:.3f} ms); `{command}` "
+                  "writes it", file=out)
     if "timing" in doc["run"]:
         print(timing_line(doc["run"]["timing"]), file=out)
     print(
@@ -148,6 +157,34 @@ def publish(job: FrontJob) -> Published:
         file=out,
     )
     return Published(pareto=doc, completed=len(trials), failed=failed, quality=job.quality)
+
+
+def offered(points: list[dict[str, Any]], references: list[dict[str, Any]],
+            objectives: tuple[str, ...], budgets: dict[str, float]) -> list[dict[str, Any]]:
+    """The references, each marked ``offered`` or not.
+
+    A reference is offered when it meets the budgets and no point is at least
+    as good on every objective.
+
+    Args:
+        points: The published front's final measurements.
+        references: The run's measured references.
+        objectives: The search's objectives (what dominance is judged on).
+        budgets: The search's budgets.
+    """
+    sign = [1.0 if DIRECTIONS[o] == "maximize" else -1.0 for o in objectives]
+
+    def scored(attrs: dict[str, Any]) -> list[float]:
+        return [v * s for v, s in zip(objective_values(attrs, objectives), sign, strict=True)]
+
+    values = [scored(p) for p in points]
+    out = []
+    for r in references:
+        mine = scored(r)
+        within = all(v <= 0 for v in constraint_values(r, budgets).values())
+        matched = any(all(a >= b for a, b in zip(v, mine, strict=True)) for v in values)
+        out.append({**r, "offered": within and not matched})
+    return out
 
 
 def _tuned_front(job: FrontJob, trials: list[Any], tune: bool

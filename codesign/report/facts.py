@@ -156,6 +156,12 @@ def export_command(run: RunData, trial: int) -> str:
                          f"trial-{trial}.tflite")
 
 
+def reference_exports(run: RunData) -> list[str]:
+    """The commands that export the references no trial dominates."""
+    return [shell_command("codesign", "export", run.root, "--reference", r["name"], "--out",
+                          f"{r['name']}.tflite") for r in run.references if r.get("offered")]
+
+
 def front_table(run: RunData, factor: float, unit: str) -> Table:
     """One row per Pareto point, then the references."""
     latency_unit = f"{unit}, {stats.stand_in(run)}" if stats.stand_in(run) else unit
@@ -164,7 +170,7 @@ def front_table(run: RunData, factor: float, unit: str) -> Table:
                "precisions"]
     rows = []
     for rec, name in [(p, f"trial {p['trial']}") for p in run.points] + [
-            (r, str(r.get("name", "reference"))) for r in run.references]:
+            (r, stats.reference_name(r)) for r in run.references]:
         latency = rec["latency_ms"]
         cand = rec.get("candidate", {})
         rows.append([name, num(rec.get("val_accuracy")), num(rec.get("test_accuracy")),

@@ -147,11 +147,10 @@ def pareto_figure(run: RunData, factor: float, unit: str) -> go.Figure:
             y=[r["val_accuracy"] for r in refs],
             mode="markers+text", name="references (maximal network)", meta="references",
             marker={"symbol": "star", "size": 16, "color": REFERENCE_COLOUR},
-            text=[plot_text(r.get("name", "reference")) for r in refs],
+            text=[plot_text(stats.reference_name(r)) for r in refs],
             textposition=["top center" if i % 2 == 0 else "bottom center"
                           for i in range(len(refs))],
-            hovertext=[_describe(r, factor, unit, str(r.get("name", "reference")))
-                       for r in refs],
+            hovertext=[_describe(r, factor, unit, stats.reference_name(r)) for r in refs],
             hovertemplate="%{hovertext}<extra></extra>",
         ))
     fig.update_layout(

@@ -171,6 +171,9 @@ def _run_sections(view: RunView, prefix: str, tag: str, factor: float, unit: str
         if p["trial"] in view.strips:
             out.append(figure_div(view.strips[p["trial"]], f"{prefix}-strip-{p['trial']}"))
         out.append("</div>")
+    for command in facts.reference_exports(run):
+        out.append(f'<div class="card"><h3>A reference no trial dominates</h3>'
+                   f"<pre><code>{esc(command)}</code></pre></div>")
     out.append("</section>")
 
     out.append(f'<section id="{prefix}-predicted"><h2>Predicted vs measured{esc(tag)}</h2>')

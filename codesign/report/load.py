@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError
-from codesign.report.pareto import READABLE, read_pareto  # schemas of pareto.json it reads
+from codesign.report.pareto import READABLE_TEXT, read_pareto  # schemas of pareto.json it reads
 
 METRIC_NAMES = {"accuracy": "val_accuracy", "latency": "latency_ms", "size": "size_kb",
                 "ram": "ram_kb", "flash": "flash_kb"}
@@ -141,7 +141,7 @@ def load_run(path: Path, label: str | None = None) -> RunData:
     except ValueError:
         raise CodesignError(
             f"{pareto_file} has schema_version {pareto.get('schema_version')!r}; this report "
-            f"reads schema versions {' and '.join(map(str, READABLE))}: rerun codesign search "
+            f"reads schema versions {READABLE_TEXT}: rerun codesign search "
             "with this codesign, or use the codesign that wrote it"
         ) from None
     from codesign.run.directory import RunDir

@@ -1,7 +1,8 @@
 """The measured Pareto front and the files that publish it.
 
-``pareto.json`` (schema version 2) is documented in ``docs/pareto-schema.md``;
-:func:`read_pareto` also reads schema 1 (runs of codesign before RAM was recorded).
+``pareto.json`` (schema version 3) is documented in ``docs/pareto-schema.md``;
+:func:`read_pareto` also reads schemas 1 (runs of codesign before RAM was
+recorded) and 2 (before references no trial dominates were marked ``offered``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from optuna.trial import FrozenTrial
 
 from codesign.report.manifest import build_manifest
 
-SCHEMA_VERSION = 2
-READABLE = (1, 2)  # schema 1: no ram_bytes / flash_bytes, an RSS figure instead
+SCHEMA_VERSION = 3
+READABLE = (1, 2, 3)  # 1: no ram_bytes / flash_bytes, an RSS figure instead; 2: no offered
+READABLE_TEXT = f"{', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]}"
 
 
 def pareto_indices(
@@ -100,10 +102,11 @@ def point_record(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_pareto(doc: dict[str, Any]) -> dict[str, Any]:
-    """A ``pareto.json`` document of a readable schema, its points as schema 2 has them.
+    """A ``pareto.json`` document of a readable schema, its points as schema 3 has them.
 
     Schema 1 points and references get ``flash_bytes`` (their file size) and
-    ``ram_bytes`` None (not recorded); ``schema_version`` stays what the file says.
+    ``ram_bytes`` None (not recorded); references of schemas 1 and 2 get
+    ``offered`` None (not recorded). ``schema_version`` stays what the file says.
 
     Raises:
         ValueError: If the schema version is not one of :data:`READABLE`.
@@ -116,6 +119,8 @@ def read_pareto(doc: dict[str, Any]) -> dict[str, Any]:
             rec.setdefault("flash_bytes", rec.get("size_bytes"))
             rec.setdefault("ram_bytes", None)
             rec.setdefault("ram", None)
+    for ref in doc.get("references", []):
+        ref.setdefault("offered", None)
     return doc
 
 

@@ -69,7 +69,7 @@ def pareto_png(run: RunData, factor: float, unit: str, path: Path) -> Path:
     for i, r in enumerate(run.references):
         x, y = r["latency_ms"]["median"] * factor, r["val_accuracy"]
         ax.scatter([x], [y], marker="*", s=200, c=REFERENCE_COLOUR, zorder=5)
-        ax.annotate(str(r.get("name", "reference")), (x, y), textcoords="offset points",
+        ax.annotate(stats.reference_name(r), (x, y), textcoords="offset points",
                     xytext=(6, 7) if i % 2 == 0 else (6, -13), fontsize=8)
     ax.set_xlabel(f"latency, median per inference ({unit}) on {run.profile_name}"
                   + (f" ({stats.stand_in(run)})" if stats.stand_in(run) else ""))

@@ -286,3 +286,9 @@ def stand_in(run: RunData) -> str:
         if (rec.get("latency_ms") or {}).get("stand_in"):
             return "host TFLM stand-in"
     return ""
+
+
+def reference_name(ref: dict[str, Any]) -> str:
+    """A reference's name as shown, saying when no trial dominates it (``offered``)."""
+    name = str(ref.get("name", "reference"))
+    return f"{name} (no trial dominates it)" if ref.get("offered") else name

@@ -54,6 +54,7 @@ def _run_summary(view: RunView, factor: float, unit: str, multi: bool) -> list[s
     out += [md_table(*facts.front_table(run, factor, unit)), ""]
     out += [f"{head} Export{title}", "", "```sh"]
     out += [facts.export_command(run, p["trial"]) for p in run.points]
+    out += facts.reference_exports(run)
     out += ["```", ""]
     if "layers" in view.pngs:
         out += [f"![channels and precision per layer]({view.pngs['layers']})", ""]

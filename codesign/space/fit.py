@@ -79,6 +79,17 @@ def fit_space(space: SpaceSpec, height: int, width: int) -> SpaceSpec:
     return replace(fitted, name=f"{space.name}-{resolutions[-1]}px", resolutions=resolutions)
 
 
+def for_images(text: str, space: SpaceSpec, height: int, width: int) -> SpaceSpec:
+    """The space ``--space text`` searches on images of ``height`` x ``width`` pixels.
+
+    A preset is fitted to them (:func:`fit_space`); a space file's space is
+    taken as written.
+    """
+    from codesign.space.files import is_space_file
+
+    return space if is_space_file(text) else fit_space(space, height, width)
+
+
 def last_map(space: SpaceSpec, resolution: int) -> int:
     """The side of the last feature map at ``resolution`` (``same`` padding rounds up)."""
     side = resolution
