@@ -112,11 +112,7 @@ def export_trial(
     Raises:
         CodesignError: If the run, the trial or its model is missing.
     """
-    run = RunDir(run_dir)
-    if not run.study_db.is_file():
-        raise CodesignError(f"{run_dir} is not a codesign run (no study.db)")
-    if out.suffix != ".tflite":
-        raise CodesignError(f"--out {out} must end in .tflite")
+    run = _run(run_dir, out)
     study = load_study(run.storage_url)
     matches = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
     if not matches:
@@ -158,11 +154,7 @@ def export_reference(run_dir: Path, name: str, out: Path, io_type: str = "float3
     Raises:
         CodesignError: If the run, the reference or its model is missing.
     """
-    run = RunDir(run_dir)
-    if not run.study_db.is_file():
-        raise CodesignError(f"{run_dir} is not a codesign run (no study.db)")
-    if out.suffix != ".tflite":
-        raise CodesignError(f"--out {out} must end in .tflite")
+    run = _run(run_dir, out)
     refs = {str(r.get("name")): r for r in _pareto(run_dir).get("references", [])}
     if name not in refs:
         known = ", ".join(refs) or "none (the run measured no references)"
@@ -178,6 +170,16 @@ def export_reference(run_dir: Path, name: str, out: Path, io_type: str = "float3
     manifest = build_manifest(None, attrs, study.user_attrs["data_info"],
                               study.user_attrs["profile"])
     return _write(src, {**manifest, "reference": name}, out, io_type)
+
+
+def _run(run_dir: Path, out: Path) -> RunDir:
+    """The run to export from, once it and the destination are checked."""
+    run = RunDir(run_dir)
+    if not run.study_db.is_file():
+        raise CodesignError(f"{run_dir} is not a codesign run (no study.db)")
+    if out.suffix != ".tflite":
+        raise CodesignError(f"--out {out} must end in .tflite")
+    return run
 
 
 def _write(src: Path, manifest: dict[str, Any], out: Path, io_type: str) -> dict[str, Any]:
