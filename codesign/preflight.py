@@ -126,6 +126,7 @@ def _of(space: SpaceSpec | None) -> str:
 
 
 def _build_command(cfg: SearchConfig, profile: Profile, space: SpaceSpec | None) -> str:
+    """The command that builds the model of ``space`` (latency imported only when asked)."""
     from codesign.latency.spaces import build_command
 
     return build_command(profile, space, cfg.space, cfg.data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from codesign.latency.build import fidelity
 from codesign.latency.spaces import model_path
 from codesign.report.manifest import brief
 from codesign.report.pareto import feasible, front_trials, pareto_indices, violation, write_front
+from codesign.report.style import shell_command
 from codesign.run.directory import RunDir
 from codesign.run.files import write_atomic
 from codesign.run.info import package_versions, profile_summary
@@ -144,8 +144,8 @@ def publish(job: FrontJob) -> Published:
     print(job.table(doc), file=out)
     for r in doc["references"]:
         if r["offered"]:
-            command = shlex.join(["codesign", "export", str(run.root), "--reference",
-                                  r["name"], "--out", f"{r['name']}.tflite"])
+            command = shell_command("codesign", "export", run.root, "--reference", r["name"],
+                                    "--out", f"{r['name']}.tflite")
             print(f"reference {r['name']}: no trial dominates it (validation accuracy "
                   f"{r['val_accuracy']:.3f}, {r['latency_ms']['median']:.3f} ms); `{command}` "
                   "writes it", file=out)

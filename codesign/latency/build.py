@@ -19,7 +19,7 @@ from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware.profile import Profile
 from codesign.latency import spaces
 from codesign.latency.convert_pool import convert_missing, workers
-from codesign.latency.features import features, kernels
+from codesign.latency.features import Kernel, features, kernels
 from codesign.latency.model import DETAILS, LatencyModel, at_detail, errors, fit, latency_dir
 from codesign.latency.sampling import space_from_dict
 from codesign.latency.spaces import model_path, profile_key
@@ -50,11 +50,15 @@ def delegated(profile: Profile) -> tuple[str, ...]:
         return ()
 
 
+def network_kernels(sample: dict[str, Any]) -> list[Kernel]:
+    """The kernel chain of one sampled network."""
+    return kernels(space_from_dict(sample["space"]), Candidate.from_dict(sample["candidate"]),
+                   sample["num_classes"], sample["channels"])
+
+
 def network_features(sample: dict[str, Any], delegate: tuple[str, ...]) -> dict[str, float]:
     """Features of one sampled network."""
-    space = space_from_dict(sample["space"])
-    cand = Candidate.from_dict(sample["candidate"])
-    return features(kernels(space, cand, sample["num_classes"], sample["channels"]), delegate)
+    return features(network_kernels(sample), delegate)
 
 
 def load_model(profile: Profile, path: Path | None = None) -> LatencyModel | None:
@@ -151,9 +155,7 @@ def expected_duration(profile: Profile, samples: list[dict[str, Any]], done_file
     done = read_records(done_file)
     todo = [s for s in samples if s["id"] not in done]
     fresh = sum(1 for s in todo if not converted_path(s).is_file())
-    mmacs = sum(k.macs for s in todo for k in kernels(
-        space_from_dict(s["space"]), Candidate.from_dict(s["candidate"]), s["num_classes"],
-        s["channels"])) / 1e6
+    mmacs = sum(k.macs for s in todo for k in network_kernels(s)) / 1e6
     passes = 1 if profile.remote else LOCAL_PASSES
     runs = passes * (profile.warmup_runs + profile.runs) * mmacs * RUN_MS_PER_MMAC / 1e3
     seconds = fresh * CONVERT_S / workers() + len(todo) * TIME_S + runs
