@@ -71,13 +71,14 @@ def _source_models(profiles: list[Profile]) -> list[tuple[str, str, str]]:
     from codesign.latency import build as latency
     from codesign.latency import sources
     from codesign.latency.model import latency_dir
+    from codesign.latency.spaces import profile_key
 
     rows = []
     for p in profiles:
         if p.micro:
             continue
         for kind in ("model", "hypermodel", "space"):
-            prefix = f"{latency.profile_key(p)}.{kind}-"
+            prefix = f"{profile_key(p)}.{kind}-"
             for path in sorted(latency_dir().glob(f"{prefix}*.json")):
                 if not re.fullmatch(r"[0-9a-f]+\.json", path.name[len(prefix):]):
                     continue  # the model's check, measurements, drawn candidates...
@@ -125,6 +126,7 @@ def profile_command(args: argparse.Namespace) -> int:
     from codesign.config import check_runtime_version
     from codesign.hardware.profile import load_profile
     from codesign.latency import build as latency
+    from codesign.latency.drift import drift_note
 
     profile = load_profile(args.profile)
     check_runtime_version(profile)
@@ -159,9 +161,10 @@ def profile_command(args: argparse.Namespace) -> int:
         raise CodesignError(f"--n must be from 2 to 100000, got {args.n}")
     f = latency.check(profile, args.n, space=space, channels=channels, build_hint=flags)
     print(f"{profile.name}: {_figures_line(f, f['candidates'])}; "
-          f"{latency.drift_note(f['drift'], profile)})")
+          f"{drift_note(f['drift'], profile)})")
     print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
     _flag_fidelity(latency.fidelity(profile, path=path))
+    _flag_noise(f, latency.TARGET_WITHIN_10PCT)
     return 0
 
 
@@ -197,6 +200,7 @@ def _source_model(args: argparse.Namespace, profile: Profile) -> int:
     from codesign.data import validate_data_name
     from codesign.latency import build as latency
     from codesign.latency import sources
+    from codesign.latency.drift import drift_note
 
     if args.model is not None and args.hypermodel is not None:
         raise CodesignError("give --model or --hypermodel, not both: each gets its own latency "
@@ -238,8 +242,9 @@ def _source_model(args: argparse.Namespace, profile: Profile) -> int:
     else:
         f = source.check(profile, ref, count)
         print(f"{profile.name}, {name}: {_figures_line(f, 'random candidates of the model')}; "
-              f"{latency.drift_note(f['drift'], profile)})")
+              f"{drift_note(f['drift'], profile)})")
         print(f"timing: {latency.disturbance_line(f['timing'], f['n'])}")
+        _flag_noise(f, sources.TARGET_WITHIN_10PCT)
     known = sources.file_fidelity(profile, path)
     if known is not None and not known.meets_target:
         print(f"note: {known.within_10pct:.0%} within ±10 % ({known.source}) is below the "
@@ -280,3 +285,19 @@ def _flag_fidelity(known: object) -> None:
     if known is not None and not known.meets_target:  # type: ignore[attr-defined]
         print(f"note: this model is below its target of {TARGET_WITHIN_10PCT:.0%} within "
               "±10 %; hybrid searches widen their margin to its 95th-percentile error")
+
+
+def _flag_noise(f: dict[str, Any], target: float) -> None:
+    """Say so when the device does not repeat its own timings as closely as a model must match them.
+
+    A network is timed in two passes; where fewer than ``target`` of the
+    networks' two timings agree within ±10 %, no latency model can reach the
+    target against them, and the check's figure is the device's as much as
+    the model's.
+    """
+    share = f.get("repeatable_10pct")
+    if share is not None and share < target:
+        print(f"note: this device repeated its own timings within ±10 % for only {share:.0%} of "
+              f"the {f['n']} networks (two passes each), below the {target:.0%} asked of the "
+              "model: its timings, not the model, bound this check; use fewer threads or a "
+              "quieter device")

@@ -11,7 +11,15 @@ import pytest
 
 from codesign.errors import CodesignError
 from codesign.latency.features import features, kernels
-from codesign.latency.model import DETAILS, SCHEMA, LatencyModel, at_detail, errors, fit
+from codesign.latency.model import (
+    DETAILS,
+    SCHEMA,
+    LatencyModel,
+    at_detail,
+    errors,
+    fit,
+    repeatability,
+)
 from codesign.latency.sampling import block_networks, space_from_dict, whole_networks
 from codesign.space import get_space
 from codesign.space.candidate import Candidate
@@ -162,6 +170,24 @@ def test_build_resumes_and_check_reports(built: Path) -> None:
     check = json.loads(next(built.parent.glob("xnnpack-1t-*.check.json")).read_text())
     assert check["n"] == 8 and 0 <= check["within_10pct"] <= 1 and check["mape"] >= 0
     assert check["noise_floor_cv"] is not None and math.isfinite(check["kendall_tau"])
+    assert 0 <= check["repeatable_10pct"] <= 1
+
+
+def test_a_device_that_does_not_repeat_its_timings_is_named_as_the_bound(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Two passes 5 % apart agree, 25 % apart do not; one pass alone does not count."""
+    from codesign.cli_profile import _flag_noise
+
+    recs = [{"medians_ms": [1.0, 1.05]}, {"medians_ms": [1.0, 1.25]}, {"medians_ms": [2.0]}]
+    noise, share = repeatability(recs)
+    assert share == pytest.approx(0.5)
+    assert noise == pytest.approx(np.median([np.std([1.0, 1.05]) / 1.025,
+                                             np.std([1.0, 1.25]) / 1.125]))
+    assert repeatability([{"medians_ms": [1.0]}]) == (None, None)
+    _flag_noise({"repeatable_10pct": share, "n": 3}, 0.95)
+    assert "repeated its own timings within ±10 % for only 50% of the 3" in capsys.readouterr().out
+    _flag_noise({"repeatable_10pct": 1.0, "n": 3}, 0.95)
+    assert capsys.readouterr().out == ""
 
 
 def test_modes_need_a_model() -> None:
@@ -224,7 +250,7 @@ def test_build_through_the_board(board: LoopbackBoard) -> None:
 
 def test_drift_is_shown_not_applied_and_a_large_one_says_how_to_measure_again() -> None:
     from codesign.hardware.profile import load_profile
-    from codesign.latency.build import DRIFT_WARN, drift_note
+    from codesign.latency.drift import DRIFT_WARN, drift_note
 
     profile = load_profile("xnnpack-1t")
     assert "unknown" in drift_note(None, profile)

@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         WHOLE_WEIGHT,
         delegated,
         network_features,
-        profile_key,
     )
     from codesign.latency.measure import read_records
     from codesign.latency.model import LatencyModel, at_detail, errors, fit
     from codesign.latency.sampling import block_networks, whole_networks
+    from codesign.latency.spaces import profile_key
 
     profile = load_profile(args.profile)
     folder = args.home / "latency"

@@ -18,7 +18,8 @@ from codesign.engine.device import retry_when_back
 from codesign.engine.estimates import DataShape
 from codesign.engine.screen import Chain, Screen, builtin_chain
 from codesign.errors import CodesignError, TrialFailure
-from codesign.latency.build import Fidelity, drift, drift_note, fidelity, load_model
+from codesign.latency.build import Fidelity, fidelity, load_model
+from codesign.latency.drift import drift, drift_note
 from codesign.latency.model import LatencyModel
 from codesign.latency.spaces import build_command, covered, model_path
 from codesign.report.manifest import brief

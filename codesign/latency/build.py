@@ -19,10 +19,19 @@ from codesign.errors import CodesignError, TrialFailure
 from codesign.hardware.profile import Profile
 from codesign.latency import spaces
 from codesign.latency.convert_pool import convert_missing, workers
+from codesign.latency.drift import ratio_now
 from codesign.latency.features import Kernel, features, kernels
-from codesign.latency.model import DETAILS, LatencyModel, at_detail, errors, fit, latency_dir
+from codesign.latency.model import (
+    DETAILS,
+    LatencyModel,
+    at_detail,
+    errors,
+    fit,
+    latency_dir,
+    repeatability,
+)
 from codesign.latency.sampling import space_from_dict
-from codesign.latency.spaces import model_path, profile_key
+from codesign.latency.spaces import model_path
 from codesign.space.candidate import Candidate
 from codesign.space.family import SpaceSpec
 from codesign.tflite.support import lookup
@@ -37,7 +46,6 @@ RUN_MS_PER_MMAC = 0.23
 TARGET_WITHIN_10PCT = 0.95  # a latency model is trusted at this share within ±10 %
 CHECK_SEED = 2_000_003  # check networks differ from every build network
 MIN_NETWORKS = 20  # a model is fitted on at least this many measured networks
-DRIFT_WARN = 0.30  # a reference this much slower or faster than at the build: rebuild
 
 
 def delegated(profile: Profile) -> tuple[str, ...]:
@@ -301,55 +309,6 @@ def cross_validate(rows: list[dict[str, float]], lat: list[float], weight: list[
     return errors(pred, real)
 
 
-def drift(profile: Profile, model: LatencyModel, worker: Any = None) -> float | None:
-    """How slow the device runs now against the end of the model's build (not applied).
-
-    The reference network is timed now as the build timed it once it had
-    measured (the second quietest of five rounds). The ratio is shown, and
-    a large one suggests a rebuild, but it does not scale predictions: on
-    this machine, whose virtual cores run 1.3-1.7x slow for seconds at a
-    time, such a ratio was 1.08, 1.13 and 1.26 on an unchanged machine and
-    scaling by it took three checks from 98 %, 98 % and 89 % within ±10 % to
-    52 %, 23 % and 0 %.
-
-    Returns:
-        Now over then; None for remote devices and models without that time.
-    """
-    if _then(profile, model) is None:
-        return None
-    from codesign.child import EvalChild
-
-    if worker is None:
-        with EvalChild(log_path=str(latency_dir() / "logs" / "worker.log")) as own:
-            now = own.call("reference", profile=profile.path)["reference_ms"]
-    else:
-        now = worker.call("reference", profile=profile.path)["reference_ms"]
-    return _ratio(profile, model, now)
-
-
-def _then(profile: Profile, model: LatencyModel) -> float | None:
-    """The reference's time at the end of the build (None: remote, or not recorded)."""
-    then = model.meta.get("reference_calibrated_ms")
-    return None if not then or profile.remote else float(then)
-
-
-def _ratio(profile: Profile, model: LatencyModel, now: float | None) -> float | None:
-    """The reference's time now over its time at the build (None when either is unknown)."""
-    then = _then(profile, model)
-    return now / then if then is not None and now else None
-
-
-def drift_note(ratio: float | None, profile: Profile) -> str:
-    """One phrase on the drift, with advice when it is large."""
-    if ratio is None:
-        return "drift since the build unknown"
-    text = f"reference network now {ratio:.2f}x its time at the build, not applied"
-    if abs(ratio - 1.0) > DRIFT_WARN:
-        text += (f"; if that lasts, measure again: delete {latency_dir()}/"
-                 f"{profile_key(profile)}.* and run codesign profile build {profile.name}")
-    return text
-
-
 def check(profile: Profile, n: int = 100, seed: int = CHECK_SEED, stream: TextIO = sys.stdout,
           space: SpaceSpec | None = None, channels: int = 1, build_hint: str = ""
           ) -> dict[str, Any]:
@@ -402,7 +361,7 @@ def compare(profile: Profile, model: LatencyModel, target: Target, samples: list
     records, timing = measure_networks(profile, samples, meas, f"checking on {profile.name}",
                                        stream, target=target)
     # the measuring ends by timing the reference as the build's did: no second child for it
-    ratio = _ratio(profile, model, timing.get("reference_ms"))
+    ratio = ratio_now(profile, model, timing.get("reference_ms"))
     pred, real, medians, timed = [], [], [], []
     for s in samples:
         rec = records.get(s["id"], {})
@@ -415,14 +374,14 @@ def compare(profile: Profile, model: LatencyModel, target: Target, samples: list
         raise CodesignError(f"fewer than 2 of {len(samples)} networks could be measured on "
                             f"{profile.name}")
     figures = errors(pred, real)
-    cvs = [float(np.std(r["medians_ms"]) / np.mean(r["medians_ms"]))
-           for r in (records.get(s["id"], {}) for s in timed) if len(r.get("medians_ms", ())) > 1]
+    noise, repeat = repeatability([records[s["id"]] for s in timed])
     figures.update({
         "profile": profile.name,
         "drift": ratio,
         "against_unscaled_medians": errors(pred, medians),
         "timing": timing,
-        "noise_floor_cv": float(np.median(cvs)) if cvs else None,
+        "noise_floor_cv": noise,
+        "repeatable_10pct": repeat,
         "measured_ms": {"min": float(min(real)), "median": float(np.median(real)),
                         "max": float(max(real))},
         "model": str(target.path),

@@ -36,6 +36,7 @@ from codesign.hyper.space import HyperModelSpace, layer_choices
 from codesign.latency import build as latency
 from codesign.latency import sources
 from codesign.latency.model import LatencyModel, latency_dir
+from codesign.latency.spaces import profile_key
 from codesign.latency.trained import candidate_features
 from codesign.run.files import write_atomic
 
@@ -84,7 +85,7 @@ def data_shape(data: str, seed: int = 0) -> str:
 
 def model_file(profile: Profile, spec: HyperSpec, shape: str) -> Path:
     """Where the latency model of ``spec`` on data of ``shape`` on ``profile`` is kept here."""
-    return latency_dir() / f"{latency.profile_key(profile)}.hypermodel-{key(spec, shape)}.json"
+    return latency_dir() / f"{profile_key(profile)}.hypermodel-{key(spec, shape)}.json"
 
 
 def reference(profile: Profile, spec: HyperSpec, data: str, seed: int = 0) -> HyperModelRef:

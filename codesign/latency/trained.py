@@ -39,6 +39,7 @@ from codesign.latency import sources
 from codesign.latency.features import Kernel, features
 from codesign.latency.graph_chain import graph_kernels, kept_from_ratios
 from codesign.latency.model import LatencyModel, latency_dir
+from codesign.latency.spaces import profile_key
 
 CHECK_SEED = 3_000_017  # check candidates differ from every build candidate
 
@@ -70,7 +71,7 @@ def fingerprint(model: str | Path) -> str:
 
 def model_file(profile: Profile, model: str | Path) -> Path:
     """Where the latency model of ``model`` on ``profile`` is kept on this machine."""
-    return latency_dir() / f"{latency.profile_key(profile)}.model-{fingerprint(model)}.json"
+    return latency_dir() / f"{profile_key(profile)}.model-{fingerprint(model)}.json"
 
 
 def target(profile: Profile, trained: TrainedModel) -> latency.Target:
