@@ -20,8 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         network_features,
     )
     from codesign.latency.measure import read_records
-    from codesign.latency.model import LatencyModel, at_detail, errors, fit
+    from codesign.latency.model import LatencyModel, at_detail, errors, fit, repeatability
     from codesign.latency.sampling import block_networks, whole_networks
     from codesign.latency.spaces import profile_key
 
@@ -83,14 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<44} {e['within_10pct']:>12.0%} {e['mape']:>7.1%} "
               f"{e['p95_abs_rel_error']:>10.1%} {e['kendall_tau']:>6.3f}")
     for name, recs in (("build", built), ("check", checked)):
-        pairs = np.array([r["medians_ms"][:2] for r in recs.values()
-                          if len(r.get("medians_ms", [])) >= 2])
-        if len(pairs):
-            ratio = pairs[:, 1] / pairs[:, 0]
-            print(f"{name}: the two timing passes of {len(pairs)} networks agree within ±10 % "
-                  f"on {np.mean(np.abs(ratio - 1) <= 0.10):.0%} (the measurement's own noise)")
-        else:
+        floor, agree = repeatability(list(recs.values()))
+        if agree is None:
             print(f"{name}: timed in one pass (recorded before the second pass existed)")
+        else:
+            print(f"{name}: the timing passes agree within ±10 % on {agree:.0%} of networks "
+                  f"(noise floor {floor:.1%}: the measurement's own noise)")
     return 0
 
 
