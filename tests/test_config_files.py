@@ -384,7 +384,8 @@ def test_run_keeps_its_settings_and_space_and_config_round_trips(tmp_path: Path)
     (tmp_path / "small.toml").write_text(SMALL)
     conf = tmp_path / "search.toml"
     conf.write_text('out = "runs/a"\nspace = "small.toml"\nepochs = 3\ntrials = 2\n'
-                    "quality-samples = 0\nfinetune-epochs = 0\nno-report = true\n")
+                    "quality-samples = 0\nfinetune-epochs = 0\nno-report = true\n"
+                    "no-references = true\n")
     first = run_cli("search", "--config", str(conf))
     assert first.returncode == 0, first.stderr[-2000:]
     run = tmp_path / "runs" / "a"
@@ -396,7 +397,8 @@ def test_run_keeps_its_settings_and_space_and_config_round_trips(tmp_path: Path)
 
     (tmp_path / "small.toml").unlink()  # the run's own copy is what it resumes with
     resumed = run_cli("search", "--out", str(run), "--epochs", "3", "--trials", "3",
-                      "--quality-samples", "0", "--finetune-epochs", "0", "--no-report")
+                      "--quality-samples", "0", "--finetune-epochs", "0", "--no-report",
+                      "--no-references")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert tomllib.loads((run / "config.toml").read_text())["trials"] == 3
     # the kept settings are a --config file (here refused only for the other space it asks)
