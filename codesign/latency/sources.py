@@ -30,7 +30,11 @@ from codesign.space.suggest import PRECISION_PREFIX
 
 TARGET_WITHIN_10PCT = 0.90  # a search prices a source's candidates above this share
 MIN_MEASURED = 10
-CONVERT_S = 2.5  # building and converting one candidate in the child, here (one core)
+# Building and converting one candidate in the child (one core). The example sources' builds
+# of 150 candidates took 0.8 s (SmallCNN), 1.2 s (the ResNet-style .h5), 1.6 s (the
+# MobileNetV2-style .keras) and 1.8-1.9 s (SmallResNet) a candidate in all, timing included;
+# 2.5 s here had made the estimate 1.6-3x high.
+CONVERT_S = 1.1
 
 Features = Callable[[dict[str, Any]], dict[str, float]]
 
