@@ -288,16 +288,18 @@ def _flag_fidelity(known: object) -> None:
 
 
 def _flag_noise(f: dict[str, Any], target: float) -> None:
-    """Say so when the device does not repeat its own timings as closely as a model must match them.
+    """Say so when a check below its target was timed on a device that does not repeat itself.
 
-    A network is timed in two passes; where fewer than ``target`` of the
-    networks' two timings agree within ±10 %, no latency model can reach the
-    target against them, and the check's figure is the device's as much as
-    the model's.
+    A network is timed in two passes and the faster counts. Where the passes
+    themselves agree within ±10 % for fewer than ``target`` of the networks,
+    the check's shortfall is the device's as much as the model's. A model can
+    still meet the target then (the faster pass is steadier than either:
+    ``xnnpack-1t`` here checked 95 % with its passes agreeing on 70 %), so a
+    check that meets it says nothing.
     """
     share = f.get("repeatable_10pct")
-    if share is not None and share < target:
+    if share is not None and share < target and f["within_10pct"] < target:
         print(f"note: this device repeated its own timings within ±10 % for only {share:.0%} of "
               f"the {f['n']} networks (two passes each), below the {target:.0%} asked of the "
-              "model: its timings, not the model, bound this check; use fewer threads or a "
-              "quieter device")
+              "model: its timings bound this check as much as the model; use fewer threads or "
+              "a quieter device")

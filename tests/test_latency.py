@@ -184,9 +184,13 @@ def test_a_device_that_does_not_repeat_its_timings_is_named_as_the_bound(
     assert noise == pytest.approx(np.median([np.std([1.0, 1.05]) / 1.025,
                                              np.std([1.0, 1.25]) / 1.125]))
     assert repeatability([{"medians_ms": [1.0]}]) == (None, None)
-    _flag_noise({"repeatable_10pct": share, "n": 3}, 0.95)
+    _flag_noise({"repeatable_10pct": share, "n": 3, "within_10pct": 0.6}, 0.95)
     assert "repeated its own timings within ±10 % for only 50% of the 3" in capsys.readouterr().out
-    _flag_noise({"repeatable_10pct": 1.0, "n": 3}, 0.95)
+    _flag_noise({"repeatable_10pct": 1.0, "n": 3, "within_10pct": 0.6}, 0.95)
+    assert capsys.readouterr().out == ""
+    # the faster of two passes can be steadier than either: a check that meets its target
+    # says nothing of the passes
+    _flag_noise({"repeatable_10pct": share, "n": 3, "within_10pct": 0.96}, 0.95)
     assert capsys.readouterr().out == ""
 
 
