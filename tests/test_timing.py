@@ -84,6 +84,7 @@ def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
     # says it was disturbed instead of passing its figures off as quiet
     assert not inflated or busy.disturbed, (inflated, busy.reference_ratio)
 
+
 def test_windows_are_recorded_spread_and_agree_on_a_steady_model(
         models: tuple[bytes, list[bytes]]) -> None:
     ref, nets = models

@@ -31,9 +31,10 @@ from codesign.space.suggest import PRECISION_PREFIX
 TARGET_WITHIN_10PCT = 0.90  # a search prices a source's candidates above this share
 MIN_MEASURED = 10
 # Building and converting one candidate in the child (one core). The example sources' builds
-# of 150 candidates took 0.8 s (SmallCNN), 1.2 s (the ResNet-style .h5), 1.6 s (the
+# of 150 candidates took 0.7-0.8 s (SmallCNN), 1.2 s (the ResNet-style .h5), 1.6 s (the
 # MobileNetV2-style .keras) and 1.8-1.9 s (SmallResNet) a candidate in all, timing included;
-# 2.5 s here had made the estimate 1.6-3x high.
+# 2.5 s here had made the estimate 1.6-4x high (one figure cannot fit all: SmallCNN's
+# 104 s is still said as 4.0 min).
 CONVERT_S = 1.1
 
 Features = Callable[[dict[str, Any]], dict[str, float]]
