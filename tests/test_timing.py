@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from codesign.hardware import litert
+from codesign.hardware.pinning import HOP_IDLE_SHARE, idle_ticks
 from codesign.hardware.timing import BATCH_PAUSES_S, Timer, TimingSettings
 from codesign.latency.measure import converted
 from codesign.latency.sampling import reference_network, whole_networks
@@ -31,12 +32,23 @@ def _samples(blobs: list[bytes]) -> list[np.ndarray]:
     return [litert.random_sample(b) for b in blobs]
 
 
+def _idle_shares(seconds: float = 0.5) -> dict[int, float]:
+    """Each allowed core's idle share over ``seconds`` while this test waits."""
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, before = time.monotonic(), idle_ticks()
+    time.sleep(seconds)
+    t1, after = time.monotonic(), idle_ticks()
+    return {c: (after.get(c, 0) - before.get(c, 0)) / ((t1 - t0) * hz)
+            for c in os.sched_getaffinity(0)}
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to move between")
 def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
         models: tuple[bytes, list[bytes]]) -> None:
     ref, nets = models
     settings = TimingSettings(threads=1, resolver="auto", warmup=20, runs=1500)
     quiet = Timer(settings, reference=ref).time(nets, _samples(nets))
+    idle = _idle_shares()  # what else the machine runs (make test beside a busy process)
     timer = Timer(settings, reference=ref)
     timer.calibrate()
     me = threading.get_native_id()
@@ -67,8 +79,11 @@ def test_a_busy_process_on_the_measuring_core_is_seen_and_retimed(
             p.wait()
     assert started, "the timer never pinned the measuring thread to one core"
     assert busy.retimed > 0, "the disturbance went unseen"  # windows timed again ...
-    # ... on the other core, unless that one was busier still (then the batch says so)
-    assert busy.core is not None and (busy.core != loaded[0] or busy.disturbed)
+    # ... on another core where one was idle; where every other core ran something else
+    # too, the timer may stay, dropping the preempted windows (the figures are checked below)
+    assert busy.core is not None
+    if any(share >= HOP_IDLE_SHARE for c, share in idle.items() if c != loaded[0]):
+        assert busy.core != loaded[0] or busy.disturbed, idle
     assert timer.retimed_total >= busy.retimed
     for a, b in zip(quiet.stats, busy.stats, strict=True):
         assert not isinstance(a, str) and not isinstance(b, str)
