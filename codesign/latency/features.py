@@ -159,6 +159,8 @@ def features(chain: list[Kernel], delegated: tuple[str, ...] = ()) -> dict[str, 
         if k.tmacs:
             f[f"{key}:tmacs"] += k.tmacs / 1e6
         f[f"{key}:out"] += k.out / 1e3
+        if k.inp:  # reading the input: at a few microseconds a network, as much as its output
+            f[f"{key}:inp"] += k.inp / 1e3
         if k.px:
             f[f"{key}:px"] += k.px / 1e3
             f[f"{key}:w"] += k.weights / 1e3

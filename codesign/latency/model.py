@@ -23,8 +23,9 @@ import numpy as np
 from codesign.errors import CodesignError
 
 FLOOR_MS = 1e-4  # the least a model without a floor of its own predicts (0.1 µs)
-SCHEMA = 4  # 2: reference-network speed factor, re-timed measurements; 3: true MACs;
-# 4: depthwise priced per kernel width, weight elements, timings from spread windows
+SCHEMA = 5  # 2: reference-network speed factor, re-timed measurements; 3: true MACs;
+# 4: depthwise priced per kernel width, weight elements, timings from spread windows;
+# 5: input elements per kind and precision (a rebuild refits the kept timings: no re-timing)
 
 
 def codesign_home() -> Path:
