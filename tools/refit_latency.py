@@ -22,13 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# (name, build's (network, record, weight) rows, check's (network, record) rows, features)
+Source = tuple[str, list[tuple[dict, dict, float]], list[tuple[dict, dict]],
+               Callable[[dict[str, Any]], dict[str, float]]]
 
-def _default_space(args: argparse.Namespace, folder: Path) -> tuple[str, list, list, object]:
+
+def _default_space(args: argparse.Namespace, folder: Path) -> Source:
     """The build's and the check's networks of a profile's own model, and their features."""
     from codesign.hardware.profile import load_profile
     from codesign.latency.build import CHECK_SEED, WHOLE_WEIGHT, delegated, network_features
@@ -50,7 +56,7 @@ def _default_space(args: argparse.Namespace, folder: Path) -> tuple[str, list, l
     return key, train, test, lambda s: network_features(s, delegate)
 
 
-def _hypermodel(args: argparse.Namespace) -> tuple[str, list, list, object]:
+def _hypermodel(args: argparse.Namespace) -> Source:
     """The same of a HyperModel's model: its drawn candidates are kept beside it."""
     from codesign.hardware.profile import load_profile
     from codesign.latency.build import delegated
