@@ -59,14 +59,11 @@ def _default_space(args: argparse.Namespace, folder: Path) -> Source:
 def _hypermodel(args: argparse.Namespace) -> Source:
     """The same of a HyperModel's model: its drawn candidates are kept beside it."""
     from codesign.hardware.profile import load_profile
-    from codesign.latency.build import delegated
-    from codesign.latency.hypermodel import CHECK_SEED
+    from codesign.latency.hypermodel import CHECK_SEED, sample_features
     from codesign.latency.measure import read_records
-    from codesign.latency.trained import candidate_features
 
     path: Path = args.hypermodel_model
     stem = path.with_suffix("")
-    delegate = delegated(load_profile(args.profile))
 
     def kept(samples: str, records: str) -> list:
         recs = read_records(Path(f"{stem}{records}"))
@@ -75,8 +72,7 @@ def _hypermodel(args: argparse.Namespace) -> Source:
 
     train = kept(".samples-0.json", ".measurements.jsonl")
     test = [(s, r) for s, r, _ in kept(f".samples-{CHECK_SEED}.json", ".check.jsonl")]
-    return path.stem, train, test, lambda s: candidate_features(s["graph"], s["candidate"],
-                                                                delegate)
+    return path.stem, train, test, sample_features(load_profile(args.profile))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         return at_detail(f, variant)
 
     def ms(rec: dict) -> float:
+        # a HyperModel's records as its build fits them (the quiet figure); the profile's own
+        # on their medians, as this tool always refitted them (its build fits the quiet figure)
         return float(rec.get("quiet_ms", rec["median_ms"])) if args.hypermodel_model else float(
-            rec["median_ms"])  # as each build fits them
+            rec["median_ms"])
 
     print(f"{key}: fitted on {len(train)} networks, checked on {len(test)}")
     print(f"{'features':<44} {'within ±10 %':>13} {'MAPE':>7} {'p95 error':>10} {'tau':>6}")
