@@ -54,6 +54,7 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
     """
     from codesign import __version__
     from codesign.compress.cli import model_arguments
+    from codesign.config import SCREEN_SAMPLES
 
     p = _Parser(prog="codesign", description=INTRO, epilog=EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,7 +114,10 @@ def build_parser(unset: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--predictor-float-samples", type=int, default=1000,
                    help="float sub-networks that train the accuracy predictor (default 1000)")
     s.add_argument("--predictor-quant-samples", type=int, default=100,
-                   help="quantized candidates that transfer it (default 100)")
+                   help="converted quantized candidates that transfer it (default 100)")
+    s.add_argument("--predictor-screen-samples", type=int, default=SCREEN_SAMPLES, help=(
+        f"quantized candidates screened unconverted, weights rounded, first (default "
+        f"{SCREEN_SAMPLES}; 0: none)"))
     s.add_argument("--time-budget-min", type=float, default=None,
                    help="stop starting trials after this many minutes (then the front is "
                         "finished as usual; with a large --trials, the clock decides)")
@@ -337,6 +341,7 @@ def _search(args: argparse.Namespace) -> int:
         accuracy=args.accuracy,
         predictor_float_samples=args.predictor_float_samples,
         predictor_quant_samples=args.predictor_quant_samples,
+        predictor_screen_samples=args.predictor_screen_samples,
         inner_trials=args.inner_trials,
         time_budget_min=args.time_budget_min,
         workers=args.workers,
@@ -450,11 +455,9 @@ def _benchmark(args: argparse.Namespace) -> int:
         except TrialFailure as exc:
             raise CodesignError(f"{args.model}: {exc}") from None
     lat = res["latency_ms"]
-    print(
-        f"{args.model}: median {lat['median']:.4f} ms, p90 {lat['p90']:.4f} ms, "
-        f"std {lat['std']:.4f} ms over {lat['runs']} runs on {res['profile']}"
-        + (f" ({lat['stand_in']})" if lat.get("stand_in") else "")
-    )
+    print(f"{args.model}: median {lat['median']:.4f} ms, p90 {lat['p90']:.4f} ms, "
+          f"std {lat['std']:.4f} ms over {lat['runs']} runs on {res['profile']}"
+          + (f" ({lat['stand_in']})" if lat.get("stand_in") else ""))
     ram = res.get("ram")
     if ram and ram.get("bytes") is not None:
         how = "measured by TFLM" if ram["source"] == "tflm" else "estimated from the file"
@@ -486,10 +489,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
         except TrialFailure as exc:
             raise CodesignError(f"{args.model}: {exc}") from None
-    print(
-        f"{args.model}: {args.split} accuracy {res['accuracy']:.4f} on {res['images']} images "
-        f"of {args.data} (split seed {seed}, resolution {res['resolution']})"
-    )
+    print(f"{args.model}: {args.split} accuracy {res['accuracy']:.4f} on {res['images']} "
+          f"images of {args.data} (split seed {seed}, resolution {res['resolution']})")
     return 0
 
 

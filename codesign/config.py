@@ -15,6 +15,7 @@ from codesign.tflite.support import layer_choices
 from codesign.tflite.support import lookup as lookup_support_entry
 
 SAMPLERS = ("nsga2", "tpe", "random")
+SCREEN_SAMPLES = 600  # default quantized samples the predictor screens unconverted
 OBJECTIVES = (("accuracy", "latency"), ("accuracy", "latency", "size"), ("accuracy", "ram"),
               ("accuracy", "latency", "ram"), ("accuracy", "ram", "flash"))
 DEFAULT_SAMPLER = "nsga2"
@@ -70,6 +71,9 @@ class SearchConfig:
             in rounds, the predictor learning from each round's evaluations).
         predictor_float_samples: Float sub-networks that train the predictor.
         predictor_quant_samples: Quantized candidates that transfer it.
+        predictor_screen_samples: Quantized candidates screened unconverted
+            (weights rounded as each layer's precision stores them) that it
+            learns quantization from before the converted ones.
         inner_trials: Trials of each inner study.
         time_budget_min: Stop starting trials after this many minutes from the
             start of the command (None: run until ``trials``).
@@ -105,6 +109,7 @@ class SearchConfig:
     accuracy: str = "measured"
     predictor_float_samples: int = 1000
     predictor_quant_samples: int = 100
+    predictor_screen_samples: int = SCREEN_SAMPLES
     inner_trials: int = 3000
     time_budget_min: float | None = None
     workers: int = 1
@@ -185,6 +190,7 @@ class SearchConfig:
             )
         _positive_int("--predictor-float-samples", self.predictor_float_samples, 10, 100000)
         _positive_int("--predictor-quant-samples", self.predictor_quant_samples, 5, 100000)
+        _positive_int("--predictor-screen-samples", self.predictor_screen_samples, 0, 100000)
         _positive_int("--inner-trials", self.inner_trials, 100, 10_000_000)
 
     @property

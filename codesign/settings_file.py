@@ -63,6 +63,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("latency", "str", ("measured", "predicted", "hybrid")),
     Setting("accuracy", "str", ("measured", "predicted", "hybrid")),
     Setting("predictor-float-samples", "int"), Setting("predictor-quant-samples", "int"),
+    Setting("predictor-screen-samples", "int"),
     Setting("time-budget-min", "float"), Setting("inner-trials", "int"),
     Setting("workers", "int"), Setting("storage", "str"), Setting("study", "str"),
     Setting("hypermodel", "hypermodel"), Setting("model", "path"), Setting("val-data", "path"),
@@ -234,7 +235,8 @@ def _place(s: Setting, value: str, base: Path) -> Any:
 
 
 BUILTIN_ONLY = ("space", "accuracy", "latency", "predictor_float_samples",
-                "predictor_quant_samples", "inner_trials", "quality_samples", "epochs")
+                "predictor_quant_samples", "predictor_screen_samples", "inner_trials",
+                "quality_samples", "epochs")
 OWN_MODEL_ONLY = ("hypermodel", "model", "val_data", "input_scale", "input_offset",
                   "max_accuracy_drop", "search_resolution", "prune_criterion", "candidate_epochs",
                   "trial_finetune_images")

@@ -161,7 +161,8 @@ def test_proposals_come_off_the_predicted_front() -> None:
 def test_predictor_driven_search(built: Path, seeded_run: Path) -> None:
     args = ["search", "--data", "digits", *TINY, "--finetune-epochs", "0", "--trials", "8",
             "--accuracy", "hybrid", "--predictor-float-samples", "30",
-            "--predictor-quant-samples", "10", "--inner-trials", "300", "--out", str(seeded_run)]
+            "--predictor-quant-samples", "10", "--predictor-screen-samples", "20",
+            "--inner-trials", "300", "--out", str(seeded_run)]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "accuracy predictor:" in proc.stdout and "evaluated again (n=" in proc.stdout
@@ -172,6 +173,10 @@ def test_predictor_driven_search(built: Path, seeded_run: Path) -> None:
     for part in ("float", "quantized"):
         assert set(meta["fidelity"][meta["chosen"]][part]) == {
             "n", "predictor", "mean", "second_evaluation", "validation_halves"}
+    # the screened samples trained it, and the converted ones measured the screen itself
+    screen = meta["screen"]
+    assert screen["n"] >= 16 and screen["against_converted"]["n"] >= 8
+    assert "screened quantized samples track the converted ones" in proc.stdout
     import optuna
 
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{seeded_run / 'study.db'}")

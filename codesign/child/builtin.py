@@ -281,7 +281,8 @@ class BuiltinHandlers(ModelSource):
         return result
 
     def do_accuracy_samples(
-        self, candidates: list[dict[str, Any]], quantized: bool, calib_seed: int = 0
+        self, candidates: list[dict[str, Any]], quantized: bool, calib_seed: int = 0,
+        rounded: bool = False,
     ) -> list[dict[str, Any]]:
         """Validation accuracy of many candidates, for the accuracy predictor.
 
@@ -294,6 +295,9 @@ class BuiltinHandlers(ModelSource):
         noise. ``calib_seed`` other than 0 recalibrates (and
         calibrates quantization) on another draw of training images: the same
         candidates evaluated twice that way give the evaluation's own noise.
+        ``rounded`` (with ``quantized`` False) screens the candidate's
+        precisions cheaply: the masked supernet with each layer's folded
+        weights rounded as its precision stores them, activations in float.
         """
         _, data, p, _ = self._ready()
         out = []
@@ -311,7 +315,8 @@ class BuiltinHandlers(ModelSource):
                         right = np.argmax(logits, axis=-1) == data.y_val
                     else:
                         right = self._masked().correct(
-                            cand, self._calibration(cand.resolution, calib_seed), x, data.y_val)
+                            cand, self._calibration(cand.resolution, calib_seed), x, data.y_val,
+                            rounded=rounded)
                 out.append({"val_accuracy": float(np.mean(right)),
                             "halves": [float(np.mean(right[0::2])), float(np.mean(right[1::2]))]})
             except (TrialFailure, ValueError, RuntimeError) as exc:

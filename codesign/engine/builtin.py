@@ -201,7 +201,10 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     the delegate's graph. So part of the first generation is seeded, in this
     order: the fastest int8 network (most pruned, shallowest, lowest
     resolution); the most accurate one (no pruning, deepest, highest
-    resolution); an int8 network of middle size; the six other corners of
+    resolution) in float32, so the front reaches what the space holds (the
+    maximal float32 network is also a reference; as a trial it is on the
+    front, fine-tuned, rather than only beside it); an int8 network of middle
+    size; the largest in int8; the six other corners of
     the cube of pruning, depth and resolution that the first two span, all
     int8, those at the lowest resolution first, with networks a third and
     two thirds of the way from the shallowest to the deepest after the
@@ -239,8 +242,9 @@ def enqueue_anchors(study: optuna.Study, cfg: SearchConfig) -> None:
     res = sorted(space.resolutions)
     low, centre, high = res[0], res[(len(res) - 1) // 2], res[-1]
     plan = [("int8", top, shallow, low, False, "fastest"),
-            ("int8", 0, deep, high, False, "largest"),
+            ("float32", 0, deep, high, False, "largest"),
             ("int8", mid, middle, centre, False, "middle"),
+            ("int8", 0, deep, high, False, "largest"),
             ("int8", 0, deep, low, False, "largest at the lowest resolution"),
             ("int8", top, deep, low, False, "largest pruned, at the lowest resolution"),
             ("int8", 0, shallow, low, False, "shallowest, at the lowest resolution"),

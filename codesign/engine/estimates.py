@@ -35,6 +35,7 @@ FINETUNE_FIXED_S = 6.0  # tracing and compiling of one fine-tuning, whatever its
 PACE_RANGE = (0.5, 4.0)  # the supernet's real time over its estimate, as applied to later stages
 FLOAT_SAMPLE_S = 0.15  # one float predictor sample through the masked supernet
 QUANT_SAMPLE_S = 1.5  # one converted, quantized predictor sample
+SCREEN_SAMPLE_S = 0.2  # one quantized predictor sample screened with rounded weights
 CONVERT_S = 0.8  # one sampled network converted for a latency model (uncached)
 TIME_S = 0.6  # one timing in a search (windows spread over 0.5 s, warm-up included)
 NOISE_REPEATS = 5  # timings of the noise floor
@@ -162,9 +163,11 @@ def quality_samples(asked: int | None, trials: int, supernet_seconds: float,
     return max(QUALITY_MIN, min(QUALITY_MAX, fits))
 
 
-def predictor_s(float_samples: int, quant_samples: int) -> float:
+def predictor_s(float_samples: int, quant_samples: int, screen_samples: int = 0) -> float:
     """Expected seconds of the accuracy predictor's samples (held-out ones included)."""
-    return 1.2 * (float_samples * FLOAT_SAMPLE_S + quant_samples * QUANT_SAMPLE_S)
+    screened = screen_samples + quant_samples if screen_samples else 0
+    return (1.2 * (float_samples * FLOAT_SAMPLE_S + quant_samples * QUANT_SAMPLE_S)
+            + screened * SCREEN_SAMPLE_S)
 
 
 def duration(seconds: float) -> str:

@@ -38,8 +38,8 @@ def predictor_stage(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: Text
     if cfg.accuracy == "measured":
         return None
     space = cfg.space_spec
-    n_float, n_quant = _sample_counts(cfg, left_s)
-    settings = PredictorSettings(n_float, n_quant, cfg.seed)
+    n_float, n_quant, n_screen = _sample_counts(cfg, left_s)
+    settings = PredictorSettings(n_float, n_quant, cfg.seed, n_screen)
     path = run.root / "predictor.json"
     if path.is_file():
         saved = AccuracyPredictor.load(path, space)
@@ -48,30 +48,33 @@ def predictor_stage(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: Text
             return saved
     cache_file = run.root / "predictor_data.jsonl"
     cache = _read_cache(cache_file)
-    scaled = "" if (n_float, n_quant) == (cfg.predictor_float_samples,
-                                          cfg.predictor_quant_samples) else (
+    scaled = "" if (n_float, n_quant, n_screen) == (
+        cfg.predictor_float_samples, cfg.predictor_quant_samples,
+        cfg.predictor_screen_samples) else (
         ", fewer than asked to fit a third of the time budget left")
-    print(f"accuracy predictor: {n_float} float and {n_quant} quantized samples{scaled}, "
-          f"expected about {estimates.duration(estimates.predictor_s(n_float, n_quant))}",
+    expected = estimates.predictor_s(n_float, n_quant, n_screen)
+    print(f"accuracy predictor: {n_float} float, {n_screen} screened and {n_quant} converted "
+          f"quantized samples{scaled}, expected about {estimates.duration(expected)}",
           file=out, flush=True)
-    total = 1.2 * (settings.float_samples + settings.quant_samples)  # with held-out twice
+    # held-out ones are evaluated twice; the converted ones are screened too
+    total = 1.2 * (n_float + n_quant) + (n_screen + n_quant if n_screen else 0)
     bar = tqdm(total=int(total), desc="accuracy predictor", unit="net", file=out)
 
-    def evaluate(cands: list[Candidate], quantized: bool, seed: int
-                 ) -> list[dict[str, Any] | None]:
-        keys = [_key(c, quantized, seed) for c in cands]
+    def evaluate(cands: list[Candidate], kind: str, seed: int) -> list[dict[str, Any] | None]:
+        keys = [_key(c, kind, seed) for c in cands]
         todo = [c for c, k in zip(cands, keys, strict=True) if k not in cache]
         bar.update(len(cands) - len(todo))
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             try:
                 res = worker.call("accuracy_samples", candidates=[c.to_dict() for c in chunk],
-                                  quantized=quantized, calib_seed=seed, timeout_s=None)
+                                  quantized=kind == "quantized", rounded=kind == "rounded",
+                                  calib_seed=seed, timeout_s=None)
             except TrialFailure as exc:
                 res = [{"error": str(exc)[:300]} for _ in chunk]
             with cache_file.open("a") as fh:
                 for c, r in zip(chunk, res, strict=True):
-                    k = _key(c, quantized, seed)
+                    k = _key(c, kind, seed)
                     cache[k] = r if r.get("val_accuracy") is not None else None
                     fh.write(json.dumps({"key": k, **(cache[k] or {"val_accuracy": None})})
                              + "\n")
@@ -88,16 +91,18 @@ def predictor_stage(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: Text
     return predictor
 
 
-def _sample_counts(cfg: SearchConfig, left_s: float | None) -> tuple[int, int]:
-    """Float and quantized sample counts: as asked, or scaled down to fit the budget."""
+def _sample_counts(cfg: SearchConfig, left_s: float | None) -> tuple[int, int, int]:
+    """Float, converted and screened sample counts: as asked, or scaled to fit the budget."""
     n_float, n_quant = cfg.predictor_float_samples, cfg.predictor_quant_samples
+    n_screen = cfg.predictor_screen_samples
     if left_s is None:
-        return n_float, n_quant
-    share = max(0.0, left_s / 3) / estimates.predictor_s(n_float, n_quant)
+        return n_float, n_quant, n_screen
+    share = max(0.0, left_s / 3) / estimates.predictor_s(n_float, n_quant, n_screen)
     if share >= 1.0:
-        return n_float, n_quant
+        return n_float, n_quant, n_screen
     return (max(MIN_FLOAT, min(n_float, int(n_float * share))),
-            max(MIN_QUANT, min(n_quant, int(n_quant * share))))
+            max(MIN_QUANT, min(n_quant, int(n_quant * share))),
+            min(n_screen, int(n_screen * share)))
 
 
 def print_fidelity(meta: dict[str, Any], out: TextIO) -> None:
@@ -123,11 +128,20 @@ def print_fidelity(meta: dict[str, Any], out: TextIO) -> None:
                 f"  {'':<9} validation set: its halves agree to tau "
                 f"{halves['kendall_tau']:.2f}, so a perfect predictor reaches about tau "
                 f"{halves['ceiling_kendall_tau']:.2f} RMSE {halves['ceiling_rmse']:.4f}")
+    screen = meta.get("screen", {})
+    if screen.get("n"):
+        agree = screen["against_converted"]
+        lines.append(
+            f"  {screen['n']} screened quantized samples track the converted ones at Kendall "
+            f"tau {agree['kendall_tau']:.2f} RMSE {agree['rmse']:.4f} (n={agree['n']}; weights "
+            "rounded per layer in the masked supernet, no conversion)")
     print("\n".join(lines), file=out)
 
 
-def _key(cand: Candidate, quantized: bool, seed: int) -> str:
-    return json.dumps([cand.to_dict(), quantized, seed], sort_keys=True)
+def _key(cand: Candidate, kind: str, seed: int) -> str:
+    """Cache key; float and converted samples keep the key of before screening existed."""
+    what: bool | str = kind if kind == "rounded" else kind == "quantized"
+    return json.dumps([cand.to_dict(), what, seed], sort_keys=True)
 
 
 def _read_cache(path: Any) -> dict[str, dict[str, Any] | None]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from codesign.nn.fakequant import kernel_variable, rounded_kernels
 from codesign.nn.supernet import Supernet
 from codesign.space.candidate import Candidate
 
@@ -81,9 +82,20 @@ class MaskedEvaluator:
         return float(np.mean(self.correct(cand, calibration, x_val, y_val)))
 
     def correct(self, cand: Candidate, calibration: np.ndarray, x_val: np.ndarray,
-                y_val: np.ndarray) -> np.ndarray:
-        """Whether each validation image is classified right (arguments as :meth:`accuracy`)."""
-        vec = tf.constant(self.net.mask_vector(self.net.space.subnet(cand)))
+                y_val: np.ndarray, rounded: bool = False) -> np.ndarray:
+        """Whether each validation image is classified right (arguments as :meth:`accuracy`).
+
+        With ``rounded``, each layer's weights are rounded as its precision
+        stores them once folded (:mod:`codesign.nn.fakequant`); activations stay float.
+        """
+        logits = self.logits(cand, calibration, x_val, rounded)
+        return np.argmax(logits, axis=1) == y_val
+
+    def logits(self, cand: Candidate, calibration: np.ndarray, x: np.ndarray,
+               rounded: bool = False) -> np.ndarray:
+        """The sub-network's logits on ``x`` (arguments as :meth:`correct`)."""
+        sub = self.net.space.subnet(cand)
+        vec = tf.constant(self.net.mask_vector(sub))
         sums: list[np.ndarray] | None = None
         batches = 0
         for start in range(0, len(calibration), CALIBRATION_BATCH):
@@ -95,9 +107,22 @@ class MaskedEvaluator:
             batches += 1
         if sums is None:
             raise ValueError("at least 2 calibration images are needed")
-        stats = [tf.constant((s / batches).astype(np.float32)) for s in sums]
-        right = []
-        for start in range(0, len(x_val), EVAL_BATCH):
-            logits = self._logits(tf.constant(x_val[start : start + EVAL_BATCH]), vec, *stats)
-            right.append(np.argmax(logits.numpy(), axis=1) == y_val[start : start + EVAL_BATCH])
-        return np.concatenate(right) if right else np.zeros(0, bool)
+        means = [(s / batches).astype(np.float32) for s in sums]
+        stats = [tf.constant(m) for m in means]
+        if not rounded:
+            return self._run(x, vec, stats)
+        by_bn = {n: (means[2 * i], means[2 * i + 1]) for i, n in enumerate(self.bn_names)}
+        kernels = rounded_kernels(self.net, sub, by_bn)
+        saved = {n: kernel_variable(self.net, n).numpy() for n in kernels}
+        try:
+            for n, k in kernels.items():
+                kernel_variable(self.net, n).assign(k)
+            return self._run(x, vec, stats)
+        finally:
+            for n, k in saved.items():
+                kernel_variable(self.net, n).assign(k)
+
+    def _run(self, x: np.ndarray, vec: tf.Tensor, stats: list[tf.Tensor]) -> np.ndarray:
+        out = [self._logits(tf.constant(x[start : start + EVAL_BATCH]), vec, *stats).numpy()
+               for start in range(0, len(x), EVAL_BATCH)]
+        return np.concatenate(out) if out else np.zeros((0, self.net.num_classes), np.float32)

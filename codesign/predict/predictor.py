@@ -3,7 +3,11 @@
 APQ's recipe: many float sub-networks of the supernet are cheap to evaluate
 (inherited weights and BN recalibration, no conversion), so the predictor
 learns from them first; it is then transferred to quantized candidates with
-fewer real TFLite evaluations. Two regressors are trained the same way (a
+fewer real TFLite evaluations. Here quantized candidates are also screened
+cheaply (the masked supernet with each layer's weights rounded as its
+precision stores them, :mod:`codesign.nn.fakequant`), and those screened
+samples train the predictor beside the float ones; the converted candidates
+then all serve as held-out truth. Two regressors are trained the same way (a
 numpy MLP ensemble and gradient-boosted trees) and the one with the better
 held-out Kendall tau on quantized candidates is kept. Fidelity is reported
 beside two baselines measured in the same run: predicting the mean, and
@@ -41,11 +45,16 @@ class PredictorSettings:
         float_samples: Float sub-networks (inherited weights, no conversion).
         quant_samples: Quantized candidates (converted, run in the interpreter).
         seed: Sampling seed.
+        screen_samples: Quantized candidates screened through the masked
+            supernet with each layer's weights rounded as its precision stores
+            them (no conversion, about a fifth of its cost); the predictor
+            learns quantization from them before the converted samples.
     """
 
     float_samples: int = 1000
     quant_samples: int = 100
     seed: int = 0
+    screen_samples: int = 0
 
 
 class AccuracyPredictor:
@@ -186,7 +195,8 @@ def meets_target(f: dict[str, Any]) -> bool:
         "mean"]["rmse"]
 
 
-Evaluate = Callable[[list[Candidate], bool, int], list[dict[str, Any] | None]]
+Evaluate = Callable[[list[Candidate], str, int], list[dict[str, Any] | None]]
+KINDS = ("float", "rounded", "quantized")  # what ``Evaluate`` is asked to measure
 
 
 def train_predictor(space: SpaceSpec, settings: PredictorSettings,
@@ -197,56 +207,49 @@ def train_predictor(space: SpaceSpec, settings: PredictorSettings,
         space: The search space.
         settings: Sample counts and seed.
         choices: Precisions offered per layer (the quantized samples use them).
-        evaluate: ``evaluate(candidates, quantized, calib_seed)`` -> one result
-            per candidate (None where it failed): ``{"val_accuracy": float}``,
+        evaluate: ``evaluate(candidates, kind, calib_seed)`` -> one result per
+            candidate (None where it failed): ``{"val_accuracy": float}``,
             optionally with ``"halves"`` (accuracy on the even and the odd
-            validation images).
+            validation images). ``kind`` is one of :data:`KINDS`: the float
+            sub-network, the same with each layer's weights rounded as its
+            precision stores them (the screen), or the converted file.
     """
     rng = np.random.default_rng(settings.seed + 7919)
     floats = [space.random_candidate(rng) for _ in range(settings.float_samples)]
     quants = [_mixed(space, rng, choices) for _ in range(settings.quant_samples)]
-    sets = {}
-    for name, cands, quantized in (("float", floats, False), ("quantized", quants, True)):
-        cut = max(2, int(round(len(cands) * (1 - HOLDOUT))))
-        train, held = cands[:cut], cands[cut:]
-        r_train = evaluate(train, quantized, 0)
-        r_held = evaluate(held, quantized, 0)
-        r_again = evaluate(held, quantized, 1)
-        keep_t = [i for i, v in enumerate(r_train) if v is not None]
-        keep_h = [i for i, (a, b) in enumerate(zip(r_held, r_again, strict=True))
-                  if a is not None and b is not None]
-        held_res = [r_held[i] for i in keep_h]
-        every = [r_train[i] for i in keep_t] + held_res
-        sets[name] = {"halves": _halves(held_res), "all_halves": _halves(every)}
-        sets[name].update({
-            "train": ([train[i] for i in keep_t],
-                      np.array([r_train[i]["val_accuracy"] for i in keep_t])),
-            "held": ([held[i] for i in keep_h], np.array([r["val_accuracy"] for r in held_res]),
-                     np.array([r_again[i]["val_accuracy"] for i in keep_h])),
-        })
+    screens = [_mixed(space, rng, choices) for _ in range(settings.screen_samples)]
+    sets = {name: _sample_set(cands, kind, evaluate)
+            for name, cands, kind in (("float", floats, "float"),
+                                      ("quantized", quants, "quantized"))}
     if len(sets["float"]["train"][0]) < 8 or len(sets["quantized"]["train"][0]) < 4:
         raise CodesignError("too few sub-networks could be evaluated to train the accuracy "
                             "predictor; see logs/worker.log")
-    candidates: dict[str, MLP | Boosted] = {"mlp": MLP(seed=settings.seed),
-                                             "boosted": Boosted(seed=settings.seed)}
     fl, qu = sets["float"], sets["quantized"]
-    # quantized samples are few: every one is predicted by a transfer on the others
     q_cands = qu["train"][0] + qu["held"][0]
     q_y = np.concatenate([qu["train"][1], qu["held"][1]])
     q_x = encode_many(space, q_cands)
+    screen_x, screen_y, screen_meta = _screens(space, screens, q_cands, q_y, evaluate)
     folds = np.array_split(np.random.default_rng(settings.seed).permutation(len(q_y)),
                            min(QUANT_FOLDS, len(q_y)))
     report: dict[str, Any] = {}
-    for name, reg in candidates.items():
-        xf, yf = fl["train"]
-        reg.fit(encode_many(space, xf), yf)
+    xf, yf = encode_many(space, fl["train"][0]), fl["train"][1]
+    for name, reg in {"mlp": MLP(seed=settings.seed),
+                      "boosted": Boosted(seed=settings.seed)}.items():
+        if len(screen_y):
+            # screened samples learn quantization beside the float ones; every converted
+            # sample is then held out
+            reg.fit(np.vstack([xf, screen_x]), np.concatenate([yf, screen_y]))
+            quant_pred = reg.predict(q_x)
+            fold_means: np.ndarray | float = float(np.mean(screen_y))
+        else:  # converted samples are few: each is predicted by a transfer on the others
+            reg.fit(xf, yf)
+            quant_pred, fold_means = np.zeros(len(q_y)), np.zeros(len(q_y))
+            for fold in folds:
+                rest = np.setdiff1d(np.arange(len(q_y)), fold)
+                transferred = copy.deepcopy(reg).transfer(q_x[rest], q_y[rest])
+                quant_pred[fold] = transferred.predict(q_x[fold])
+                fold_means[fold] = float(np.mean(q_y[rest]))
         float_pred = reg.predict(encode_many(space, fl["held"][0]))
-        quant_pred, fold_means = np.zeros(len(q_y)), np.zeros(len(q_y))
-        for fold in folds:
-            rest = np.setdiff1d(np.arange(len(q_y)), fold)
-            transferred = copy.deepcopy(reg).transfer(q_x[rest], q_y[rest])
-            quant_pred[fold] = transferred.predict(q_x[fold])
-            fold_means[fold] = float(np.mean(q_y[rest]))
         report[name] = {
             "float": fidelity(float_pred, fl["held"][1], (fl["held"][1], fl["held"][2]),
                               float(np.mean(yf)), fl["halves"]),
@@ -257,16 +260,60 @@ def train_predictor(space: SpaceSpec, settings: PredictorSettings,
                                         -report[n]["quantized"]["predictor"]["rmse"]))
     # the kept regressor learns from every evaluation, held-out ones included
     final = MLP(seed=settings.seed) if chosen == "mlp" else Boosted(seed=settings.seed)
-    all_f = sets["float"]["train"][0] + sets["float"]["held"][0]
-    all_fy = np.concatenate([sets["float"]["train"][1], sets["float"]["held"][1]])
-    all_q = sets["quantized"]["train"][0] + sets["quantized"]["held"][0]
-    all_qy = np.concatenate([sets["quantized"]["train"][1], sets["quantized"]["held"][1]])
-    final.fit(encode_many(space, all_f), all_fy)
-    final.transfer(encode_many(space, all_q), all_qy)
+    all_x = np.vstack([xf, encode_many(space, fl["held"][0])])
+    all_y = np.concatenate([yf, fl["held"][1]])
+    if len(screen_y):
+        final.fit(np.vstack([all_x, screen_x, q_x]), np.concatenate([all_y, screen_y, q_y]))
+    else:
+        final.fit(all_x, all_y).transfer(q_x, q_y)
     meta = {"settings": asdict(settings), "chosen": chosen, "fidelity": report,
+            "screen": screen_meta,
             "meets_target": all(meets_target(report[chosen][part])
                                 for part in ("float", "quantized"))}
     return AccuracyPredictor(space, final, meta)
+
+
+def _sample_set(cands: list[Candidate], kind: str, evaluate: Evaluate) -> dict[str, Any]:
+    """Evaluate training and held-out candidates (the held-out ones twice)."""
+    cut = max(2, int(round(len(cands) * (1 - HOLDOUT))))
+    train, held = cands[:cut], cands[cut:]
+    r_train = evaluate(train, kind, 0)
+    r_held = evaluate(held, kind, 0)
+    r_again = evaluate(held, kind, 1)
+    keep_t = [i for i, v in enumerate(r_train) if v is not None]
+    keep_h = [i for i, (a, b) in enumerate(zip(r_held, r_again, strict=True))
+              if a is not None and b is not None]
+    held_res = [r_held[i] for i in keep_h]
+    every = [r_train[i] for i in keep_t] + held_res
+    return {
+        "halves": _halves(held_res), "all_halves": _halves(every),
+        "train": ([train[i] for i in keep_t],
+                  np.array([r_train[i]["val_accuracy"] for i in keep_t])),
+        "held": ([held[i] for i in keep_h], np.array([r["val_accuracy"] for r in held_res]),
+                 np.array([r_again[i]["val_accuracy"] for i in keep_h])),
+    }
+
+
+def _screens(space: SpaceSpec, screens: list[Candidate], q_cands: list[Candidate],
+             q_y: np.ndarray, evaluate: Evaluate
+             ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The screened samples as features and accuracies, and how well screening agrees.
+
+    The converted samples are screened too: how closely the screen tracks
+    what conversion gives is reported beside the predictor's fidelity.
+    """
+    if not screens:
+        return np.zeros((0, len(feature_names(space))), np.float32), np.zeros(0), {"n": 0}
+    res = evaluate(screens, "rounded", 0)
+    keep = [i for i, r in enumerate(res) if r is not None]
+    x = encode_many(space, [screens[i] for i in keep])
+    y = np.array([res[i]["val_accuracy"] for i in keep])
+    again = evaluate(q_cands, "rounded", 0)
+    pairs = [(r["val_accuracy"], t) for r, t in zip(again, q_y, strict=True) if r is not None]
+    a, t = (np.array(v) for v in zip(*pairs, strict=True)) if pairs else (np.zeros(0),) * 2
+    meta = {"n": len(y), "against_converted": {"n": len(a), "kendall_tau": kendall(a, t),
+                                               "rmse": rmse(a, t)}}
+    return x, y, meta
 
 
 def _halves(results: list[dict[str, Any]]) -> np.ndarray | None:
