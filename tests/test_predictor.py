@@ -182,6 +182,10 @@ def test_predictor_driven_search(built: Path, seeded_run: Path) -> None:
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{seeded_run / 'study.db'}")
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) == 8 and any("proposal_round" in t.user_attrs for t in done)
+    # proposals were shortlisted off the predicted front and screened before they were queued
+    assert "screened off the predicted front" in proc.stdout
+    screened = [t for t in done if "screened_accuracy" in t.user_attrs]
+    assert screened and all(0 < t.user_attrs["screened_accuracy"] <= 1 for t in screened)
     assert all("accuracy_predicted" in t.user_attrs for t in done)
     stamp = (seeded_run / "predictor.json").stat().st_mtime_ns
     # what hybrid mode learnt from finished trials is saved with their numbers ...

@@ -26,7 +26,7 @@ from codesign.engine.estimates import DataShape
 from codesign.engine.front import builtin_run_info
 from codesign.engine.measured import time_file
 from codesign.engine.plan import JobContext, Prepared, SearchPlan
-from codesign.engine.predictor_stage import predictor_stage
+from codesign.engine.predictor_stage import predictor_stage, screen_accuracy
 from codesign.engine.proposer import Proposer
 from codesign.engine.ramscreen import RamScreen
 from codesign.engine.screen import Screen, predicted_latency
@@ -90,7 +90,8 @@ class BuiltinPlan(SearchPlan):
             predictor = predictor_stage(child, cfg, run, out, ctx.budget.left_s())
         proposer = None
         if predictor is not None and screen is not None:
-            proposer = Proposer(predictor, screen, cfg, ctx.study, out, run.root)
+            screened = screen_accuracy(child) if cfg.predictor_screen_samples else None
+            proposer = Proposer(predictor, screen, cfg, ctx.study, out, run.root, screened)
         evaluate = BuiltinTrial(child, cfg, run, ctx.study, screen, proposer)
         ram = None if cfg.max_ram_kb is None else RamScreen(
             cfg.space_spec, cfg.max_ram_kb, data.num_classes, data.channels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TextIO
 
@@ -89,6 +90,24 @@ def predictor_stage(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: Text
     (run.root / "predictor_fidelity.json").write_text(json.dumps(predictor.meta, indent=1))
     print_fidelity(predictor.meta, out)
     return predictor
+
+
+def screen_accuracy(worker: EvalChild) -> Callable[[list[Candidate]], list[float | None]]:
+    """Validation accuracy of candidates through the screen (None where one failed)."""
+
+    def screened(cands: list[Candidate]) -> list[float | None]:
+        out: list[float | None] = []
+        for start in range(0, len(cands), CHUNK):
+            chunk = cands[start : start + CHUNK]
+            try:
+                res = worker.call("accuracy_samples", candidates=[c.to_dict() for c in chunk],
+                                  quantized=False, rounded=True, calib_seed=0, timeout_s=None)
+            except TrialFailure:
+                res = [{} for _ in chunk]
+            out += [r.get("val_accuracy") for r in res]
+        return out
+
+    return screened
 
 
 def _sample_counts(cfg: SearchConfig, left_s: float | None) -> tuple[int, int, int]:

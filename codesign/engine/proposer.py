@@ -8,6 +8,7 @@ run continues from it and learns the trials that finished since.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,7 +17,7 @@ from optuna.trial import TrialState
 
 from codesign.config import SearchConfig
 from codesign.engine.screen import Screen
-from codesign.engine.surrogate import propose
+from codesign.engine.surrogate import peel, propose
 from codesign.errors import CodesignError
 from codesign.predict.predictor import AccuracyPredictor
 from codesign.space.candidate import Candidate
@@ -26,6 +27,10 @@ ROUNDS = 4  # a search proposes in about this many rounds ...
 ROUND_MAX = 25  # ... of at most this many candidates
 TRANSFER_FILE = "predictor_transfer.json"  # the predictor as hybrid mode has updated it
 LEARN_MIN = 4  # finished trials the predictor learns from at once
+SHORTLIST = 3  # with screening: candidates screened per place in a round
+
+#: Screened accuracy of candidates (None where one failed); see ``--predictor-screen-samples``.
+ScreenAccuracy = Callable[[list[Candidate]], list[float | None]]
 
 
 class Proposer:
@@ -43,11 +48,17 @@ class Proposer:
         study: The real study.
         out: Where each proposal is reported.
         run_root: The run directory (None: what hybrid mode learns is not saved).
+        screened: Scores candidates through the screen (the masked supernet with
+            rounded weights). Given, each round shortlists :data:`SHORTLIST`
+            candidates per place off the predicted front, screens them, and
+            queues those on the front of screened accuracy and predicted latency.
     """
 
     def __init__(self, predictor: AccuracyPredictor, screen: Screen, cfg: SearchConfig,
-                 study: optuna.Study, out: TextIO, run_root: Path | None = None) -> None:
+                 study: optuna.Study, out: TextIO, run_root: Path | None = None,
+                 screened: ScreenAccuracy | None = None) -> None:
         self.predictor = predictor
+        self.screened = screened
         self.screen = screen
         self.cfg = cfg
         self.study = study
@@ -91,22 +102,41 @@ class Proposer:
         size = max(2, min(ROUND_MAX, -(-self.cfg.trials // ROUNDS)))
         seen = {Candidate.from_dict(t.user_attrs["candidate"]).to_json()
                 for t in self.study.get_trials(deepcopy=False) if "candidate" in t.user_attrs}
+        n_pick = min(size, remaining)
         prop = propose(self.predictor, self.screen,
                        FamilySpace(self.cfg.space_spec, self.cfg.layer_choices()),
-                       min(size, remaining), self.cfg.inner_trials,
+                       n_pick * (SHORTLIST if self.screened else 1), self.cfg.inner_trials,
                        self.cfg.seed + 31 * self.rounds,
                        self.cfg.budgets().get("max_latency_ms"), seen)
-        for cand, (acc, lat) in zip(prop.candidates, prop.predicted, strict=True):
+        picks = [(c, acc, lat, {}) for c, (acc, lat) in zip(prop.candidates, prop.predicted,
+                                                             strict=True)]
+        how = "off the predicted front"
+        if self.screened is not None and prop.candidates:
+            picks = self._screen(picks, n_pick)
+            how = (f"of {len(prop.candidates)} screened off the predicted front, on the front "
+                   "of screened accuracy and predicted latency")
+        for cand, acc, lat, extra in picks:
             self.study.enqueue_trial(params_of(cand), user_attrs={
                 "proposal_round": self.rounds, "proposed_accuracy": acc,
-                "proposed_latency_ms": lat})
+                "proposed_latency_ms": lat, **extra})
         print(f"\npredictor round {self.rounds}: {prop.inner_trials} inner trials in "
               f"{prop.seconds:.1f} s ({prop.inner_trials / max(prop.seconds, 1e-9) * 60:,.0f} "
-              f"per minute); {len(prop.candidates)} candidates off the predicted front queued",
+              f"per minute); {len(picks)} candidates {how} queued",
               file=self.out, flush=True)
         self.rounds += 1
         if not prop.candidates:
             self.exhausted = True
+
+    def _screen(self, short: list[tuple[Candidate, float, float, dict[str, float]]],
+                n_pick: int) -> list[tuple[Candidate, float, float, dict[str, float]]]:
+        """The shortlist's best ``n_pick`` by screened accuracy and predicted latency."""
+        assert self.screened is not None
+        scores = self.screened([c for c, _, _, _ in short])
+        pool = [(c, s, lat) for (c, _, lat, _), s in zip(short, scores, strict=True)
+                if s is not None]
+        predicted = {c.to_json(): acc for c, acc, _, _ in short}
+        return [(c, predicted[c.to_json()], lat, {"screened_accuracy": s})
+                for c, s, lat in peel(pool, n_pick)]
 
     def learn(self, trial: Any) -> None:
         """Remember a finished trial; in hybrid mode, learn from a round once it is done."""

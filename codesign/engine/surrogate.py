@@ -77,8 +77,20 @@ def propose(predictor: AccuracyPredictor, screen: Screen, family: FamilySpace, n
             continue
         seen.add(key)
         pool.append((cand, acc, lat))
+    picks = peel(pool, n_pick)
+    return Proposal([p[0] for p in picks], [(p[1], p[2]) for p in picks], len(study.trials),
+                    seconds)
+
+
+def peel(pool: list[tuple[Candidate, float, float]], n_pick: int
+         ) -> list[tuple[Candidate, float, float]]:
+    """Up to ``n_pick`` of ``(candidate, accuracy, latency)``, front by front, fastest first.
+
+    The first front (higher accuracy, lower latency) comes first; a front with
+    more members than places left gives members spread along its latency.
+    """
     picks: list[tuple[Candidate, float, float]] = []
-    while pool and len(picks) < n_pick:  # peel fronts until enough candidates
+    while pool and len(picks) < n_pick:
         front = pareto_indices([(a, lat) for _, a, lat in pool], ["maximize", "minimize"])
         layer = sorted((pool[i] for i in front), key=lambda p: p[2])
         need = n_pick - len(picks)
@@ -89,5 +101,4 @@ def propose(predictor: AccuracyPredictor, screen: Screen, family: FamilySpace, n
         chosen = set(front)
         pool = [p for i, p in enumerate(pool) if i not in chosen]
     picks.sort(key=lambda p: p[2])
-    return Proposal([p[0] for p in picks], [(p[1], p[2]) for p in picks], len(study.trials),
-                    seconds)
+    return picks
