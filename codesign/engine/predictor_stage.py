@@ -19,6 +19,7 @@ from codesign.space.candidate import Candidate
 
 CHUNK = 20  # candidates per call to the child (each chunk is saved at once)
 MIN_FLOAT, MIN_QUANT = 100, 20  # the fewest samples a time budget shrinks the predictor to
+MIN_SCREEN = 50  # fewer screened samples than this are none (then APQ's transfer is used)
 
 
 def predictor_stage(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: TextIO,
@@ -119,9 +120,10 @@ def _sample_counts(cfg: SearchConfig, left_s: float | None) -> tuple[int, int, i
     share = max(0.0, left_s / 3) / estimates.predictor_s(n_float, n_quant, n_screen)
     if share >= 1.0:
         return n_float, n_quant, n_screen
+    screened = min(n_screen, int(n_screen * share))
     return (max(MIN_FLOAT, min(n_float, int(n_float * share))),
             max(MIN_QUANT, min(n_quant, int(n_quant * share))),
-            min(n_screen, int(n_screen * share)))
+            screened if screened >= MIN_SCREEN else 0)
 
 
 def print_fidelity(meta: dict[str, Any], out: TextIO) -> None:
