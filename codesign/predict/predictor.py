@@ -47,8 +47,8 @@ class PredictorSettings:
         seed: Sampling seed.
         screen_samples: Quantized candidates screened through the masked
             supernet with each layer's weights rounded as its precision stores
-            them (no conversion, about a fifth of its cost); the predictor
-            learns quantization from them before the converted samples.
+            them (no conversion, about an eighth of its cost); the predictor
+            learns quantization from them beside the float samples.
     """
 
     float_samples: int = 1000
