@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                          "<key>.json) instead of the profile's own; built with the default seed")
     args = ap.parse_args(argv)
 
+    from codesign.latency.build import quiet_ms
     from codesign.latency.model import LatencyModel, at_detail, errors, fit, repeatability
 
     folder = args.home / "latency"
@@ -111,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     def ms(rec: dict) -> float:
         # a HyperModel's records as its build fits them (the quiet figure); the profile's own
         # on their medians, as this tool always refitted them (its build fits the quiet figure)
-        return float(rec.get("quiet_ms", rec["median_ms"])) if args.hypermodel_model else float(
-            rec["median_ms"])
+        return quiet_ms(rec) if args.hypermodel_model else float(rec["median_ms"])
 
     print(f"{key}: fitted on {len(train)} networks, checked on {len(test)}")
     print(f"{'features':<44} {'within ±10 %':>13} {'MAPE':>7} {'p95 error':>10} {'tau':>6}")

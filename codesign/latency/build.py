@@ -184,7 +184,7 @@ def disturbance_line(timing: dict[str, Any], measured: int) -> str:
             f"{timing.get('batches', 0)} batches stayed disturbed after re-timing)")
 
 
-def _quiet_ms(rec: dict[str, Any]) -> float:
+def quiet_ms(rec: dict[str, Any]) -> float:
     """A record's latency as the machine gives it when quiet (older records: the median)."""
     return float(rec.get("quiet_ms", rec["median_ms"]))
 
@@ -228,7 +228,7 @@ def build(profile: Profile, blocks: int = 300, whole: int = 100, seed: int = 0,
         if rec is None or "median_ms" not in rec:
             continue
         rows.append(network_features(s, delegate))
-        lat.append(_quiet_ms(rec))
+        lat.append(quiet_ms(rec))
         is_whole.append(i >= n_blocks)
     weight = [WHOLE_WEIGHT if w else 1.0 for w in is_whole]
     if len(rows) < MIN_NETWORKS:
@@ -367,7 +367,7 @@ def compare(profile: Profile, model: LatencyModel, target: Target, samples: list
         rec = records.get(s["id"], {})
         if "median_ms" in rec:
             pred.append(predict(s))
-            real.append(_quiet_ms(rec))
+            real.append(quiet_ms(rec))
             medians.append(float(rec["median_ms"]))
             timed.append(s)
     if len(real) < 2:

@@ -176,7 +176,7 @@ def fit(profile: Profile, tgt: latency.Target, drawn: Drawn, meta: dict[str, Any
         rec = records.get(s["id"], {})
         if "median_ms" in rec:
             rows.append(drawn.features_of(s))
-            lat.append(float(rec.get("quiet_ms", rec["median_ms"])))
+            lat.append(latency.quiet_ms(rec))
     if len(rows) < MIN_MEASURED:
         errors = sorted({r["error"][:160] for r in records.values() if "error" in r})
         raise CodesignError(f"only {len(rows)} candidates of {name} measured on "
