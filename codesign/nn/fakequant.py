@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from codesign.nn.importance import wiring
 from codesign.space.family import SubnetSpec
 
 #: Largest integer level of each symmetric weight format (None: half floats).
@@ -66,43 +67,34 @@ def rounded_kernels(net: Any, sub: SubnetSpec, stats: dict[str, tuple[np.ndarray
     Returns:
         Layer name -> kernel to assign (only layers whose precision rounds).
     """
-    ch = sub.channels
-    inputs = {"stem_conv": None}
-    for bp in net.blocks:
-        if bp.expand > 1:
-            inputs[f"{bp.name}_expand"] = bp.in_group
-        inputs[f"{bp.name}_dw"] = None
-        inputs[f"{bp.name}_project"] = bp.hidden_group
-    inputs["head_conv"] = net.blocks[-1].out_group
-    inputs["classifier"] = "head_conv"
+    reads = {layer: (group, axis) for group, wire in wiring(net.space).items()
+             for layer, axis in wire.consumers}  # the group each layer reads, on which axis
     out: dict[str, np.ndarray] = {}
     for name, precision in sub.precision.items():
         if precision not in LEVELS:
             continue
-        layer = net.layers[name]
-        if name == "classifier":
-            w = layer.kernel.numpy()
-            keep = _kept(w.shape[0], ch["head_conv"])[:, None]
-            out[name] = round_per_channel(w * keep, precision) + w * (1 - keep)
-            continue
-        mean, var = stats[f"{name}_bn"]
-        bn = net.layers[f"{name}_bn"]
-        scale = bn.gamma.numpy() * (1.0 / np.sqrt(var + bn.epsilon))
-        safe = np.where(np.abs(scale) > 1e-12, scale, 1.0)
-        if name.endswith("_dw"):
-            w = layer.depthwise_kernel.numpy()  # (K, K, C, 1)
+        w = kernel_variable(net, name).numpy()
+        scale, safe = np.float32(1.0), np.float32(1.0)  # the classifier has no batch norm
+        if f"{name}_bn" in net.layers:
+            mean, var = stats[f"{name}_bn"]
+            bn = net.layers[f"{name}_bn"]
+            scale = bn.gamma.numpy() * (1.0 / np.sqrt(var + bn.epsilon))
+            safe = np.where(np.abs(scale) > 1e-12, scale, 1.0)
+        if name.endswith("_dw"):  # (K, K, C, 1): channels on axis 2
             block = name[: -len("_dw")]
             taps = net.kernel_mask(sub.kernels.get(block, net.kernel))[:, :, None, None]
             folded = w * taps * scale[None, None, :, None]
             q = np.moveaxis(round_per_channel(np.moveaxis(folded, 2, 3), precision), 3, 2)
             out[name] = np.where(taps > 0, q / safe[None, None, :, None], w)
-        else:
-            w = layer.kernel.numpy()  # (k, k, Cin, Cout)
-            group = inputs[name]
-            keep = (_kept(w.shape[2], ch[group]) if group else np.ones(w.shape[2], np.float32))
-            keep = keep[None, None, :, None]
-            q = round_per_channel(w * keep * scale, precision) / safe
-            out[name] = q * keep + w * (1 - keep)
+            continue
+        keep: np.ndarray | float = 1.0  # the stem reads the image: every input channel
+        if name in reads:
+            group, axis = reads[name]
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            keep = _kept(w.shape[axis], sub.channels[group]).reshape(shape)
+        q = round_per_channel(w * keep * scale, precision) / safe
+        out[name] = q * keep + w * (1 - keep)
     return out
 
 
