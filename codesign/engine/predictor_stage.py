@@ -68,12 +68,7 @@ def predictor_stage(worker: EvalChild, cfg: SearchConfig, run: RunDir, out: Text
         bar.update(len(cands) - len(todo))
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            try:
-                res = worker.call("accuracy_samples", candidates=[c.to_dict() for c in chunk],
-                                  quantized=kind == "quantized", rounded=kind == "rounded",
-                                  calib_seed=seed, timeout_s=None)
-            except TrialFailure as exc:
-                res = [{"error": str(exc)[:300]} for _ in chunk]
+            res = _accuracy_samples(worker, chunk, kind, seed)
             with cache_file.open("a") as fh:
                 for c, r in zip(chunk, res, strict=True):
                     k = _key(c, kind, seed)
@@ -97,18 +92,21 @@ def screen_accuracy(worker: EvalChild) -> Callable[[list[Candidate]], list[float
     """Validation accuracy of candidates through the screen (None where one failed)."""
 
     def screened(cands: list[Candidate]) -> list[float | None]:
-        out: list[float | None] = []
-        for start in range(0, len(cands), CHUNK):
-            chunk = cands[start : start + CHUNK]
-            try:
-                res = worker.call("accuracy_samples", candidates=[c.to_dict() for c in chunk],
-                                  quantized=False, rounded=True, calib_seed=0, timeout_s=None)
-            except TrialFailure:
-                res = [{} for _ in chunk]
-            out += [r.get("val_accuracy") for r in res]
-        return out
+        return [r.get("val_accuracy") for start in range(0, len(cands), CHUNK)
+                for r in _accuracy_samples(worker, cands[start : start + CHUNK], "rounded", 0)]
 
     return screened
+
+
+def _accuracy_samples(worker: EvalChild, cands: list[Candidate], kind: str, seed: int
+                      ) -> list[dict[str, Any]]:
+    """One child call: each candidate's result (``{"error": ...}`` where it failed)."""
+    try:
+        return worker.call("accuracy_samples", candidates=[c.to_dict() for c in cands],
+                           quantized=kind == "quantized", rounded=kind == "rounded",
+                           calib_seed=seed, timeout_s=None)
+    except TrialFailure as exc:
+        return [{"error": str(exc)[:300]} for _ in cands]
 
 
 def _sample_counts(cfg: SearchConfig, left_s: float | None) -> tuple[int, int, int]:
